@@ -1,0 +1,153 @@
+"""The ``vaelab`` command: parses arguments, builds a config, calls the library.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from vaelab import __version__
+from vaelab.config import Config, load_config
+from vaelab.errors import VaelabError
+
+
+def _toml_value(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def build_config(args: argparse.Namespace, flags: dict[str, str]) -> Config:
+    """Config file, then ``--set`` overrides, then the named flags (``flags``: attr -> key)."""
+    overrides = list(getattr(args, "set", None) or [])
+    for attr, key in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides.append(f"{key}={_toml_value(value)}")
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set model.hidden_dims=[400] (repeatable)")
+
+
+TRAIN_FLAGS = {"data": "data.name", "latent_dim": "model.latent_dim", "epochs": "train.epochs",
+               "batch_size": "train.batch_size", "seed": "train.seed", "device": "train.device"}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.experiment import train_model
+
+    config = build_config(args, TRAIN_FLAGS)
+    run = train_model(config, args.out, resume=args.resume)
+    metrics = run.meta["metrics"]
+    print(f"trained {metrics['epochs']} epochs: train ELBO {metrics['train_elbo']:.2f}, "
+          f"val ELBO {metrics['val_elbo']:.2f} nats; model in {run.out_dir / 'model.safetensors'}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaelab.experiment import load_run, rows_for_scoring, score_rows
+    from vaelab.fileio import atomic_path
+
+    config = build_config(args, {})
+    model, meta = load_run(args.run_dir, device=config.train.device)
+    x, y, split = rows_for_scoring(meta, args.data, args.split)
+    values = score_rows(model, x, args.score, config, args.samples)
+    column = args.score.replace("-", "_")
+    with atomic_path(args.out) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("row,label," + column + "\n" if y is not None else "row," + column + "\n")
+            for i, v in enumerate(values):
+                fh.write(f"{i},{int(y[i])},{v:.6f}\n" if y is not None else f"{i},{v:.6f}\n")
+    print(f"scored {len(values)} rows ({split}) with {args.score}: mean {np.mean(values):.3f}, "
+          f"min {np.min(values):.3f}, max {np.max(values):.3f}; wrote {args.out}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from vaelab.data.registry import DATASETS
+
+    config = build_config(args, {})
+    print(f"{'name':10} {'description':88} where")
+    for info in DATASETS.values():
+        print(f"{info.name:10} {info.description:88} {info.where(config.data)}")
+    print("Any path also works as --data: .npz (x[,y] or x_train/x_test), .npy, .csv, .parquet, "
+          "or a directory of MNIST IDX files.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vaelab.experiment import run_quick
+
+    config = build_config(args, {})
+    out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
+    run_quick(config, out)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaelab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the main job of a config into a run directory")
+    p.add_argument("config_file", nargs="?", type=Path, help="TOML config (default: built-in quick settings)")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<config name>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train one VAE into a run directory")
+    _common(p)
+    p.add_argument("--data", help="data set name (see `vaelab datasets`) or a file path")
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score data with a trained model, one number per row")
+    _common(p)
+    p.add_argument("run_dir", type=Path, help="run directory (or model.safetensors)")
+    p.add_argument("--data", help="data set name or file (default: the model's own data)")
+    p.add_argument("--score", choices=["elbo", "iwae", "recon-prob", "recon-error"], default="iwae")
+    p.add_argument("--samples", type=int, help="K for iwae, L for recon-prob, draws for elbo")
+    p.add_argument("--split", choices=["auto", "train", "val", "test", "all"], default="auto",
+                   help="auto: test split of a named data set, every row of a file")
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("datasets", help="list the data sets and where they come from")
+    _common(p)
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        args.config = args.config_file
+    try:
+        return args.func(args)
+    except VaelabError as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaelab: interrupted; finished epochs are kept in the run's checkpoint "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Dataclass configs for every setting: TOML in, validated, TOML out.
+
+A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
+``[score]``); every key is a field of the section's dataclass. Command-line
+overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
+``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
+(falling back to a plain string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import tomli_w
+
+from vaelab.errors import ConfigError
+
+BINARIZE_MODES = ("none", "threshold", "dynamic")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+VARIANCES = ("learned", "fixed")
+ACTIVATIONS = ("relu", "tanh", "elu", "softplus")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    _check(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_size(value: float | str, key: str) -> None:
+    """A split size: 'auto', a fraction in (0, 1), or a whole count >= 1."""
+    if isinstance(value, str):
+        _check(value == "auto", f"{key} must be 'auto', a fraction or a count; got {value!r}")
+    else:
+        _check(0 < value < 1 or (value >= 1 and float(value).is_integer()),
+               f"{key} must be a fraction in (0, 1) or a whole count >= 1; got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is split and binarized."""
+
+    name: str = "mnist5k"          # registered name (see `vaelab datasets`) or a file/dir path
+    path: str = ""                 # for "mnist": an .npz or a directory of IDX .gz files
+    cache_dir: str = ""            # download cache; "" means $VAELAB_CACHE or ~/.cache/vaelab
+    download: bool = False         # for "mnist" without a path: download into cache_dir
+    val_size: float | str = "auto"   # fraction or count of the training part held out
+    test_size: float | str = "auto"  # used only by sources without their own test split
+    split_seed: int = 0
+    binarize: str = "dynamic"      # image pixels: none | threshold | dynamic
+    threshold: float = 0.5
+    label_column: str = "label"    # tabular files: the label column, if present
+    train_limit: int = 0           # keep only the first N training rows (0 = all)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "data.name must not be empty")
+        _check_size(self.val_size, "data.val_size")
+        _check_size(self.test_size, "data.test_size")
+        _check_choice(self.binarize, BINARIZE_MODES, "data.binarize")
+        _check(0.0 < self.threshold < 1.0, f"data.threshold must be in (0, 1); got {self.threshold}")
+        _check(self.train_limit >= 0, "data.train_limit must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The VAE's architecture and likelihood."""
+
+    name: str = "vae"
+    latent_dim: int = 5
+    hidden_dims: tuple[int, ...] = (400,)
+    activation: str = "relu"
+    likelihood: str = "auto"       # auto: bernoulli for images, gaussian for tabular data
+    gaussian_variance: str = "learned"  # learned (one log-variance per feature) | fixed
+    gaussian_std: float = 1.0      # the decoder's standard deviation when fixed
+    logvar_min: float = -12.0      # every log-variance is clamped to [logvar_min, logvar_max]
+    logvar_max: float = 8.0
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 1, f"model.latent_dim must be >= 1; got {self.latent_dim}")
+        _check(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims must be positive")
+        _check_choice(self.activation, ACTIVATIONS, "model.activation")
+        _check_choice(self.likelihood, LIKELIHOODS, "model.likelihood")
+        _check_choice(self.gaussian_variance, VARIANCES, "model.gaussian_variance")
+        _check(self.gaussian_std > 0, "model.gaussian_std must be > 0")
+        _check(self.logvar_min < self.logvar_max, "model.logvar_min must be < model.logvar_max")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop's settings."""
+
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "float32"     # float32 | bfloat16 (autocast)
+    checkpoint_every: int = 1      # epochs between checkpoints (and one at the end)
+    eval_batch_size: int = 4096
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be >= 1; got {self.epochs}")
+        _check(self.batch_size >= 1, f"train.batch_size must be >= 1; got {self.batch_size}")
+        _check(self.lr > 0, f"train.lr must be > 0; got {self.lr}")
+        _check_choice(self.precision, PRECISIONS, "train.precision")
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
+        _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Monte-Carlo settings of the likelihood scores."""
+
+    iwae_samples: int = 1000       # K of the importance-sampled log p(x)
+    recon_samples: int = 10        # L of the reconstruction probability
+    elbo_samples: int = 1
+    batch_size: int = 1000         # rows per batch
+    memory_mb: int = 256           # bound on the decoder's work tensors per chunk
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("iwae_samples", "recon_samples", "elbo_samples", "batch_size", "memory_mb"):
+            _check(getattr(self, key) >= 1, f"score.{key} must be >= 1; got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment: one config, one run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    # ---- conversions -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), ready for TOML or JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "Config":
+        return _build(cls, data, prefix="", source=source)
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table", source)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!s} (known: {', '.join(sorted(names))})", source)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.", source)
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}", source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), source) from None
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against a simple type hint; convert lists to tuples."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} has an invalid value {value!r}", source)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list; got {value!r}", source)
+        return tuple(_coerce(v, item, key, source) for v in value)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field type this module does not know
+        raise TypeError(f"unsupported config type {hint!r} for {key}")
+    if not ok:
+        raise ConfigError(f"{key} must be of type {hint.__name__}; got {value!r}", source)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (["a", "b"], parsed TOML value or string)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with each ``a.b=value`` override applied."""
+    result = _plain(dict(data))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return result
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, with one-line errors naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML ({exc})", path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config ({exc.strerror})", path) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The config from ``path`` (defaults if None) with ``overrides`` applied."""
+    data = read_toml(path) if path else {}
+    data = apply_overrides(data, overrides or [])
+    source = str(path) if path else "--set"
+    return Config.from_dict(data, source=source)

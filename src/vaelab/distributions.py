@@ -1,0 +1,46 @@
+"""Pure log-density math on tensors. Every function returns logs, never probabilities.
+
+Shapes: ``(..., d)`` inputs reduce over the last axis to ``(...)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_normal_diag(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(logvar))), summed over the last axis (nats)."""
+    return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
+    """log N(x; 0, I), summed over the last axis (nats)."""
+    return -0.5 * (LOG_2PI + x.pow(2)).sum(-1)
+
+
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)) summed over the last axis; x may be grey in [0, 1]."""
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+
+def kl_diag_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form, summed over the last axis."""
+    return 0.5 * (mean.pow(2) + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+
+
+def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log(mean(exp(x))) along ``dim``, computed stably."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """``n_samples`` draws z = mean + exp(logvar / 2) * eps, shape (n_samples, *mean.shape)."""
+    eps = torch.randn((n_samples, *mean.shape), generator=generator,
+                      device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps

@@ -1,0 +1,32 @@
+"""User-facing errors: one clear line, naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VaelabError(Exception):
+    """An error caused by the user's input (a file, a config, an argument).
+
+    The CLI prints ``str(error)`` as one line and exits with status 2.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class ConfigError(VaelabError):
+    """An unknown key or an invalid value in a config."""
+
+
+class DataError(VaelabError):
+    """A data file that is missing, malformed or of the wrong shape."""
+
+
+class ModelFileError(VaelabError):
+    """A model or checkpoint file that is missing, truncated or tampered with."""
+
+
+class TrainingDiverged(VaelabError):
+    """The loss became NaN or infinite during training."""

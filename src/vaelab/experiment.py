@@ -1,0 +1,167 @@
+"""Stages behind the CLI: train a model into a run directory, score data with it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from vaelab import checkpoint as ckpt
+from vaelab.config import Config, DataConfig
+from vaelab.data import Dataset, load_dataset
+from vaelab.data.dataset import Preprocessing
+from vaelab.data.registry import DATASETS, load_rows
+from vaelab.errors import DataError, VaelabError
+from vaelab.fileio import write_json, write_text
+from vaelab.models import build_model, resolve_likelihood
+from vaelab.runtime import resolve_device, seed_everything
+from vaelab.scores import score_array
+from vaelab.training import Trainer, dynamic_binarization
+
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainedRun:
+    out_dir: Path
+    model: torch.nn.Module
+    dataset: Dataset
+    meta: dict[str, Any]
+
+
+def _logger(path: Path) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    return log
+
+
+def data_meta(dataset: Dataset, data_config: DataConfig) -> dict[str, Any]:
+    """What a model file records about its data, enough to prepare new data alike."""
+    return {"config": Config(data=data_config).to_dict()["data"], "source": dataset.source,
+            "kind": dataset.kind, "image_shape": dataset.image_shape,
+            "feature_names": dataset.feature_names, "preprocessing": dataset.preprocessing.to_dict(),
+            "sizes": dataset.info}
+
+
+def train_model(config: Config, out_dir: str | Path, *, resume: bool = False,
+                dataset: Dataset | None = None) -> TrainedRun:
+    """Train ``config``'s model on its data into ``out_dir``.
+
+    Writes ``config.toml``, ``checkpoint.safetensors`` (during training),
+    ``model.safetensors`` + ``model.json`` (at the end), ``history.json`` and
+    ``log.txt``. All input is validated before the directory is created.
+    """
+    out_dir = Path(out_dir)
+    model_path, ckpt_path = out_dir / MODEL_FILE, out_dir / CHECKPOINT_FILE
+    if not resume and (ckpt_path.exists() or model_path.exists()):
+        raise VaelabError("already holds a trained run; use --resume to continue it or choose another --out", out_dir)
+    if resume and not ckpt_path.exists():
+        raise VaelabError("has no checkpoint to resume from", out_dir)
+    dataset = dataset or load_dataset(config.data)
+    likelihood = resolve_likelihood(config.model, dataset.kind)
+    if likelihood == "bernoulli" and (dataset.train.x.min() < 0 or dataset.train.x.max() > 1):
+        raise DataError("a Bernoulli decoder needs features in [0, 1]; use model.likelihood=\"gaussian\"",
+                        dataset.source)
+    resolve_device(config.train.device)
+    seed_everything(config.train.seed)
+    model = build_model(config.model, dataset.n_features, likelihood)
+
+    binarize_dynamic = dataset.kind == "image" and config.data.binarize == "dynamic"
+    log = _logger(out_dir / "log.txt")
+    trainer = Trainer(model, config.train, run_config=config.to_dict(), checkpoint_path=ckpt_path,
+                      transform=dynamic_binarization if binarize_dynamic else None, log=log)
+    if resume:
+        trainer.load_checkpoint()  # refuses a different config before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "config.toml", config.to_toml())
+    log(f"train {config.model.name} latent_dim={config.model.latent_dim} on {dataset.name} "
+        f"({len(dataset.train)} train / {len(dataset.val)} val rows)")
+    result = trainer.fit({"x": torch.from_numpy(dataset.train.x)}, {"x": torch.from_numpy(dataset.val.x)})
+
+    last = result.history[-1]
+    meta = {"model": config.to_dict()["model"], "input_dim": dataset.n_features, "likelihood": likelihood,
+            "data": data_meta(dataset, config.data), "train": config.to_dict()["train"],
+            "metrics": {"epochs": last["epoch"], "train_elbo": last["train_elbo"],
+                        "val_elbo": last.get("val_elbo"),
+                        "train_seconds": sum(row["seconds"] for row in result.history)}}
+    ckpt.save_model(model_path, trainer.model, meta)
+    write_json(out_dir / "history.json", result.history)
+    log(f"saved {model_path}")
+    return TrainedRun(out_dir, trainer.model, dataset, meta)
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model saved in a run directory (or a model file given directly)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    return ckpt.load_model(path, resolve_device(device))
+
+
+def rows_for_scoring(meta: dict[str, Any], data: str | None, split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Data prepared in the model's units: ``split`` of a named set or all rows of a file."""
+    stored = meta["data"]["config"]
+    cfg = Config.from_dict({"data": {**stored, **({"name": data} if data else {})}}).data
+    prep = Preprocessing.from_dict(meta["data"]["preprocessing"])
+    if split == "auto":
+        split = "test" if cfg.name in DATASETS else "all"
+    if split == "all":
+        rows = load_rows(cfg, prep)
+    else:
+        rows = load_dataset(cfg, preprocessing=prep).split(split)
+    if rows.x.shape[1] != meta["input_dim"]:
+        raise DataError(f"has {rows.x.shape[1]} features per row; the model expects {meta['input_dim']}", cfg.name)
+    return rows.x, rows.y, split
+
+
+def score_rows(model: torch.nn.Module, x: np.ndarray, score: str, config: Config,
+               samples: int | None = None) -> np.ndarray:
+    """One score per row of ``x`` with the Monte-Carlo settings of ``config.score``."""
+    defaults = {"iwae": config.score.iwae_samples, "recon-prob": config.score.recon_samples,
+                "elbo": config.score.elbo_samples}
+    return score_array(model, x, score, n_samples=samples or defaults.get(score),
+                       batch_size=config.score.batch_size, memory_mb=config.score.memory_mb,
+                       seed=config.score.seed)
+
+
+def run_quick(config: Config, out_dir: str | Path) -> dict[str, Any]:
+    """The main job until the full study lands: train one VAE, score its test split.
+
+    A finished model is reused and an interrupted one resumed, so rerunning
+    the same command never redoes finished work.
+    """
+    out_dir = Path(out_dir)
+    model_path, ckpt_path = out_dir / MODEL_FILE, out_dir / CHECKPOINT_FILE
+    config_path = out_dir / "config.toml"
+    same = config_path.exists() and config_path.read_text() == config.to_toml()
+    if (model_path.exists() or ckpt_path.exists()) and not same:
+        raise VaelabError("holds a run with a different config; choose another --out", out_dir)
+    dataset = load_dataset(config.data)
+    t0 = time.perf_counter()
+    if model_path.exists():
+        model, meta = ckpt.load_model(model_path, resolve_device(config.train.device))
+        print(f"model already trained: {model_path}")
+    else:
+        run = train_model(config, out_dir, resume=ckpt_path.exists(), dataset=dataset)
+        model, meta = run.model, run.meta
+    test = dataset.test.x
+    metrics = {"latent_dim": config.model.latent_dim, "epochs": meta["metrics"]["epochs"],
+               "val_elbo": meta["metrics"]["val_elbo"]}
+    for score in ("elbo", "iwae"):
+        values = score_rows(model, test, score, config)
+        metrics[f"test_{score}"] = float(np.mean(values))
+    metrics["iwae_samples"] = config.score.iwae_samples
+    metrics["seconds"] = time.perf_counter() - t0
+    write_json(out_dir / "metrics.json", metrics)
+    print(f"\n{'latent':>6} {'epochs':>6} {'val ELBO':>10} {'test ELBO':>10} {'test log p(x)':>14}")
+    print(f"{metrics['latent_dim']:>6} {metrics['epochs']:>6} {metrics['val_elbo']:>10.2f} "
+          f"{metrics['test_elbo']:>10.2f} {metrics['test_iwae']:>14.2f}")
+    print(f"\nlog p(x): importance-sampled with K={config.score.iwae_samples}; nats per image. "
+          f"Results in {out_dir}/metrics.json")
+    return metrics

@@ -1,0 +1,31 @@
+"""Model registry: config name -> constructor."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from vaelab.config import ModelConfig
+from vaelab.models.vae import VAE, VAEOutput
+
+MODELS: dict[str, Callable[[int, ModelConfig, str], nn.Module]] = {"vae": VAE}
+
+
+def resolve_likelihood(config: ModelConfig, data_kind: str) -> str:
+    """``auto`` means Bernoulli for image data and Gaussian for tabular data."""
+    if config.likelihood != "auto":
+        return config.likelihood
+    return "bernoulli" if data_kind == "image" else "gaussian"
+
+
+def build_model(config: ModelConfig, input_dim: int, likelihood: str) -> nn.Module:
+    """Construct the model named by ``config.name``."""
+    from vaelab.errors import ConfigError
+
+    if config.name not in MODELS:
+        raise ConfigError(f"unknown model.name {config.name!r}; known: {', '.join(MODELS)}")
+    return MODELS[config.name](input_dim, config, likelihood)
+
+
+__all__ = ["MODELS", "VAE", "VAEOutput", "build_model", "resolve_likelihood"]

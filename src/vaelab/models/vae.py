@@ -1,0 +1,105 @@
+"""The VAE of Kingma & Welling (2013) with MLP encoder and decoder.
+
+Generative story: z ~ N(0, I) in R^latent_dim; x | z ~ p_theta(x | z), a
+Bernoulli (logits) or diagonal Gaussian whose parameters an MLP computes
+from z. Inference: q_phi(z | x) = N(mu(x), diag(exp(logvar(x)))), another MLP.
+The module only parameterises these distributions; objectives and scores
+live in :mod:`vaelab.models.objectives` and :mod:`vaelab.scores`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vaelab import distributions as D
+from vaelab.config import ModelConfig
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus}
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class VAEOutput:
+    """Per-row terms of one forward pass (nats); ``loss`` is the batch mean of -ELBO."""
+
+    loss: torch.Tensor
+    elbo: torch.Tensor          # (n,)
+    log_px_given_z: torch.Tensor  # (n,)
+    kl: torch.Tensor            # (n,)
+
+
+class VAE(nn.Module):
+    """MLP VAE with a Gaussian encoder and a Bernoulli or Gaussian decoder."""
+
+    def __init__(self, input_dim: int, config: ModelConfig, likelihood: str) -> None:
+        super().__init__()
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be bernoulli or gaussian, not {likelihood!r}")
+        self.input_dim = input_dim
+        self.config = config
+        self.likelihood = likelihood
+        hidden = list(config.hidden_dims)
+        self.encoder = mlp([input_dim, *hidden], config.activation) if hidden else nn.Identity()
+        enc_out = hidden[-1] if hidden else input_dim
+        self.enc_act = _ACTIVATIONS[config.activation]() if hidden else nn.Identity()
+        self.enc_mean = nn.Linear(enc_out, config.latent_dim)
+        self.enc_logvar = nn.Linear(enc_out, config.latent_dim)
+        self.decoder = mlp([config.latent_dim, *hidden[::-1], input_dim], config.activation)
+        if likelihood == "gaussian":
+            init = 2.0 * math.log(config.gaussian_std)
+            self.dec_logvar = nn.Parameter(torch.full((input_dim,), init),
+                                           requires_grad=config.gaussian_variance == "learned")
+
+    # ---- the distributions -------------------------------------------------
+    def _clamp(self, logvar: torch.Tensor) -> torch.Tensor:
+        return logvar.clamp(self.config.logvar_min, self.config.logvar_max)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x): mean and clamped log-variance, each (n, latent_dim)."""
+        h = self.enc_act(self.encoder(x))
+        return self.enc_mean(h), self._clamp(self.enc_logvar(h))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """p(x|z)'s location: logits (Bernoulli) or mean (Gaussian), shape (..., input_dim)."""
+        return self.decoder(z)
+
+    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: sigmoid(logits) or the Gaussian mean."""
+        out = self.decode(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over features; z may carry leading sample axes (k, n, d)."""
+        out = self.decode(z).float()
+        if self.likelihood == "bernoulli":
+            return D.bernoulli_log_prob(x, out)
+        return D.log_normal_diag(x, out, self._clamp(self.dec_logvar))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """E[x|z] for n draws z ~ p(z), shape (n, input_dim)."""
+        device = self.enc_mean.weight.device
+        z = torch.randn((n, self.config.latent_dim), generator=generator, device=device)
+        return self.decoder_mean(z)
+
+    # ---- the objective -----------------------------------------------------
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        """Single-sample ELBO with the KL in closed form."""
+        mean, logvar = self.encode(x)
+        z = D.reparameterize(mean, logvar, 1, generator)[0]
+        rec = self.log_px_given_z(x, z)
+        kl = D.kl_diag_standard_normal(mean.float(), logvar.float())
+        elbo = rec - kl
+        return VAEOutput(loss=-elbo.mean(), elbo=elbo, log_px_given_z=rec, kl=kl)

@@ -1,0 +1,60 @@
+"""The one place that chooses the device and dtype and seeds generators."""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from typing import ContextManager
+
+import numpy as np
+import torch
+
+from vaelab.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return the compute device: ``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}") from exc
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """Autocast context for ``precision`` in {"float32", "bfloat16"}.
+
+    Parameters and optimizer state stay float32; bfloat16 only changes the
+    matmuls inside the forward pass.
+    """
+    if precision == "float32":
+        return nullcontext()
+    if precision == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ConfigError(f"unknown precision {precision!r}; use float32 or bfloat16")
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch's global generators (for code we do not own).
+
+    vaelab's own random draws use explicit generators from
+    :func:`make_generator`, so they do not depend on this global state.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def numpy_rng(seed: int) -> np.random.Generator:
+    """A NumPy generator for data splits and other host-side draws."""
+    return np.random.default_rng(seed)

@@ -1,0 +1,208 @@
+"""The one training loop every model in vaelab uses.
+
+Data lives on the compute device and is batched by index: one ``randperm``
+per epoch, ``index_select`` per batch, no per-sample Python work. A model is
+called as ``model(**batch, generator=gen)`` and must return an object with
+``loss`` (scalar to minimise) and ``elbo`` (one value per row); the loop
+knows nothing else about it.
+
+Checkpoints (model, optimizer, the random generator's state, epoch and
+history) are written atomically every ``checkpoint_every`` epochs and at the
+end; resuming from one gives weights bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from vaelab import checkpoint as ckpt
+from vaelab.config import TrainConfig
+from vaelab.errors import TrainingDiverged, VaelabError
+from vaelab.runtime import autocast, make_generator, resolve_device
+
+Batch = dict[str, torch.Tensor]
+Transform = Callable[[Batch, torch.Generator], Batch]
+# Settings that may differ between a run and its resumption.
+RESUMABLE_CHANGES = {"epochs", "progress", "checkpoint_every", "eval_batch_size", "device"}
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+def dynamic_binarization(batch: Batch, generator: torch.Generator) -> Batch:
+    """A fresh Bernoulli draw of the grey pixels in ``batch["x"]``."""
+    return {**batch, "x": torch.bernoulli(batch["x"], generator=generator)}
+
+
+def iterate_batches(tensors: Batch, batch_size: int, order: torch.Tensor | None = None):
+    """Yield dicts of row slices of ``tensors`` (all of one length), in ``order`` if given."""
+    n = next(iter(tensors.values())).shape[0]
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield {k: v[start:start + batch_size] for k, v in tensors.items()}
+        else:
+            idx = order[start:start + batch_size]
+            yield {k: v.index_select(0, idx) for k, v in tensors.items()}
+
+
+@torch.no_grad()
+def evaluate_elbo(model: nn.Module, tensors: Batch, batch_size: int, seed: int,
+                  precision: str = "float32") -> float:
+    """Mean single-sample ELBO over ``tensors`` with a fixed-seed generator (nats)."""
+    model.eval()
+    device = next(iter(tensors.values())).device
+    gen = make_generator(seed, device)
+    total, n = 0.0, 0
+    with autocast(device, precision):
+        for batch in iterate_batches(tensors, batch_size):
+            out = model(**batch, generator=gen)
+            total += float(out.elbo.double().sum())
+            n += out.elbo.shape[0]
+    return total / max(n, 1)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    train = {k: v for k, v in config.get("train", {}).items() if k not in RESUMABLE_CHANGES}
+    return {**config, "train": train}
+
+
+def _config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diff = _config_difference(va, vb, f"{prefix}{key}.")
+            if diff:
+                return diff
+        elif va != vb:
+            return f"{prefix}{key}: checkpoint has {va!r}, now {vb!r}"
+    return None
+
+
+class Trainer:
+    """Adam on a model's ``loss``, with checkpoints, resume, a NaN guard and progress."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, *, run_config: dict[str, Any],
+                 checkpoint_path: str | Path | None = None, transform: Transform | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.generator = make_generator(config.seed, self.device)
+        self.run_config = run_config
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.transform = transform
+        self.log = log or (lambda line: None)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+
+    # ---- checkpoints -------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng.train"] = self.generator.get_state()
+        meta = {"kind": "checkpoint", "epoch": self.epoch, "history": self.history,
+                "optimizer": opt_meta, "config": self.run_config, "versions": ckpt.versions()}
+        ckpt.save_tensors(self.checkpoint_path, tensors, meta)
+
+    def load_checkpoint(self) -> None:
+        """Restore model, optimizer, generator, epoch and history from the checkpoint."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            raise VaelabError("no checkpoint to resume from", path)
+        tensors, meta = ckpt.load_tensors(path)
+        if meta.get("kind") != "checkpoint":
+            raise VaelabError("not a training checkpoint", path)
+        diff = _config_difference(_comparable(meta["config"]), _comparable(self.run_config))
+        if diff:
+            raise VaelabError(f"cannot resume with a different config ({diff})", path)
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, meta["optimizer"]))
+        self.generator.set_state(tensors["rng.train"])
+        self.epoch = int(meta["epoch"])
+        self.history = list(meta["history"])
+        self.log(f"resumed from {path} at epoch {self.epoch}")
+
+    # ---- the loop ----------------------------------------------------------
+    def _train_epoch(self, data: Batch, n: int) -> float:
+        self.model.train()
+        order = torch.randperm(n, generator=self.generator, device=self.device)
+        losses, elbo_sum = [], torch.zeros((), device=self.device, dtype=torch.float64)
+        for batch in iterate_batches(data, self.config.batch_size, order):
+            if self.transform is not None:
+                batch = self.transform(batch, self.generator)
+            with autocast(self.device, self.config.precision):
+                out = self.model(**batch, generator=self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            losses.append(out.loss.detach())
+            elbo_sum += out.elbo.detach().sum(dtype=torch.float64)
+        finite = torch.isfinite(torch.stack(losses))
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            kept = (f"the last good checkpoint ({self.checkpoint_path}, epoch {self.epoch}) is kept"
+                    if self.checkpoint_path and self.checkpoint_path.exists() else "no checkpoint was written")
+            raise TrainingDiverged(f"loss became NaN or infinite at epoch {self.epoch + 1}, batch {bad + 1}; "
+                                   f"{kept}; try a lower train.lr")
+        return float(elbo_sum) / n
+
+    def fit(self, train: Batch, val: Batch | None = None) -> TrainResult:
+        """Train until ``config.epochs`` epochs are done (from a loaded checkpoint's epoch)."""
+        train = {k: v.to(self.device) for k, v in train.items()}
+        val = None if val is None else {k: v.to(self.device) for k, v in val.items()}
+        result = TrainResult(resumed_from=self.epoch)
+        n = next(iter(train.values())).shape[0]
+        start = time.perf_counter()
+        bar = _progress(self.config, self.epoch)
+        try:
+            while self.epoch < self.config.epochs:
+                t0 = time.perf_counter()
+                train_elbo = self._train_epoch(train, n)
+                seconds = time.perf_counter() - t0
+                self.epoch += 1
+                row = {"epoch": self.epoch, "train_elbo": train_elbo, "seconds": seconds}
+                if val is not None:
+                    row["val_elbo"] = evaluate_elbo(self.model, val, self.config.eval_batch_size,
+                                                    self.config.seed + 1, self.config.precision)
+                self.history.append(row)
+                self.log(json.dumps(row))
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k.endswith("elbo")})
+                    bar.update(1)
+                if self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.epochs:
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.epoch == self.config.epochs and self.checkpoint_path and not self.checkpoint_path.exists():
+            self.save_checkpoint()  # resumed a finished run: make sure the final state is on disk
+        result.history = self.history
+        result.seconds = time.perf_counter() - start
+        self.model.eval()
+        return result
+
+
+def _progress(config: TrainConfig, initial: int):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.epochs, initial=initial, desc="train", unit="epoch",
+                file=sys.stderr, dynamic_ncols=True, leave=False)
