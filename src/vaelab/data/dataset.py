@@ -159,6 +159,10 @@ def prepare(raw: RawData, *, name: str, source: str, val_size: float | str,
             train_limit: int = 0, preprocessing: Preprocessing | None = None) -> Dataset:
     """Split ``raw``, fit (or reuse) preprocessing on the training part, binarize.
 
+    A source with its own test split keeps it, and its validation part is the
+    last ``val_size`` training rows (MNIST: 50,000 / 10,000 / 10,000). Other
+    sources get a seeded split, stratified by label where labels exist.
+
     With ``binarize="dynamic"`` the training split keeps grey values (the
     training loop draws a fresh Bernoulli sample per batch) and the
     validation and test splits are binarized once with a fixed seed.
@@ -172,7 +176,7 @@ def prepare(raw: RawData, *, name: str, source: str, val_size: float | str,
     else:
         x_test, y_test = raw.x_test, raw.y_test
     n_val = resolve_size(val_size, len(x_train), raw.default_val_size)
-    if raw.x_test is not None and raw.kind == "image" and val_size == "auto":
+    if raw.x_test is not None:  # the conventional split: validation is the last training rows
         rest, part = np.arange(len(x_train) - n_val), np.arange(len(x_train) - n_val, len(x_train))
     else:
         rest, part = split_rows(len(x_train), n_val, split_seed + 1, y_train)

@@ -1,0 +1,119 @@
+"""The command line end to end, and its handling of bad input."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaelab.cli import main
+
+TINY = ["--set", "train.progress=false", "--set", "model.hidden_dims=[32]", "--set", "data.train_limit=600"]
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_score_every_score(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", "--data", "mnist5k", "--latent-dim", "2", "--epochs", "2",
+                           "--out", tmp_path / "run", *TINY)
+    assert code == 0 and "model in" in out
+    for name in ("config.toml", "model.safetensors", "model.json", "checkpoint.safetensors",
+                 "history.json", "log.txt"):
+        assert (tmp_path / "run" / name).exists(), name
+    results = {}
+    for score in ("elbo", "iwae", "recon-prob", "recon-error"):
+        target = tmp_path / f"{score}.csv"
+        code, out, err = run_cli(capsys, "score", tmp_path / "run", "--score", score, "--samples", "10",
+                                 "--out", target)
+        assert code == 0, err
+        rows = list(csv.DictReader(target.open()))
+        assert len(rows) == 1000 and set(rows[0]) == {"row", "label", score.replace("-", "_")}
+        results[score] = np.array([float(r[score.replace("-", "_")]) for r in rows])
+    assert (results["iwae"] <= 0).all() and (results["recon-error"] >= 0).all()
+    assert results["iwae"].mean() > results["elbo"].mean()
+
+
+def test_train_and_score_a_csv_file(tmp_path, capsys, table_csv):
+    code, _, err = run_cli(capsys, "train", "--data", table_csv, "--latent-dim", "2", "--epochs", "3",
+                           "--batch-size", "32", "--out", tmp_path / "tab", "--set", "train.progress=false")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "score", tmp_path / "tab", "--data", table_csv, "--score", "iwae",
+                             "--samples", "20", "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    assert "(all)" in out
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert len(rows) == 200 and [int(r["row"]) for r in rows] == list(range(200))  # file order
+    assert [int(r["label"]) for r in rows[:4]] == [0, 1, 0, 1]
+
+
+def test_run_prints_a_summary(tmp_path, capsys):
+    args = ["run", "--out", tmp_path / "q", *TINY, "--set", "train.epochs=1", "--set", "score.iwae_samples=5"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "test log p(x)" in out
+    assert (tmp_path / "q" / "metrics.json").exists()
+    code, out, _ = run_cli(capsys, *args)  # a second run reuses the trained model
+    assert code == 0 and "already trained" in out
+
+
+def test_datasets_lists_sources(capsys):
+    code, out, _ = run_cli(capsys, "datasets")
+    assert code == 0 and "mnist5k" in out and "mnist_5k.csv.gz" in out and "mnist " in out
+
+
+def _bad_inputs(tmp: Path):
+    (tmp / "text.csv").write_text("a,b\n1,2\n3,x\n")
+    (tmp / "nan.csv").write_text("a,b\n1,2\n3,\n")
+    np.savez(tmp / "flat.npz", x=np.zeros(7))
+    (tmp / "bad.toml").write_text("[model]\nlatnt_dim = 3\n")
+    (tmp / "badval.toml").write_text("[train]\nepochs = -1\n")
+    return [
+        (["train", "--data", tmp / "missing.csv"], "missing.csv: file not found"),
+        (["train", "--data", tmp / "text.csv"], "column 'b' is not numeric"),
+        (["train", "--data", tmp / "nan.csv"], "missing or infinite value"),
+        (["train", "--data", tmp / "flat.npz"], "flat.npz: x must have one row per sample"),
+        (["train", "--config", tmp / "bad.toml"], "bad.toml: unknown key model.latnt_dim"),
+        (["train", "--config", tmp / "badval.toml"], "bad" "val.toml: train.epochs must be >= 1"),
+        (["train", "--set", "model.activation=\"swish\""], "model.activation must be one of"),
+        (["train", "--latent-dim", "0"], "model.latent_dim must be >= 1"),
+    ]
+
+
+def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, capsys):
+    for args, message in _bad_inputs(tmp_path):
+        out_dir = tmp_path / "out"
+        code, _, err = run_cli(capsys, *args, "--out", out_dir)
+        assert code == 2, args
+        assert message in err, (message, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not out_dir.exists(), args
+
+
+def test_score_refuses_bad_model_and_mismatched_data(tmp_path, capsys, table_csv):
+    run_cli(capsys, "train", "--data", "mnist5k", "--epochs", "1", "--out", tmp_path / "r", *TINY)
+    model = tmp_path / "r" / "model.safetensors"
+    code, _, err = run_cli(capsys, "score", tmp_path / "r", "--data", table_csv, "--out", tmp_path / "s.csv")
+    assert code == 2 and "the model expects 784" in err and not (tmp_path / "s.csv").exists()
+    model.write_bytes(model.read_bytes()[:1000])
+    code, _, err = run_cli(capsys, "score", tmp_path / "r", "--out", tmp_path / "s.csv")
+    assert code == 2 and "truncated" in err and str(model) in err and not (tmp_path / "s.csv").exists()
+
+
+def test_train_refuses_to_overwrite_and_resume_without_checkpoint(tmp_path, capsys):
+    args = ["train", "--data", "mnist5k", "--epochs", "1", "--out", tmp_path / "r", *TINY]
+    assert run_cli(capsys, *args)[0] == 0
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "already holds a trained run" in err
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "empty", "--resume", *TINY)
+    assert code == 2 and "no checkpoint" in err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["train", "--help"]])
+def test_help_and_version(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0

@@ -1,0 +1,60 @@
+import pytest
+
+from vaelab.config import Config, apply_overrides, load_config, parse_override
+from vaelab.errors import ConfigError
+
+
+def test_toml_round_trip_is_exact(tmp_path):
+    config = Config.from_dict({"model": {"latent_dim": 3, "hidden_dims": [400, 200]},
+                               "data": {"val_size": 0.25}, "train": {"lr": 3e-4}})
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml())
+    again = load_config(path)
+    assert again == config
+    assert again.model.hidden_dims == (400, 200)
+    assert again.data.val_size == 0.25 and again.data.test_size == "auto"
+
+
+def test_overrides_parse_toml_values():
+    assert parse_override("model.hidden_dims=[400,400]") == (["model", "hidden_dims"], [400, 400])
+    assert parse_override("data.name=mnist") == (["data", "name"], "mnist")
+    assert parse_override("train.lr=1e-4") == (["train", "lr"], 1e-4)
+    config = load_config(None, ["model.latent_dim=7", "train.progress=false"])
+    assert config.model.latent_dim == 7 and config.train.progress is False
+
+
+def test_overrides_apply_on_top_of_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[model]\nlatent_dim = 3\n[train]\nepochs = 9\n")
+    config = load_config(path, ["train.epochs=2"])
+    assert (config.model.latent_dim, config.train.epochs) == (3, 2)
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=2"]) == {"a": {"b": 1, "c": 2}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nlatnt_dim = 3\n", "unknown key model.latnt_dim"),
+    ("[modle]\nlatent_dim = 3\n", "unknown key modle"),
+    ("[model]\nlatent_dim = 0\n", "model.latent_dim must be >= 1"),
+    ("[model]\nlatent_dim = \"3\"\n", "model.latent_dim must be of type int"),
+    ("[train]\nepochs = true\n", "train.epochs must be of type int"),
+    ("[data]\nbinarize = \"maybe\"\n", "data.binarize must be one of"),
+    ("[data]\nval_size = 1.5\n", "data.val_size must be"),
+    ("[model\n", "not valid TOML"),
+])
+def test_bad_configs_name_the_file_and_problem(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_configs_are_frozen():
+    with pytest.raises(Exception):
+        Config().model.latent_dim = 3  # type: ignore[misc]

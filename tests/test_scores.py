@@ -1,0 +1,126 @@
+"""Scores against closed forms and their known properties."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from vaelab import scores as S
+from vaelab.config import ModelConfig
+from vaelab.models import VAE
+
+
+def linear_gaussian_vae(sigma: float = 0.5) -> VAE:
+    """A linear-Gaussian VAE whose encoder is the exact posterior.
+
+    Decoder x = W z + b + sigma * noise with orthogonal columns of W, so the
+    posterior is diagonal: Sigma = diag(1 / (1 + a_i^2 / sigma^2)),
+    mean = Sigma W^T (x - b) / sigma^2. Every importance weight then equals
+    p(x) exactly: IWAE_K = log p(x) for any K, and ELBO = log p(x).
+    """
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=2, hidden_dims=(), likelihood="gaussian",
+                         gaussian_variance="fixed", gaussian_std=sigma)
+    model = VAE(4, config, "gaussian")
+    q, _ = torch.linalg.qr(torch.randn(4, 4))
+    scale = torch.tensor([2.0, 0.7])
+    w = q[:, :2] * scale
+    b = torch.tensor([0.3, -0.2, 0.1, 0.5])
+    post_var = 1.0 / (1.0 + scale**2 / sigma**2)
+    with torch.no_grad():
+        model.decoder[0].weight.copy_(w)
+        model.decoder[0].bias.copy_(b)
+        a = post_var[:, None] * w.T / sigma**2
+        model.enc_mean.weight.copy_(a)
+        model.enc_mean.bias.copy_(-a @ b)
+        model.enc_logvar.weight.zero_()
+        model.enc_logvar.bias.copy_(torch.log(post_var))
+    model.exact = MultivariateNormal(b, w @ w.T + sigma**2 * torch.eye(4))
+    return model.eval()
+
+
+@torch.no_grad()
+def test_exact_posterior_makes_every_score_the_true_log_px():
+    model = linear_gaussian_vae()
+    x = model.exact.sample((50,))
+    truth = model.exact.log_prob(x)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.allclose(S.iwae_log_px(model, x, 7, gen), truth, atol=1e-4)
+    assert torch.allclose(S.iwae_log_px(model, x, 64, gen, chunk=10), truth, atol=1e-4)
+    # the ELBO's reconstruction term is Monte-Carlo (the KL is closed form), so it
+    # equals log p(x) only in expectation
+    assert torch.allclose(S.elbo(model, x, 20000, gen), truth, atol=0.05)
+
+
+@torch.no_grad()
+def test_iwae_converges_to_closed_form_with_a_poor_proposal():
+    model = linear_gaussian_vae()
+    x = model.exact.sample((20,), )
+    truth = model.exact.log_prob(x)
+    with torch.no_grad():  # widen q: no longer the posterior, so the ELBO is strictly below
+        model.enc_logvar.bias.add_(1.0)
+    gen = torch.Generator().manual_seed(1)
+    elbo = S.elbo(model, x, 2000, gen)
+    iwae = S.iwae_log_px(model, x, 5000, gen, chunk=700)
+    assert (truth - elbo).min() > 0.05
+    assert torch.allclose(iwae, truth, atol=0.02)
+
+
+@pytest.fixture(scope="module")
+def trained_vae():
+    from tests.conftest import tiny_config
+    from vaelab.data import load_dataset
+    from vaelab.models import build_model
+    from vaelab.training import Trainer, dynamic_binarization
+
+    config = tiny_config(data={"train_limit": 2000}, model={"hidden_dims": [64]}, train={"epochs": 10})
+    data = load_dataset(config.data)
+    model = build_model(config.model, data.n_features, "bernoulli")
+    Trainer(model, config.train, run_config=config.to_dict(),
+            transform=dynamic_binarization).fit({"x": torch.from_numpy(data.train.x)})
+    return model.eval(), torch.from_numpy(data.test.x[::5])  # 200 rows, every digit
+
+
+@torch.no_grad()
+def test_iwae_is_above_elbo_and_rises_with_k(trained_vae):
+    model, x = trained_vae
+    gen = torch.Generator().manual_seed(0)
+    elbo = S.elbo(model, x, 1, gen).mean()
+    means = [S.iwae_log_px(model, x, k, gen).mean() for k in (1, 10, 100, 1000)]
+    assert abs(means[0] - elbo) < 1.5  # K=1 is the ELBO in expectation
+    assert means[0] < means[1] < means[2] < means[3]
+    assert means[3] > elbo
+
+
+@torch.no_grad()
+def test_bernoulli_log_likelihoods_are_never_positive(trained_vae):
+    model, x = trained_vae
+    gen = torch.Generator().manual_seed(0)
+    for values in (S.iwae_log_px(model, x, 50, gen), S.elbo(model, x, 1, gen),
+                   S.reconstruction_log_prob(model, x, 5, gen)):
+        assert (values <= 0).all()
+
+
+@torch.no_grad()
+def test_reconstruction_probability_bounds(trained_vae):
+    model, x = trained_vae
+    gen = torch.Generator().manual_seed(0)
+    # log mean_l p(x|z_l) >= mean_l log p(x|z_l) (Jensen), with equality for L=1
+    rp = S.reconstruction_log_prob(model, x, 20, torch.Generator().manual_seed(3))
+    z_mean = S.elbo(model, x, 20, torch.Generator().manual_seed(3)) + \
+        __import__("vaelab.distributions", fromlist=["x"]).kl_diag_standard_normal(*model.encode(x))
+    assert (rp >= z_mean - 1e-3).all()
+    err = S.reconstruction_error(model, x)
+    assert err.shape == (x.shape[0],) and (err >= 0).all()
+    del gen
+
+
+def test_score_array_is_deterministic_and_bounded_in_memory(trained_vae):
+    model, x = trained_vae
+    a = S.score_array(model, x.numpy(), "iwae", n_samples=64, batch_size=50, memory_mb=1, seed=4)
+    b = S.score_array(model, x.numpy(), "iwae", n_samples=64, batch_size=50, memory_mb=1, seed=4)
+    c = S.score_array(model, x.numpy(), "iwae", n_samples=64, batch_size=50, memory_mb=1, seed=5)
+    assert a.shape == (200,) and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert abs(a.mean() - c.mean()) < 0.5  # another seed: the same estimate up to MC noise
+    with pytest.raises(ValueError, match="unknown score"):
+        S.score_array(model, x.numpy(), "nope")

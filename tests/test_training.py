@@ -1,0 +1,115 @@
+"""The training loop: it learns, resumes bit-exactly, survives a kill and stops on NaN."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_config
+from vaelab.data import load_dataset
+from vaelab.errors import TrainingDiverged
+from vaelab.experiment import train_model
+from vaelab.models import build_model
+from vaelab.training import Trainer, evaluate_elbo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_step_changes_weights_and_evaluation_does_not():
+    config = tiny_config(train={"epochs": 1})
+    data = load_dataset(config.data)
+    model = build_model(config.model, data.n_features, "bernoulli")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = {"x": torch.from_numpy(data.val.x)}
+    evaluate_elbo(model, x, 128, seed=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    Trainer(model, config.train, run_config=config.to_dict()).fit({"x": torch.from_numpy(data.train.x)})
+    assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_improves_the_validation_elbo(tmp_path):
+    run = train_model(tiny_config(train={"epochs": 6}), tmp_path / "r")
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert len(history) == 6 and history[-1]["val_elbo"] > history[0]["val_elbo"] + 20
+    assert run.meta["metrics"]["epochs"] == 6
+
+
+def test_seeded_runs_are_reproducible(tmp_path):
+    config = tiny_config()
+    train_model(config, tmp_path / "a")
+    train_model(config, tmp_path / "b")
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    full = tiny_config(train={"epochs": 4})
+    train_model(full, tmp_path / "full")
+    train_model(tiny_config(train={"epochs": 2}), tmp_path / "part")
+    train_model(full, tmp_path / "part", resume=True)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "part" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(tmp_path):
+    config = tiny_config(train={"epochs": 3})
+    data = load_dataset(config.data)
+    model = build_model(config.model, data.n_features, "bernoulli")
+    calls = {"n": 0}
+
+    def poison(batch, gen):
+        calls["n"] += 1
+        if calls["n"] == 10 + 3:  # epoch 2 (10 batches an epoch), batch 3
+            batch = {"x": batch["x"] * float("nan")}
+        return batch
+
+    path = tmp_path / "ckpt.safetensors"
+    trainer = Trainer(model, config.train, run_config=config.to_dict(), checkpoint_path=path, transform=poison)
+    with pytest.raises(TrainingDiverged, match="epoch 2, batch 3") as info:
+        trainer.fit({"x": torch.from_numpy(data.train.x[:600])})
+    assert "last good checkpoint" in str(info.value)
+    again = Trainer(build_model(config.model, data.n_features, "bernoulli"), config.train,
+                    run_config=config.to_dict(), checkpoint_path=path)
+    again.load_checkpoint()
+    assert again.epoch == 1 and all(torch.isfinite(p).all() for p in again.model.parameters())
+
+
+def _train_cmd(out: Path, epochs: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "vaelab", "train", "--data", "mnist5k", "--epochs", str(epochs),
+            "--latent-dim", "2", "--batch-size", "32", "--out", str(out),
+            "--set", "train.progress=false", "--set", "model.hidden_dims=[128]", *extra]
+
+
+def test_process_killed_mid_epoch_resumes_bit_identically(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run(_train_cmd(tmp_path / "full", 3), check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(_train_cmd(tmp_path / "cut", 3), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = tmp_path / "cut" / "checkpoint.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (meta.exists() and json.loads(meta.read_text())["epoch"] >= 1):
+        time.sleep(0.02)
+    time.sleep(0.1)  # into the next epoch
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "model.safetensors").exists(), "the kill came too late to test a resume"
+    done = subprocess.run(_train_cmd(tmp_path / "cut", 3, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bfloat16_autocast_trains(tmp_path):
+    run = train_model(tiny_config(train={"precision": "bfloat16", "epochs": 2}), tmp_path / "bf")
+    assert torch.isfinite(torch.tensor(run.meta["metrics"]["val_elbo"]))
