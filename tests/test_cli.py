@@ -57,7 +57,7 @@ def test_run_prints_a_summary(tmp_path, capsys):
     assert "test log p(x)" in out
     assert (tmp_path / "q" / "metrics.json").exists()
     code, out, _ = run_cli(capsys, *args)  # a second run reuses the trained model
-    assert code == 0 and "already trained" in out
+    assert code == 0 and "already trained" in out and "test log p(x)" in out
 
 
 def test_datasets_lists_sources(capsys):

@@ -85,11 +85,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaelab.experiment import run_quick
+    from vaelab.experiment import summary_table, train_and_score
 
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
-    run_quick(config, out)
+    metrics = train_and_score(config, out)
+    if metrics.get("reused"):
+        print(f"model already trained and scored in {out}")
+    print(summary_table([metrics]))
+    print(f"\nnats per image; log p(x) importance-sampled with K={metrics['iwae_samples']}. "
+          f"Results in {out / 'metrics.json'}")
     return 0
 
 

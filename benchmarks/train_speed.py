@@ -1,0 +1,159 @@
+"""Seconds per epoch: vaelab's training loop against a plain PyTorch baseline.
+
+The baseline is written the common way (as in the PyTorch VAE example): a
+``Dataset`` that returns one image at a time, a shuffling ``DataLoader`` with
+the default collate, and the same MLP VAE (784-400-z-400-784, sigmoid output
+with binary cross-entropy, closed-form KL). Both train on the same data with
+the same batch size, threads and optimizer; runs alternate so that drift in
+the machine's speed hits both alike. The table also gives the fraction of this
+machine's measured float32 matmul throughput that each loop reaches.
+
+    python benchmarks/train_speed.py                       # embedded mnist5k
+    python benchmarks/train_speed.py --data ../shared/data/mnist.npz --epochs 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from vaelab.config import DataConfig, ModelConfig, TrainConfig
+from vaelab.data import load_dataset
+from vaelab.models import build_model
+from vaelab.training import Trainer
+
+
+# ---- the baseline, written the common way ------------------------------------
+class ExampleMNIST(Dataset):
+    """As torchvision's MNIST with ``transforms.ToTensor()``: uint8 -> PIL image -> float tensor."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images  # (n, 28, 28) uint8
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i], mode="L")
+        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(1, 28, 28).float().div(255)
+
+
+class FloatRows(Dataset):
+    """The leanest per-sample dataset: one float32 row of a pre-scaled array."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.rows[i])
+
+
+class ExampleVAE(nn.Module):
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, latent), nn.Linear(400, latent)
+        self.fc3, self.fc4 = nn.Linear(latent, 400), nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def baseline_epoch(model: ExampleVAE, optimizer, loader: DataLoader) -> float:
+    model.train()
+    start = time.perf_counter()
+    for x in loader:
+        recon, mu, logvar = model(x.view(-1, 784))
+        bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        loss = (bce + kld) / x.shape[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+# ---- measurement ---------------------------------------------------------------
+def matmul_gflops(seconds: float = 2.0) -> float:
+    """Measured float32 matmul throughput at the loop's own shapes (batch x 784 x 400)."""
+    a, b = torch.randn(512, 784), torch.randn(784, 400)
+    for _ in range(10):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * 512 * 784 * 400 * n / (time.perf_counter() - start) / 1e9
+
+
+def training_gflop(n_rows: int, latent: int) -> float:
+    """Matmul FLOPs of one epoch: forward, weight gradients, and input gradients of all
+    layers but the first (the data needs no gradient)."""
+    first = 784 * 400
+    macs = first + 400 * 2 * latent + latent * 400 + 400 * 784
+    return 2 * (3 * macs - first) * n_rows / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mnist5k", help="mnist5k or a path to an MNIST .npz")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each loop")
+    parser.add_argument("--latent-dim", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = DataConfig(name="mnist", path=args.data) if args.data.endswith(".npz") else DataConfig(name=args.data)
+    data = load_dataset(DataConfig(**{**cfg.__dict__, "binarize": "none"}))
+    x = data.train.x
+    model_cfg = ModelConfig(latent_dim=args.latent_dim, hidden_dims=(400,))
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, progress=False)
+
+    images = np.rint(x * 255).astype(np.uint8).reshape(-1, 28, 28)
+    baselines = {"baseline: PyTorch example (PIL)": lambda: ExampleMNIST(images),
+                 "baseline: float rows": lambda: FloatRows(x)}
+    times: dict[str, list[float]] = {"vaelab Trainer": [], **{name: [] for name in baselines}}
+    for rep in range(args.repeats):
+        torch.manual_seed(rep)
+        model = build_model(model_cfg, x.shape[1], "bernoulli")
+        result = Trainer(model, train_cfg, run_config={}).fit({"x": torch.from_numpy(x)})
+        times["vaelab Trainer"] += [row["seconds"] for row in result.history]
+        for name, dataset in baselines.items():
+            torch.manual_seed(rep)
+            model_b = ExampleVAE(args.latent_dim)
+            opt = torch.optim.Adam(model_b.parameters(), lr=1e-3)
+            loader = DataLoader(dataset(), batch_size=args.batch_size, shuffle=True)
+            times[name] += [baseline_epoch(model_b, opt, loader) for _ in range(args.epochs)]
+
+    peak = matmul_gflops()
+    work = training_gflop(len(x), args.latent_dim)
+    print(f"data: {args.data} ({len(x)} training rows), batch {args.batch_size}, latent {args.latent_dim}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"measured float32 matmul throughput: {peak:.1f} GFLOP/s; one epoch is {work:.1f} GFLOP of matmuls\n")
+    print(f"{'loop':34} {'s/epoch (median)':>17} {'min':>8} {'max':>8} {'GFLOP/s':>8} {'of peak':>8} {'speed-up':>9}")
+    ours = statistics.median(times["vaelab Trainer"])
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"{name:34} {med:>17.3f} {min(values):>8.3f} {max(values):>8.3f} "
+              f"{work / med:>8.1f} {work / med / peak:>8.1%} {med / ours:>8.2f}x")
+    print("\nspeed-up: the loop's median s/epoch over vaelab's (target: 2.5x over the PyTorch-example baseline)")
+
+
+if __name__ == "__main__":
+    main()
