@@ -58,3 +58,13 @@ def test_missing_config_file(tmp_path):
 def test_configs_are_frozen():
     with pytest.raises(Exception):
         Config().model.latent_dim = 3  # type: ignore[misc]
+
+
+def test_quick_config_is_the_builtin_default():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "quick.toml") == Config()
+    seed = load_config(root / "configs" / "seed.toml")
+    assert seed.study.latent_dims == (3, 5, 200) and seed.train.epochs == 200
+    assert seed.train.batch_size == 512 and seed.model.hidden_dims == (400,)

@@ -85,16 +85,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaelab.experiment import summary_table, train_and_score
+    from vaelab.study import run_study, study_table
 
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
-    metrics = train_and_score(config, out)
-    if metrics.get("reused"):
-        print(f"model already trained and scored in {out}")
-    print(summary_table([metrics]))
-    print(f"\nnats per image; log p(x) importance-sampled with K={metrics['iwae_samples']}. "
-          f"Results in {out / 'metrics.json'}")
+    metrics = run_study(config, out)
+    print(study_table(metrics))
+    print(f"\nnats per test point; report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaelab.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
     return 0
 
 
@@ -103,7 +107,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the main job of a config into a run directory")
+    p = sub.add_parser("run", help="run the study of a config (default: the quick study) into a run directory")
     p.add_argument("config_file", nargs="?", type=Path, help="TOML config (default: built-in quick settings)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<config name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
@@ -131,6 +135,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="auto: test split of a named data set, every row of a file")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="rebuild a run's report.html from its directory alone")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("datasets", help="list the data sets and where they come from")
     _common(p)

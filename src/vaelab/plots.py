@@ -1,0 +1,155 @@
+"""Figures: each function takes data and returns a matplotlib Figure.
+
+Only the stage runner decides where figures go (:func:`save_figure`).
+matplotlib is imported lazily, with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def mosaic(images: np.ndarray, image_shape: tuple[int, int], ncols: int, pad: int = 2) -> np.ndarray:
+    """Tile images (n, h*w) into one array, ``ncols`` per row, white gaps of ``pad`` pixels."""
+    h, w = image_shape
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    out = np.zeros((nrows * (h + pad), ncols * (w + pad) - pad), dtype=np.float32)  # a gap under every row
+    for i, img in enumerate(np.asarray(images, dtype=np.float32)):
+        r, c = divmod(i, ncols)
+        out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img.reshape(h, w)
+    return out
+
+
+def image_grid(images: np.ndarray, image_shape: tuple[int, int], ncols: int,
+               titles: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
+               title: str | None = None, cell: float = 0.9):
+    """Images (n, h*w) in [0, 1] on a grid of ``ncols`` columns, optional per-image titles.
+
+    Drawn as one mosaic (fast for hundreds of images); titles sit above each tile.
+    """
+    plt = _plt()
+    h, w = image_shape
+    pad = max(2, h // 3) if titles is not None else 2
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    tiles = mosaic(images, image_shape, ncols, pad)
+    extra = 0.22 if titles is not None else 0.0
+    fig, ax = plt.subplots(figsize=(ncols * cell + (0.4 if row_labels else 0.1),
+                                    nrows * (cell + extra) + (0.45 if title else 0.1)))
+    ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if titles is not None:
+        for i, text in enumerate(titles[:n]):
+            r, c = divmod(i, ncols)
+            ax.text(c * (w + pad) + w / 2 - 0.5, r * (h + pad) + h + pad / 2 - 0.5, text, ha="center", va="center",
+                    fontsize=6.5)
+    if row_labels:
+        for r, label in enumerate(row_labels[:nrows]):
+            ax.text(-3, r * (h + pad) + h / 2, label, ha="right", va="center", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def scatter_map(points: np.ndarray, labels: np.ndarray | None, title: str, ax=None,
+                axis_labels: tuple[str, str] = ("", "")):
+    """A 2-D map coloured by integer label, with a legend."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    size = 2 if len(points) > 3000 else 5
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.6, linewidths=0)
+    else:
+        cmap = plt.get_cmap("tab10")
+        for k in np.unique(labels):
+            m = labels == k
+            ax.scatter(points[m, 0], points[m, 1], s=size, alpha=0.7, color=cmap(int(k) % 10),
+                       label=str(k), linewidths=0)
+        ax.legend(markerscale=5, fontsize=7, loc="best", frameon=False, ncol=2)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(axis_labels[0], fontsize=8)
+    ax.set_ylabel(axis_labels[1], fontsize=8)
+    ax.tick_params(labelsize=7)
+    if fig is not None:
+        fig.tight_layout()
+    return fig or ax.figure
+
+
+def map_panel(maps: Sequence[tuple[str, np.ndarray]], labels: np.ndarray | None, ncols: int = 2,
+              axis_labels: tuple[str, str] = ("", "")):
+    """Several 2-D maps side by side, each (title, points)."""
+    plt = _plt()
+    nrows = -(-len(maps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.6 * nrows), squeeze=False)
+    for ax, (title, pts) in zip(axes.flat, maps):
+        scatter_map(pts, labels, title, ax=ax, axis_labels=axis_labels)
+    for ax in list(axes.flat)[len(maps):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def histograms_by_class(scores: np.ndarray, labels: np.ndarray, title: str, xlabel: str):
+    """Overlaid step histograms of ``scores`` for each label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    cmap = plt.get_cmap("tab10")
+    bins = np.linspace(np.percentile(scores, 0.5), scores.max(), 60)
+    for k in np.unique(labels):
+        ax.hist(scores[labels == k], bins=bins, histtype="step", color=cmap(int(k) % 10), label=str(k),
+                density=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: dict[str, list[dict[str, float]]]):
+    """Train (dashed) and validation (solid) ELBO per epoch, one colour per run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    cmap = plt.get_cmap("tab10")
+    lows = []
+    for i, (name, rows) in enumerate(histories.items()):
+        epochs = [r["epoch"] for r in rows]
+        ax.plot(epochs, [r["train_elbo"] for r in rows], "--", color=cmap(i), lw=1, label=f"{name} train")
+        if all("val_elbo" in r for r in rows):
+            ax.plot(epochs, [r["val_elbo"] for r in rows], "-", color=cmap(i), lw=1.5, label=f"{name} validation")
+        lows.append(np.percentile([r["train_elbo"] for r in rows], 5))
+    ax.set_ylim(bottom=min(lows))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per image)")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Write ``fig`` as PNG atomically and close it."""
+    from vaelab.fileio import atomic_path
+
+    plt = _plt()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,94 @@
+"""One self-contained HTML report per run, built from metrics.json and figures/ alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from vaelab.errors import VaelabError
+from vaelab.fileio import write_text
+
+SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space")
+SECTION_TEXT = {
+    "Training": "One VAE per latent size, trained with the single-sample ELBO (Adam).",
+    "Decoder samples": "What each model generates: decoder means for codes drawn from the prior.",
+    "Likelihood ranking": "Test points ranked by their likelihood under each model, over the whole "
+                          "test set (global) and within each class (conditional).",
+    "Latent space": "Where the encoder puts the test points, next to a map of the raw data.",
+}
+STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}
+figure{margin:1.5em 0}figcaption{font-size:.9em;color:#444;max-width:900px}img{max-width:100%}
+pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}.muted{color:#666;font-size:.9em}"""
+
+
+def _img(run_dir: Path, file: str) -> str:
+    path = run_dir / file
+    if not path.exists():
+        raise VaelabError(f"figure {file} listed in metrics.json is missing", run_dir)
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(file)}" src="data:image/png;base64,{data}">'
+
+
+def _summary_table(study: dict[str, Any]) -> str:
+    first = next(iter(study.values()))
+    rank = html.escape(f"test {first['rank_score']} (K={first['rank_samples']})")
+    head = ("<tr><th>latent size</th><th>epochs</th><th>train time (s)</th><th>val ELBO</th>"
+            f"<th>test ELBO</th><th>{rank}</th></tr>")
+    rows = "".join(f"<tr><td>{d}</td><td>{m['epochs']}</td><td>{m['train_seconds']:.0f}</td>"
+                   f"<td>{m['val_elbo']:.2f}</td><td>{m['test_elbo']:.2f}</td><td>{m['test_rank']:.2f}</td></tr>"
+                   for d, m in study.items())
+    return f"<table>{head}{rows}</table>"
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report's HTML for ``run_dir`` (figures embedded, so it opens offline)."""
+    run_dir = Path(run_dir)
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        raise VaelabError("no metrics.json: not a finished run directory", run_dir) from None
+    except json.JSONDecodeError as exc:
+        raise VaelabError(f"metrics.json is not valid JSON ({exc})", run_dir) from None
+    config = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
+    run, data = metrics.get("run", {}), metrics.get("data", {})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vaelab report: {html.escape(run_dir.name)}</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>vaelab report: {html.escape(run_dir.name)}</h1>",
+             f"<p class='muted'>data {html.escape(str(data.get('name')))} ({data.get('n_train')} train / "
+             f"{data.get('n_val')} validation / {data.get('n_test')} test rows, from "
+             f"{html.escape(str(data.get('source')))}); finished {html.escape(str(run.get('finished')))}</p>",
+             "<h2>Summary</h2>",
+             "<p>Per latent size: validation and test ELBO and the test log-likelihood, all in nats per "
+             "data point (higher is better).</p>",
+             _summary_table(metrics["study"])]
+    figures = metrics.get("figures", [])
+    for section in SECTION_ORDER:
+        items = sorted((f for f in figures if f["section"] == section), key=lambda f: (f["order"], f["file"]))
+        if not items:
+            continue
+        parts.append(f"<h2>{section}</h2><p>{SECTION_TEXT[section]}</p>")
+        for f in items:
+            parts.append(f"<figure>{_img(run_dir, f['file'])}<figcaption>{html.escape(f['caption'])}"
+                         f"</figcaption></figure>")
+    stage_rows = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
+                         for k, v in run.get("stage_seconds", {}).items())
+    versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items())
+    parts += ["<h2>Run</h2>",
+              f"<p>machine: {html.escape(str(run.get('machine')))}; device {html.escape(str(run.get('device')))}, "
+              f"{run.get('torch_threads')} torch threads; {html.escape(versions)}</p>",
+              f"<table><tr><th>stage</th><th>seconds</th></tr>{stage_rows}</table>",
+              "<h2>Config</h2>", f"<pre>{html.escape(config)}</pre>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` into ``run_dir`` (atomically) and return its path."""
+    run_dir = Path(run_dir)
+    text = build_report(run_dir)
+    write_text(run_dir / "report.html", text)
+    return run_dir / "report.html"
