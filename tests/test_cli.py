@@ -50,16 +50,6 @@ def test_train_and_score_a_csv_file(tmp_path, capsys, table_csv):
     assert [int(r["label"]) for r in rows[:4]] == [0, 1, 0, 1]
 
 
-def test_run_prints_a_summary(tmp_path, capsys):
-    args = ["run", "--out", tmp_path / "q", *TINY, "--set", "train.epochs=1", "--set", "score.iwae_samples=5"]
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    assert "test log p(x)" in out
-    assert (tmp_path / "q" / "metrics.json").exists()
-    code, out, _ = run_cli(capsys, *args)  # a second run reuses the trained model
-    assert code == 0 and "already trained" in out and "test log p(x)" in out
-
-
 def test_datasets_lists_sources(capsys):
     code, out, _ = run_cli(capsys, "datasets")
     assert code == 0 and "mnist5k" in out and "mnist_5k.csv.gz" in out and "mnist " in out
