@@ -1,16 +1,17 @@
 """Test log p(x) of the study's VAE on full MNIST, one row per latent size.
 
-The study's model: MLP encoder and decoder with one hidden layer of 400
-units, Bernoulli decoder, batch 512, Adam 1e-3, 50,000 train / 10,000
-validation / 10,000 test, dynamically binarized (a fresh Bernoulli draw of
-the training pixels each batch; validation and test binarized once with a
-fixed seed). log p(x) is importance-sampled with K samples (IWAE bound).
+The models are those of ``configs/seed.toml`` (MLP 784-400-z-400-784,
+Bernoulli decoder, batch 512, Adam 1e-3, 200 epochs, dynamic binarization,
+50,000 train / 10,000 validation / 10,000 test). log p(x) is importance-
+sampled with K samples (the IWAE bound). This runs the train and scores
+stages of the study in the same run directory as
 
-Each model trains into its own run directory, so an interrupted benchmark
-resumes where it stopped and finished models are reused.
+    vaelab run configs/seed.toml --set data.path=../shared/data/mnist.npz --out runs/seed
 
-    python benchmarks/mnist_likelihood.py --data ../shared/data/mnist.npz
-    python benchmarks/mnist_likelihood.py --epochs 20 --latent-dims 3,5   # shorter
+so the two share their trained models, and an interrupted benchmark resumes.
+
+    python benchmarks/mnist_likelihood.py
+    python benchmarks/mnist_likelihood.py --epochs 20 --latent-dims 3,5 --out runs/seed-e20
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from pathlib import Path
 
 import torch
 
-from vaelab.config import Config
-from vaelab.data import load_dataset
-from vaelab.experiment import summary_table, train_and_score
+from vaelab.config import load_config
 from vaelab.fileio import write_text
+from vaelab.study import Study, study_table
 
-# Published reference (different architecture, for scale): Burda, Grosse &
+# Published reference, for scale (a different architecture): Burda, Grosse &
 # Salakhutdinov (2016), "Importance Weighted Autoencoders", Table 1: VAE with
-# one stochastic layer of 50 units and two deterministic layers of 200,
+# one stochastic layer of 50 units and two deterministic layers of 200 units,
 # dynamically binarized MNIST, test log p(x) with K=5000: -86.76 nats.
-REFERENCE = ("Burda et al. 2016, VAE 1 stochastic layer (50 latent, 2x200 hidden), K=5000", -86.76)
+REFERENCE = ("Burda et al. 2016, VAE, 50 latent, 2x200 hidden, K=5000", -86.76)
 
 
 def main() -> None:
@@ -40,32 +40,25 @@ def main() -> None:
     parser.add_argument("--latent-dims", default="3,5,200")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--samples", type=int, default=1000, help="K of the importance-sampled log p(x)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-likelihood"))
+    parser.add_argument("--out", type=Path, default=Path("runs/seed"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/mnist_likelihood.md"))
     args = parser.parse_args()
 
-    base = {"data": {"name": "mnist", "path": args.data, "binarize": "dynamic"},
-            "model": {"hidden_dims": [400]},
-            "train": {"epochs": args.epochs, "batch_size": 512, "lr": 1e-3, "seed": args.seed,
-                      "checkpoint_every": 5},
-            "score": {"iwae_samples": args.samples}}
-    dataset = None
-    rows = []
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "seed.toml", [
+        f"data.path={args.data!r}", f"study.latent_dims=[{args.latent_dims}]",
+        f"train.epochs={args.epochs}", f"score.iwae_samples={args.samples}"])
     start = time.perf_counter()
-    for latent in [int(v) for v in args.latent_dims.split(",")]:
-        config = Config.from_dict({**base, "model": {**base["model"], "latent_dim": latent}})
-        dataset = dataset or load_dataset(config.data)
-        print(f"latent {latent}: training {args.epochs} epochs (or resuming) in {args.out / f'latent{latent}'}",
-              flush=True)
-        rows.append(train_and_score(config, args.out / f"latent{latent}", dataset=dataset))
-    table = summary_table(rows)
-    header = (f"MNIST {len(dataset.train)}/{len(dataset.val)}/{len(dataset.test)}, 784-400-z-400-784, "
-              f"batch 512, dynamic binarization, seed {args.seed}; {platform.machine()}, "
+    study = Study(config, args.out)
+    metrics = study.models()
+    ds = study.data()
+    header = (f"MNIST {len(ds.train)}/{len(ds.val)}/{len(ds.test)}, 784-400-z-400-784, batch 512, "
+              f"{args.epochs} epochs, dynamic binarization, seed {config.train.seed}; {platform.machine()}, "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    text = (f"{header}\n\n{table}\n\nreference: {REFERENCE[0]}: {REFERENCE[1]:.2f}\n"
-            f"(nats per image; train s = training wall time; this invocation took "
-            f"{time.perf_counter() - start:.0f} s)\n")
+    text = (f"{header}\n\n{study_table(metrics)}\n\n"
+            f"test iwae = importance-sampled log p(x), K={args.samples}; nats per image; train s = training time\n"
+            f"reference: {REFERENCE[0]}: {REFERENCE[1]:.2f}\n"
+            f"(this invocation: {time.perf_counter() - start:.0f} s; finished models are reused)\n")
     print("\n" + text)
     write_text(args.results, "```\n" + text + "```\n")
 

@@ -61,7 +61,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(tmp_path):
-    config = tiny_config(train={"epochs": 3})
+    config = tiny_config(train={"epochs": 3, "checkpoint_every": 1})
     data = load_dataset(config.data)
     model = build_model(config.model, data.n_features, "bernoulli")
     calls = {"n": 0}
@@ -86,7 +86,8 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(tmp_path):
 def _train_cmd(out: Path, epochs: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "vaelab", "train", "--data", "mnist5k", "--epochs", str(epochs),
             "--latent-dim", "2", "--batch-size", "32", "--out", str(out),
-            "--set", "train.progress=false", "--set", "model.hidden_dims=[128]", *extra]
+            "--set", "train.progress=false", "--set", "model.hidden_dims=[128]",
+            "--set", "train.checkpoint_every=1", *extra]
 
 
 def test_process_killed_mid_epoch_resumes_bit_identically(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,44 +128,3 @@ def score_rows(model: torch.nn.Module, x: np.ndarray, score: str, config: Config
     return score_array(model, x, score, n_samples=samples or defaults.get(score),
                        batch_size=config.score.batch_size, memory_mb=config.score.memory_mb,
                        seed=config.score.seed)
-
-
-def train_and_score(config: Config, out_dir: str | Path, dataset: Dataset | None = None) -> dict[str, Any]:
-    """Train (or resume, or reuse) one model and score its test split; writes metrics.json.
-
-    A finished model is reused and an interrupted one resumed, so rerunning
-    the same command never redoes finished work.
-    """
-    out_dir = Path(out_dir)
-    model_path, ckpt_path = out_dir / MODEL_FILE, out_dir / CHECKPOINT_FILE
-    config_path = out_dir / "config.toml"
-    same = config_path.exists() and config_path.read_text() == config.to_toml()
-    if (model_path.exists() or ckpt_path.exists()) and not same:
-        raise VaelabError("holds a run with a different config; choose another --out", out_dir)
-    metrics_path = out_dir / "metrics.json"
-    if model_path.exists() and metrics_path.exists():
-        return {**json.loads(metrics_path.read_text()), "reused": True}
-    dataset = dataset or load_dataset(config.data)
-    if model_path.exists():
-        model, meta = ckpt.load_model(model_path, resolve_device(config.train.device))
-    else:
-        run = train_model(config, out_dir, resume=ckpt_path.exists(), dataset=dataset)
-        model, meta = run.model, run.meta
-    t0 = time.perf_counter()
-    metrics = {"latent_dim": config.model.latent_dim, "epochs": meta["metrics"]["epochs"],
-               "train_seconds": meta["metrics"]["train_seconds"], "val_elbo": meta["metrics"]["val_elbo"],
-               "n_test": len(dataset.test), "iwae_samples": config.score.iwae_samples}
-    for score in ("elbo", "iwae"):
-        metrics[f"test_{score}"] = float(np.mean(score_rows(model, dataset.test.x, score, config)))
-    metrics["score_seconds"] = time.perf_counter() - t0
-    write_json(metrics_path, metrics)
-    return metrics
-
-
-def summary_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of train_and_score metrics, one row per model."""
-    lines = [f"{'latent':>6} {'epochs':>6} {'train s':>8} {'val ELBO':>9} {'test ELBO':>10} {'test log p(x)':>14} {'K':>6}"]
-    for m in rows:
-        lines.append(f"{m['latent_dim']:>6} {m['epochs']:>6} {m['train_seconds']:>8.0f} {m['val_elbo']:>9.2f} "
-                     f"{m['test_elbo']:>10.2f} {m['test_iwae']:>14.2f} {m['iwae_samples']:>6}")
-    return "\n".join(lines)

@@ -28,13 +28,14 @@ import torch
 
 from vaelab import __version__, embedding, plots, ranking
 from vaelab.checkpoint import load_model, versions
-from vaelab.config import Config
+from vaelab.config import Config, load_config
 from vaelab.data import Dataset, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, train_model
 from vaelab.fileio import atomic_path, write_json, write_text
 from vaelab.runtime import resolve_device
 from vaelab.scores import SCORES, score_array
+from vaelab.training import training_identity
 
 SECTIONS = ("Training", "Decoder samples", "Likelihood ranking", "Latent space")
 
@@ -97,7 +98,8 @@ class Study:
     def train(self, latent: int) -> dict[str, Any]:
         config = self.model_config(latent)
         out = self.path("models", f"z{latent}")
-        if (out / "config.toml").exists() and (out / "config.toml").read_text() != config.to_toml():
+        if (out / "config.toml").exists() and (training_identity(load_config(out / "config.toml").to_dict())
+                                               != training_identity(config.to_dict())):
             shutil.rmtree(out)  # made with other settings: start this model afresh
         elif (out / MODEL_FILE).exists():
             (out / MODEL_FILE).unlink()  # finished but not recorded: retrain from its checkpoint
@@ -237,30 +239,46 @@ class Study:
         plots.save_figure(fig, self.path("figures", file))
 
     # ---- the runner --------------------------------------------------------
+    def _begin(self) -> Ledger:
+        self.data()  # validate the data before anything is written
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.path("config.toml"), self.config.to_toml())
+        return Ledger(self.run_dir, self.say)
+
+    def _models(self, ledger: Ledger, fps: dict[str, str]) -> dict[int, dict[str, Any]]:
+        """The train and scores stages of every latent size; fills ``fps``."""
+        cfg = self.config
+        data_fp = fingerprint(cfg.to_dict()["data"])
+        train_cfg = {k: v for k, v in cfg.to_dict()["train"].items() if k not in ("progress", "device")}
+        per_latent = {}
+        for d in cfg.study.latent_dims:
+            fps[f"train{d}"] = fingerprint(data_fp, self.model_config(d).to_dict()["model"], train_cfg)
+            train = ledger.run(f"train/z{d}", fps[f"train{d}"], [self.path("models", f"z{d}", MODEL_FILE)],
+                               lambda d=d: self.train(d))
+            fps[f"scores{d}"] = fingerprint(fps[f"train{d}"], cfg.to_dict()["score"], cfg.study.rank_score)
+            scores = ledger.run(f"scores/z{d}", fps[f"scores{d}"], [self.path("scores", f"z{d}.npz")],
+                                lambda d=d: self.scores(d))
+            per_latent[d] = {**train, **scores}
+        return per_latent
+
+    def models(self) -> dict[str, Any]:
+        """Only train and score the models (what the likelihood benchmark needs)."""
+        per_latent = self._models(self._begin(), {})
+        return {"study": {str(d): m for d, m in per_latent.items()}}
+
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
         cfg, st = self.config, self.config.study
-        self.data()  # validate the data before anything is written
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(self.path("config.toml"), cfg.to_toml())
-        ledger = Ledger(self.run_dir, self.say)
+        ledger = self._begin()
         data_fp = fingerprint(cfg.to_dict()["data"])
-        train_cfg = {k: v for k, v in cfg.to_dict()["train"].items() if k not in ("progress", "device")}
-        per_latent: dict[int, dict[str, Any]] = {}
-        figures: list[dict[str, Any]] = []
         fps: dict[str, str] = {}
+        per_latent = self._models(ledger, fps)
+        figures: list[dict[str, Any]] = []
         for d in st.latent_dims:
-            model_dir = self.path("models", f"z{d}")
-            fps[f"train{d}"] = fingerprint(data_fp, self.model_config(d).to_dict()["model"], train_cfg)
-            train = ledger.run(f"train/z{d}", fps[f"train{d}"], [model_dir / MODEL_FILE], lambda d=d: self.train(d))
-            fps[f"scores{d}"] = fingerprint(fps[f"train{d}"], cfg.to_dict()["score"], st.rank_score)
-            scores = ledger.run(f"scores/z{d}", fps[f"scores{d}"], [self.path("scores", f"z{d}.npz")],
-                                lambda d=d: self.scores(d))
             fig_fp = fingerprint(fps[f"scores{d}"], cfg.to_dict()["study"])
             figs = ledger.run(f"figures/z{d}", fig_fp, [], lambda d=d: self.figures(d))
             figures += figs["figures"]
-            per_latent[d] = {**train, **scores, "least_likely": figs["least_likely"],
-                             "least_likely_scores": figs["least_likely_scores"]}
+            per_latent[d].update(least_likely=figs["least_likely"], least_likely_scores=figs["least_likely_scores"])
         tsne_cfg = (st.tsne_points, st.tsne_perplexity, st.seed)
         fps["tsne_pixels"] = fingerprint(data_fp, tsne_cfg, st.pca_dims)
         ledger.run("tsne/pixels", fps["tsne_pixels"], [self.path("embeddings", "tsne_pixels.npy")],

@@ -73,9 +73,10 @@ def evaluate_elbo(model: nn.Module, tensors: Batch, batch_size: int, seed: int,
     return total / max(n, 1)
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+def training_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config (as a dict) that determine the trained weights."""
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUMABLE_CHANGES}
-    return {**config, "train": train}
+    return {"data": config.get("data"), "model": config.get("model"), "train": train}
 
 
 def _config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
@@ -136,7 +137,7 @@ class Trainer:
         tensors, meta = ckpt.load_tensors(path)
         if meta.get("kind") != "checkpoint":
             raise VaelabError("not a training checkpoint", path)
-        diff = _config_difference(_comparable(meta["config"]), _comparable(self.run_config))
+        diff = _config_difference(training_identity(meta["config"]), training_identity(self.run_config))
         if diff:
             raise VaelabError(f"cannot resume with a different config ({diff})", path)
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
