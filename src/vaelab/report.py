@@ -77,6 +77,8 @@ def build_report(run_dir: str | Path) -> str:
                          f"</figcaption></figure>")
     stage_rows = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
                          for k, v in run.get("stage_seconds", {}).items())
+    total = sum(run.get("stage_seconds", {}).values())
+    stage_rows += f"<tr><th style='text-align:left'>all stages</th><th>{total:.1f}</th></tr>"
     versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items())
     parts += ["<h2>Run</h2>",
               f"<p>machine: {html.escape(str(run.get('machine')))}; device {html.escape(str(run.get('device')))}, "

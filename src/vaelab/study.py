@@ -30,7 +30,6 @@ from vaelab import __version__, embedding, plots, ranking
 from vaelab.checkpoint import load_model, versions
 from vaelab.config import Config, load_config
 from vaelab.data import Dataset, load_dataset
-from vaelab.errors import VaelabError
 from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, train_model
 from vaelab.fileio import atomic_path, write_json, write_text
 from vaelab.runtime import resolve_device
@@ -336,6 +335,4 @@ def study_table(metrics: dict[str, Any]) -> str:
 
 def run_study(config: Config, run_dir: str | Path) -> dict[str, Any]:
     """Run (or continue) the study of ``config`` in ``run_dir``."""
-    if not config.study.latent_dims:
-        raise VaelabError("study.latent_dims is empty")
     return Study(config, run_dir).run()

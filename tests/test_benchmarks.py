@@ -1,0 +1,41 @@
+"""Every benchmark script runs with tiny arguments (and every script has such a test)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_MNIST
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = {
+    "train_speed.py": ["--epochs", "1", "--repeats", "1"],
+    "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
+}
+NEEDS_MNIST = {"mnist_likelihood.py"}
+
+
+def test_every_benchmark_has_a_smoke_test():
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")}
+    assert scripts == set(SMOKE)
+
+
+def _run(script: str, tmp_path: Path, *extra: str) -> str:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script], *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_train_speed_smoke(tmp_path):
+    out = _run("train_speed.py", tmp_path)
+    assert "vaelab Trainer" in out and "baseline: PyTorch example (PIL)" in out and "GFLOP/s" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_mnist_likelihood_smoke(tmp_path):
+    out = _run("mnist_likelihood.py", tmp_path, "--data", str(SHARED_MNIST), "--out", str(tmp_path / "r"),
+               "--results", str(tmp_path / "r.md"))
+    assert "test iwae" in out and (tmp_path / "r.md").exists()
