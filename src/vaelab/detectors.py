@@ -1,0 +1,209 @@
+"""Anomaly detectors with scikit-learn conventions (work in progress toward issue 4).
+
+Sign convention, everywhere: ``score_samples`` is higher for more normal
+points; ``decision_function = score_samples - offset_`` where ``offset_`` is
+the ``contamination`` quantile of the training scores; ``predict`` gives +1
+(normal) where the decision is >= 0 and -1 (anomaly) elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from vaelab.config import ModelConfig, TrainConfig
+from vaelab.models import build_model
+from vaelab.scores import SCORES, score_array
+from vaelab.training import Trainer
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Thresholding written once; subclasses implement ``_fit`` and ``_score``."""
+
+    def __init__(self, contamination: float = 0.1) -> None:
+        self.contamination = contamination
+
+    def fit(self, X, y=None):
+        X = check_array(X, dtype=np.float64)
+        if not 0.0 < self.contamination < 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5); got {self.contamination}")
+        self.n_features_in_ = X.shape[1]
+        self._fit(X)
+        self.offset_ = float(np.quantile(self._score(X), self.contamination))
+        return self
+
+    def score_samples(self, X) -> np.ndarray:
+        """Higher means more normal."""
+        check_is_fitted(self, "offset_")
+        X = check_array(X, dtype=np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features; the detector was fitted on {self.n_features_in_}")
+        return self._score(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class VAEDetector(BaseDetector):
+    """Scores from a VAE fitted on X: ``recon-prob``, ``iwae``, ``elbo`` or ``recon-error``.
+
+    Features in [0, 1] get a Bernoulli decoder; anything else is standardized
+    (training statistics) and gets a Gaussian decoder with learned variance.
+    """
+
+    def __init__(self, score: str = "recon-prob", latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,),
+                 epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, n_samples: int | None = None,
+                 contamination: float = 0.1, random_state: int = 0, device: str = "cpu") -> None:
+        super().__init__(contamination)
+        self.score = score
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.n_samples = n_samples
+        self.random_state = random_state
+        self.device = device
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def _fit(self, X: np.ndarray) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
+        unit = bool(X.min() >= 0.0 and X.max() <= 1.0)
+        self.likelihood_ = "bernoulli" if unit else "gaussian"
+        self.mean_ = np.zeros(X.shape[1]) if unit else X.mean(0)
+        scale = np.ones(X.shape[1]) if unit else X.std(0)
+        self.scale_ = np.where(scale < 1e-12, 1.0, scale)
+        config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))
+        self.model_ = build_model(config, X.shape[1], self.likelihood_)
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
+                            device=self.device, progress=False)
+        Trainer(self.model_, train, run_config={}).fit({"x": torch.from_numpy(self._prepare(X))})
+
+    def encode(self, X) -> np.ndarray:
+        """Latent means (n, latent_dim) of the fitted VAE."""
+        check_is_fitted(self, "model_")
+        x = torch.from_numpy(self._prepare(check_array(X, dtype=np.float64)))
+        with torch.no_grad():
+            return self.model_.encode(x.to(next(self.model_.parameters()).device))[0].cpu().numpy()
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        values = score_array(self.model_, self._prepare(X), self.score, n_samples=self.n_samples,
+                             seed=self.random_state)
+        return values if SCORES[self.score].higher_is_normal else -values
+
+
+def _density_estimator(name: str, random_state: int, n: int):
+    """A scikit-learn estimator whose score_samples is higher for normal points."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.linear_model import SGDOneClassSVM
+    from sklearn.mixture import GaussianMixture
+    from sklearn.neighbors import KernelDensity
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import OneClassSVM
+
+    if name == "ocsvm":
+        return OneClassSVM(gamma="scale", nu=0.1)
+    if name == "ocsvm-nystroem":  # linear in n: kernel approximation + linear one-class SVM
+        return make_pipeline(Nystroem(gamma=None, n_components=min(500, n), random_state=random_state),
+                             SGDOneClassSVM(nu=0.1, random_state=random_state))
+    if name == "iforest":
+        return IsolationForest(n_estimators=200, random_state=random_state)
+    if name == "gmm":
+        return GaussianMixture(n_components=min(10, n), covariance_type="full", random_state=random_state)
+    if name == "kde":
+        return KernelDensity(bandwidth="scott")
+    raise ValueError(f"unknown estimator {name!r}; use ocsvm, ocsvm-nystroem, iforest, gmm or kde")
+
+
+class _EstimatorDetector(BaseDetector):
+    """Shared part of the latent-space and raw-data detectors: standardize, then an estimator."""
+
+    def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit(self, X: np.ndarray) -> None:
+        from sklearn.preprocessing import StandardScaler
+
+        Z = self._features(X, fitting=True)
+        self.scaler_ = StandardScaler().fit(Z)
+        self.estimator_ = _density_estimator(self.estimator, self.random_state, len(Z))
+        self.estimator_.fit(self.scaler_.transform(Z))
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        Z = self.scaler_.transform(self._features(X, fitting=False))
+        est = self.estimator_
+        return est.score_samples(Z) if hasattr(est, "score_samples") else est.decision_function(Z)
+
+
+class LatentDetector(_EstimatorDetector):
+    """An estimator fitted on the latent means of a VAE (fitted here, or ``vae`` given fitted)."""
+
+    def __init__(self, estimator: str = "ocsvm", vae: VAEDetector | None = None, latent_dim: int = 5,
+                 epochs: int = 50, contamination: float = 0.1, random_state: int = 0) -> None:
+        super().__init__(contamination)
+        self.estimator = estimator
+        self.vae = vae
+        self.latent_dim = latent_dim
+        self.epochs = epochs
+        self.random_state = random_state
+
+    def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
+        if fitting:
+            if self.vae is not None:
+                check_is_fitted(self.vae, "model_")
+                self.vae_ = self.vae
+            else:
+                self.vae_ = VAEDetector(latent_dim=self.latent_dim, epochs=self.epochs,
+                                        random_state=self.random_state).fit(X)
+        return self.vae_.encode(X)
+
+
+class RawDetector(_EstimatorDetector):
+    """Baselines on the original features: an estimator after optional PCA, or ``pca-recon``.
+
+    ``pca-recon`` scores by minus the squared error of the PCA reconstruction.
+    """
+
+    def __init__(self, estimator: str = "ocsvm", pca_components: int | None = 50,
+                 contamination: float = 0.1, random_state: int = 0) -> None:
+        super().__init__(contamination)
+        self.estimator = estimator
+        self.pca_components = pca_components
+        self.random_state = random_state
+
+    def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
+        from sklearn.decomposition import PCA
+
+        if fitting:
+            k = min(self.pca_components or X.shape[1], X.shape[0], X.shape[1])
+            self.pca_ = PCA(n_components=k, random_state=self.random_state).fit(X) if self.pca_components else None
+        return X if self.pca_ is None else self.pca_.transform(X)
+
+    def _fit(self, X: np.ndarray) -> None:
+        if self.estimator == "pca-recon":
+            if not self.pca_components:
+                raise ValueError("pca-recon needs pca_components")
+            self._features(X, fitting=True)
+            return
+        super()._fit(X)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        if self.estimator == "pca-recon":
+            rec = self.pca_.inverse_transform(self.pca_.transform(X))
+            return -((X - rec) ** 2).sum(1)
+        return super()._score(X)
