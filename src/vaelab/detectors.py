@@ -207,3 +207,40 @@ class RawDetector(_EstimatorDetector):
             rec = self.pca_.inverse_transform(self.pca_.transform(X))
             return -((X - rec) ** 2).sum(1)
         return super()._score(X)
+
+
+class FusionDetector(BaseDetector):
+    """Combines fitted-here detectors' scores (higher = more normal) by one of two rules.
+
+    ``rank``: the mean over detectors of each score's rank among the training
+    scores (an empirical CDF value in [0, 1]). ``zsum``: the sum of the scores
+    standardized with their training mean and standard deviation; for
+    log-density scores (log p(x), a GMM's log-likelihood) this is a sum of
+    standardized log-density terms.
+    """
+
+    def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
+                 contamination: float = 0.1) -> None:
+        super().__init__(contamination)
+        self.detectors = detectors
+        self.rule = rule
+
+    def _fit(self, X: np.ndarray) -> None:
+        from sklearn.base import clone
+
+        if self.rule not in ("rank", "zsum"):
+            raise ValueError(f"unknown rule {self.rule!r}; use rank or zsum")
+        if not self.detectors:
+            raise ValueError("FusionDetector needs at least one detector")
+        self.detectors_ = [clone(d).fit(X) for d in self.detectors]
+        self.train_scores_ = [np.sort(d.score_samples(X)) for d in self.detectors_]
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        parts = []
+        for det, ref in zip(self.detectors_, self.train_scores_):
+            s = det.score_samples(X)
+            if self.rule == "rank":
+                parts.append(np.searchsorted(ref, s, side="right") / len(ref))
+            else:
+                parts.append((s - ref.mean()) / (ref.std() + 1e-12))
+        return np.mean(parts, axis=0) if self.rule == "rank" else np.sum(parts, axis=0)
