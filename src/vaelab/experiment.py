@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vaelab import checkpoint as ckpt
-from vaelab.config import Config, DataConfig
+from vaelab.config import Config, DataConfig, ScoreConfig
 from vaelab.data import Dataset, load_dataset
 from vaelab.data.dataset import Preprocessing
 from vaelab.data.registry import DATASETS, load_rows
@@ -120,11 +120,14 @@ def rows_for_scoring(meta: dict[str, Any], data: str | None, split: str) -> tupl
     return rows.x, rows.y, split
 
 
+def monte_carlo_samples(score: ScoreConfig) -> dict[str, int]:
+    """The number of samples each Monte-Carlo score draws under ``score``'s settings."""
+    return {"iwae": score.iwae_samples, "recon-prob": score.recon_samples, "elbo": score.elbo_samples}
+
+
 def score_rows(model: torch.nn.Module, x: np.ndarray, score: str, config: Config,
                samples: int | None = None) -> np.ndarray:
     """One score per row of ``x`` with the Monte-Carlo settings of ``config.score``."""
-    defaults = {"iwae": config.score.iwae_samples, "recon-prob": config.score.recon_samples,
-                "elbo": config.score.elbo_samples}
-    return score_array(model, x, score, n_samples=samples or defaults.get(score),
+    return score_array(model, x, score, n_samples=samples or monte_carlo_samples(config.score).get(score),
                        batch_size=config.score.batch_size, memory_mb=config.score.memory_mb,
                        seed=config.score.seed)

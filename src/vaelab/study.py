@@ -30,7 +30,7 @@ from vaelab import __version__, embedding, plots, ranking
 from vaelab.checkpoint import load_model, versions
 from vaelab.config import Config, load_config
 from vaelab.data import Dataset, load_dataset
-from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, train_model
+from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, monte_carlo_samples, train_model
 from vaelab.fileio import atomic_path, write_json, write_text
 from vaelab.runtime import resolve_device
 from vaelab.scores import SCORES, score_array
@@ -112,7 +112,7 @@ class Study:
         x = self.data().test.x
         cfg = self.config.score
         rank = self.config.study.rank_score
-        samples = {"iwae": cfg.iwae_samples, "recon-prob": cfg.recon_samples, "elbo": cfg.elbo_samples}
+        samples = monte_carlo_samples(cfg)
         results = {}
         for name in dict.fromkeys([rank, "elbo"]):
             results[name] = score_array(model, x, name, n_samples=samples[name], batch_size=cfg.batch_size,
