@@ -107,3 +107,30 @@ def test_help_and_version(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 0
+
+
+def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 6))
+    train = rng.normal(size=(300, 2)) @ basis + 0.1 * rng.normal(size=(300, 6))
+    test = np.vstack([rng.normal(size=(40, 2)) @ basis + 0.1 * rng.normal(size=(40, 6)),
+                      rng.normal(size=(10, 6)) * 2])
+    np.savez(tmp_path / "train.npz", x=train)
+    header = "a,b,c,d,e,f"
+    (tmp_path / "test.csv").write_text(header + "\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in test))
+    for detector in ("raw-iforest", "fusion-rank"):
+        out = tmp_path / f"{detector}.csv"
+        code, stdout, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test",
+                                    tmp_path / "test.csv", "--detector", detector, "--epochs", "20", "--out", out)
+        assert code == 0, err
+        rows = list(csv.DictReader(out.open()))
+        assert len(rows) == 50 and {r["prediction"] for r in rows} <= {"1", "-1"}
+        scores = np.array([float(r["score"]) for r in rows])
+        assert scores[40:].mean() < scores[:40].mean()  # anomalies score lower
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.csv",
+                           "--contamination", "0.9", "--out", tmp_path / "x.csv")
+    assert code == 2 and "contamination" in err and not (tmp_path / "x.csv").exists()
+    np.savez(tmp_path / "narrow.npz", x=train[:, :3])
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "narrow.npz", "--test", tmp_path / "test.csv",
+                           "--detector", "raw-iforest", "--out", tmp_path / "y.csv")
+    assert code == 2 and "test.csv: has 6 features" in err and not (tmp_path / "y.csv").exists()

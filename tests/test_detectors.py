@@ -57,3 +57,16 @@ def test_detectors_refuse_bad_input(blobs):
         RawDetector("nope").fit(train)
     with pytest.raises(ValueError, match="contamination"):
         RawDetector("iforest", contamination=0.7).fit(train)
+
+
+def test_every_registered_detector_fits_and_follows_the_contract():
+    from vaelab.detectors import DEFAULT_DETECTOR, DETECTORS, make_detector
+
+    rng = np.random.default_rng(4)
+    train, test = rng.normal(size=(120, 5)), rng.normal(size=(30, 5))
+    assert DEFAULT_DETECTOR in DETECTORS
+    for name in DETECTORS:
+        det = make_detector(name, latent_dim=2, epochs=2).fit(train)
+        scores = det.score_samples(test)
+        assert scores.shape == (30,) and np.isfinite(scores).all(), name
+        assert np.array_equal(det.predict(test), np.where(scores - det.offset_ >= 0, 1, -1)), name

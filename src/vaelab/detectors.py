@@ -244,3 +244,45 @@ class FusionDetector(BaseDetector):
             else:
                 parts.append((s - ref.mean()) / (ref.std() + 1e-12))
         return np.mean(parts, axis=0) if self.rule == "rank" else np.sum(parts, axis=0)
+
+
+def _vae(score: str):
+    return lambda latent_dim, epochs, seed: VAEDetector(score=score, latent_dim=latent_dim, epochs=epochs,
+                                                        random_state=seed)
+
+
+def _latent(name: str):
+    return lambda latent_dim, epochs, seed: LatentDetector(name, latent_dim=latent_dim, epochs=epochs,
+                                                           random_state=seed)
+
+
+def _raw(name: str):
+    return lambda latent_dim, epochs, seed: RawDetector(name, random_state=seed)
+
+
+def _fusion(latent_dim: int, epochs: int, seed: int) -> FusionDetector:
+    return FusionDetector((VAEDetector(score="iwae", latent_dim=latent_dim, epochs=epochs, n_samples=100,
+                                       random_state=seed),
+                           RawDetector("iforest", random_state=seed)), rule="rank")
+
+
+# name -> factory(latent_dim, epochs, seed)
+DETECTORS = {
+    **{f"vae-{s}": _vae(s) for s in SCORES},
+    **{f"latent-{e}": _latent(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde")},
+    **{f"raw-{e}": _raw(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde", "pca-recon")},
+    "fusion-rank": _fusion,
+}
+# Provisional: a likelihood score fused with a raw-data isolation forest, so that neither the
+# likelihood's bias toward simple inputs nor a raw-data method's blindness to structure decides
+# alone. The anomaly benchmark (issue 4) is to confirm or replace it with evidence.
+DEFAULT_DETECTOR = "fusion-rank"
+
+
+def make_detector(name: str, latent_dim: int = 5, epochs: int = 50, seed: int = 0) -> BaseDetector:
+    """The detector registered as ``name``."""
+    from vaelab.errors import ConfigError
+
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    return DETECTORS[name](latent_dim, epochs, seed)
