@@ -130,6 +130,9 @@ def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.csv",
                            "--contamination", "0.9", "--out", tmp_path / "x.csv")
     assert code == 2 and "contamination" in err and not (tmp_path / "x.csv").exists()
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.csv",
+                           "--detector", "nope", "--out", tmp_path / "z.csv")
+    assert code == 2 and "unknown detector 'nope'" in err and not (tmp_path / "z.csv").exists()
     np.savez(tmp_path / "narrow.npz", x=train[:, :3])
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "narrow.npz", "--test", tmp_path / "test.csv",
                            "--detector", "raw-iforest", "--out", tmp_path / "y.csv")

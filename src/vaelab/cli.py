@@ -76,18 +76,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vaelab.data.arrays import load_path
-    from vaelab.detectors import make_detector
+    from vaelab.data.dataset import fit_preprocessing
+    from vaelab.detectors import DEFAULT_DETECTOR, make_detector, predictions
     from vaelab.errors import DataError
     from vaelab.fileio import atomic_path
 
     def rows(path: Path):
+        """Every row of a file; image pixels scaled to [0, 1], tables as they are."""
         raw = load_path(path)
-        xs = [raw.x_train] + ([raw.x_test] if raw.x_test is not None else [])
-        ys = [raw.y_train] + ([raw.y_test] if raw.x_test is not None else [])
-        x = np.concatenate(xs).astype(np.float64)
-        if raw.kind == "image" and x.max() > 1.0:
-            x = x / 255.0
-        return x, (None if any(y is None for y in ys) else np.concatenate(ys))
+        x, y = raw.all_rows()
+        return (fit_preprocessing(raw).apply(x) if raw.kind == "image" else x), y
 
     if not 0.0 < args.contamination < 0.5:
         raise VaelabError(f"--contamination must be in (0, 0.5); got {args.contamination}")
@@ -95,17 +93,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     x_test, y_test = rows(args.test)
     if x_test.shape[1] != x_train.shape[1]:
         raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
-    detector = make_detector(args.detector, args.latent_dim, args.epochs, args.seed)
+    name = args.detector or DEFAULT_DETECTOR
+    detector = make_detector(name, args.latent_dim, args.epochs, args.seed)
     detector.set_params(contamination=args.contamination)
     detector.fit(x_train)
     scores = detector.score_samples(x_test)
-    labels = np.where(scores - detector.offset_ >= 0, 1, -1)
+    labels = predictions(scores, detector.offset_)
     with atomic_path(args.out) as tmp:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write("row," + ("label," if y_test is not None else "") + "score,prediction\n")
             for i, (s, p) in enumerate(zip(scores, labels)):
                 fh.write(f"{i}," + (f"{int(y_test[i])}," if y_test is not None else "") + f"{s:.6f},{p}\n")
-    print(f"{args.detector}: fitted on {len(x_train)} rows of {args.train}; scored {len(x_test)} rows of "
+    print(f"{name}: fitted on {len(x_train)} rows of {args.train}; scored {len(x_test)} rows of "
           f"{args.test}; {int((labels == -1).sum())} flagged as anomalies (threshold {detector.offset_:.4f}, "
           f"contamination {args.contamination}); higher score = more normal; wrote {args.out}")
     return 0
@@ -175,13 +174,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     p.set_defaults(func=cmd_score)
 
-    from vaelab.detectors import DEFAULT_DETECTOR, DETECTORS
-
     p = sub.add_parser("detect", help="fit an anomaly detector on one file, score another")
     p.add_argument("--train", type=Path, required=True, help="normal data: .npz, .npy, .csv or .parquet")
     p.add_argument("--test", type=Path, required=True, help="data to score")
-    p.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
-                   help=f"default {DEFAULT_DETECTOR} (provisional)")
+    p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
+                   "raw-iforest; default fusion-rank (provisional)")
     p.add_argument("--latent-dim", type=int, default=5)
     p.add_argument("--epochs", type=int, default=50, help="VAE training epochs")
     p.add_argument("--contamination", type=float, default=0.1, help="expected anomaly fraction (threshold)")

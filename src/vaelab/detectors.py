@@ -19,6 +19,11 @@ from vaelab.scores import SCORES, score_array
 from vaelab.training import Trainer
 
 
+def predictions(scores: np.ndarray, offset: float) -> np.ndarray:
+    """+1 (normal) where ``scores - offset >= 0``, else -1 (anomaly)."""
+    return np.where(np.asarray(scores) - offset >= 0, 1, -1)
+
+
 class BaseDetector(OutlierMixin, BaseEstimator):
     """Thresholding written once; subclasses implement ``_fit`` and ``_score``."""
 
@@ -46,7 +51,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        return np.where(self.decision_function(X) >= 0, 1, -1)
+        return predictions(self.score_samples(X), self.offset_)
 
     def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -36,9 +36,6 @@ from vaelab.runtime import resolve_device
 from vaelab.scores import SCORES, score_array
 from vaelab.training import training_identity
 
-SECTIONS = ("Training", "Decoder samples", "Likelihood ranking", "Latent space")
-
-
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -135,6 +132,7 @@ class Study:
         name = f"z{latent}"
         order = self.config.study.latent_dims.index(latent)
         label = SCORES[st.rank_score].description.split(" (")[0]
+        low = ranking.least_likely(scores, st.n_ranked)
         if ds.kind == "image" and ds.image_shape and len(ds.image_shape) == 2:
             shape = ds.image_shape
             gen = torch.Generator().manual_seed(st.seed)
@@ -158,7 +156,6 @@ class Study:
                                         f"Latent size {latent}: decoded grid over z{a} (rows) and z{b} (columns) "
                                         "at the 5%..95% prior quantiles, other axes 0.", order + 0.1))
             y = ds.test.y
-            low = ranking.least_likely(scores, st.n_ranked)
             high = ranking.most_likely(scores, st.n_ranked)
             cols = int(np.ceil(np.sqrt(st.n_ranked)))
             for kind, idx in (("least", low), ("most", high)):
@@ -188,7 +185,6 @@ class Study:
             figs.append(_figure(f"figures/{file}", "Likelihood ranking",
                                 f"Latent size {latent}: distribution of {label} over the test points of each class.",
                                 order + 0.4))
-        low = ranking.least_likely(scores, st.n_ranked)
         return {"figures": figs, "least_likely": [int(i) for i in low],
                 "least_likely_scores": [float(scores[i]) for i in low]}
 
@@ -247,7 +243,7 @@ class Study:
     def _models(self, ledger: Ledger, fps: dict[str, str]) -> dict[int, dict[str, Any]]:
         """The train and scores stages of every latent size; fills ``fps``."""
         cfg = self.config
-        data_fp = fingerprint(cfg.to_dict()["data"])
+        data_fp = fps.setdefault("data", fingerprint(cfg.to_dict()["data"]))
         train_cfg = {k: v for k, v in cfg.to_dict()["train"].items() if k not in ("progress", "device")}
         per_latent = {}
         for d in cfg.study.latent_dims:
@@ -269,9 +265,9 @@ class Study:
         start = time.perf_counter()
         cfg, st = self.config, self.config.study
         ledger = self._begin()
-        data_fp = fingerprint(cfg.to_dict()["data"])
         fps: dict[str, str] = {}
         per_latent = self._models(ledger, fps)
+        data_fp = fps["data"]
         figures: list[dict[str, Any]] = []
         for d in st.latent_dims:
             fig_fp = fingerprint(fps[f"scores{d}"], cfg.to_dict()["study"])

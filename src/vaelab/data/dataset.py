@@ -28,6 +28,13 @@ class RawData:
     default_val_size: float = 0.1
     default_test_size: float = 0.2
 
+    def all_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every row in file order (train part, then test part) and the labels if all parts have them."""
+        if self.x_test is None:
+            return self.x_train, self.y_train
+        y = None if self.y_train is None or self.y_test is None else np.concatenate([self.y_train, self.y_test])
+        return np.concatenate([self.x_train, self.x_test]), y
+
 
 @dataclass(frozen=True)
 class Split:

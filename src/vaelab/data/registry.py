@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from vaelab.config import DataConfig
 from vaelab.data.arrays import load_path
 from vaelab.data.dataset import Dataset, Preprocessing, RawData, Split, binarize_fixed, prepare
@@ -57,10 +55,8 @@ def load_rows(cfg: DataConfig, preprocessing: Preprocessing) -> Split:
     model's, and image data is binarized as the model's evaluation data was.
     """
     raw = load_raw(cfg)
-    xs = [raw.x_train] + ([raw.x_test] if raw.x_test is not None else [])
-    ys = [raw.y_train] + ([raw.y_test] if raw.x_test is not None else [])
-    x = preprocessing.apply(np.concatenate(xs))
-    y = None if any(v is None for v in ys) else np.concatenate(ys)
+    x, y = raw.all_rows()
+    x = preprocessing.apply(x)
     if raw.kind == "image":
         x = binarize_fixed(x, cfg.binarize, cfg.threshold, cfg.split_seed + 3)
     return Split(x, y)
