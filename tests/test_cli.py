@@ -118,7 +118,7 @@ def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
     np.savez(tmp_path / "train.npz", x=train)
     header = "a,b,c,d,e,f"
     (tmp_path / "test.csv").write_text(header + "\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in test))
-    for detector in ("raw-iforest", "fusion-rank"):
+    for detector in ("raw-iforest", "fusion-raw-rank"):
         out = tmp_path / f"{detector}.csv"
         code, stdout, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test",
                                     tmp_path / "test.csv", "--detector", detector, "--epochs", "20", "--out", out)

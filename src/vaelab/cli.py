@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -133,6 +134,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+ANOMALY_FLAGS = {"data": "data.name", "data_path": "data.path", "protocols": "anomaly.protocols",
+                 "classes": "anomaly.classes", "latent_dims": "anomaly.latent_dims", "seed": "train.seed",
+                 "device": "train.device"}
+
+
+def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
+    from vaelab.benchmark.anomaly import AnomalyBenchmark, summary
+
+    config = build_config(args, ANOMALY_FLAGS)
+    if not config.anomaly.protocols:
+        config = config.replace(anomaly=dataclasses.replace(config.anomaly, protocols=("loco", "ovr")))
+    bench = AnomalyBenchmark(config, args.out, say=lambda line: print(line, file=sys.stderr, flush=True))
+    rows = bench.run()
+    print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
+    for r in summary(rows):
+        print(f"{r['protocol']:8} {r['latent_dim'] or 'raw':>6} {r['detector']:22} {r['mean_auroc']:>10.3f} "
+              f"{r['min_auroc']:>9.3f} {r['mean_ap']:>8.3f}")
+    print(f"\nAUROC over {len(bench.classes)} classes; tables and figures in {args.out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from vaelab.report import write_report
 
@@ -178,13 +200,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=Path, required=True, help="normal data: .npz, .npy, .csv or .parquet")
     p.add_argument("--test", type=Path, required=True, help="data to score")
     p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
-                   "raw-iforest; default fusion-rank (provisional)")
+                   "raw-iforest; default: vaelab.detectors.DEFAULT_DETECTOR")
     p.add_argument("--latent-dim", type=int, default=5)
     p.add_argument("--epochs", type=int, default=50, help="VAE training epochs")
     p.add_argument("--contamination", type=float, default=0.1, help="expected anomaly fraction (threshold)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="CSV: row, [label], score, prediction (+1/-1)")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("benchmark", help="the anomaly benchmarks")
+    suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    b = suites.add_parser("anomaly", help="protocols x classes x latent sizes x detectors: AUROC/AP tables and "
+                          "figures (settings: the [anomaly] section of a config)")
+    _common(b)
+    b.add_argument("--data", help="a labelled data set name or file (default: the config's)")
+    b.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
+    b.add_argument("--protocol", dest="protocols", action="append", choices=["loco", "ovr"],
+                   help="leave-one-class-out and/or one-vs-rest (repeatable; default both)")
+    b.add_argument("--classes", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 0,1,2 (default all)")
+    b.add_argument("--latent-dims", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 3,5,200")
+    b.add_argument("--seed", type=int)
+    b.add_argument("--device", help="auto, cpu, cuda, ...")
+    b.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
+    b.set_defaults(func=cmd_benchmark_anomaly)
 
     p = sub.add_parser("report", help="rebuild a run's report.html from its directory alone")
     p.add_argument("run_dir", type=Path)

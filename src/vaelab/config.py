@@ -1,7 +1,7 @@
 """Dataclass configs for every setting: TOML in, validated, TOML out.
 
 A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
-``[score]``, ``[study]``); every key is a field of the section's dataclass. Command-line
+``[score]``, ``[study]``, ``[anomaly]``); every key is a field of the section's dataclass. Command-line
 overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 ``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
 (falling back to a plain string).
@@ -162,6 +162,47 @@ class StudyConfig:
         _check(self.tsne_perplexity > 0, "study.tsne_perplexity must be > 0")
 
 
+PROTOCOLS = ("loco", "ovr")
+LATENT_ESTIMATORS = ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde")
+RAW_ESTIMATORS = (*LATENT_ESTIMATORS, "pca-recon")
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """The anomaly benchmark (`vaelab benchmark anomaly`, and a stage of `vaelab run` when
+    ``protocols`` is not empty): protocol x class x latent size x detector.
+
+    One VAE per (protocol, class, latent size) on grey pixels gives every
+    likelihood score and the latent codes; raw-data baselines are fitted once
+    per (protocol, class). ``model`` and ``train`` settings apply, with the
+    epochs given here.
+    """
+
+    protocols: tuple[str, ...] = ()     # loco (An & Cho 2015) and/or ovr (Ruff et al. 2018)
+    classes: tuple[int, ...] = ()       # empty: every class
+    latent_dims: tuple[int, ...] = ()   # empty: study.latent_dims
+    loco_epochs: int = 20
+    ovr_epochs: int = 60
+    iwae_samples: int = 100
+    latent_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde")
+    raw_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde", "pca-recon")
+    max_fit_rows: int = 10000           # kernel estimators fit on at most this many training rows
+    reference_rows: int = 2000          # training rows whose scores the fusion rules use
+    pollution: float = 0.0              # fraction of anomalies put into training
+
+    def __post_init__(self) -> None:
+        for p in self.protocols:
+            _check_choice(p, PROTOCOLS, "anomaly.protocols")
+        for e in self.latent_estimators:
+            _check_choice(e, LATENT_ESTIMATORS, "anomaly.latent_estimators")
+        for e in self.raw_estimators:
+            _check_choice(e, RAW_ESTIMATORS, "anomaly.raw_estimators")
+        _check(all(d >= 1 for d in self.latent_dims), "anomaly.latent_dims must list positive sizes")
+        for key in ("loco_epochs", "ovr_epochs", "iwae_samples", "max_fit_rows", "reference_rows"):
+            _check(getattr(self, key) >= 1, f"anomaly.{key} must be >= 1")
+        _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole experiment: one config, one run directory.
@@ -175,6 +216,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
 
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

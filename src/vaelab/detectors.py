@@ -1,8 +1,9 @@
-"""Anomaly detectors with scikit-learn conventions (work in progress toward issue 4).
+"""Anomaly detectors with scikit-learn conventions.
 
 Sign convention, everywhere: ``score_samples`` is higher for more normal
 points; ``decision_function = score_samples - offset_`` where ``offset_`` is
-the ``contamination`` quantile of the training scores; ``predict`` gives +1
+the ``contamination`` quantile of the training scores (of at most
+``THRESHOLD_ROWS`` seeded training rows); ``predict`` gives +1
 (normal) where the decision is >= 0 and -1 (anomaly) elsewhere.
 """
 
@@ -24,6 +25,40 @@ def predictions(scores: np.ndarray, offset: float) -> np.ndarray:
     return np.where(np.asarray(scores) - offset >= 0, 1, -1)
 
 
+FUSION_RULES = ("rank", "zsum")
+
+
+def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> np.ndarray:
+    """Combine normality scores (higher = more normal) of the same rows.
+
+    ``references[i]`` holds score ``i`` on normal training rows. ``rank``: the
+    mean over scores of each value's empirical CDF among its reference (in
+    [0, 1]). ``zsum``: the sum of the scores standardized with their
+    reference's mean and standard deviation; for log-density scores this is a
+    sum of standardized log-density terms.
+    """
+    if rule not in FUSION_RULES:
+        raise ValueError(f"unknown rule {rule!r}; use {' or '.join(FUSION_RULES)}")
+    parts = []
+    for s, ref in zip(scores, references, strict=True):
+        ref = np.sort(np.asarray(ref, dtype=np.float64))
+        if rule == "rank":
+            parts.append(np.searchsorted(ref, s, side="right") / len(ref))
+        else:
+            parts.append((np.asarray(s) - ref.mean()) / (ref.std() + 1e-12))
+    return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
+
+
+def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``n`` rows (all rows if ``limit`` is None or >= n)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+THRESHOLD_ROWS = 2000
+
+
 class BaseDetector(OutlierMixin, BaseEstimator):
     """Thresholding written once; subclasses implement ``_fit`` and ``_score``."""
 
@@ -36,7 +71,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"contamination must be in (0, 0.5); got {self.contamination}")
         self.n_features_in_ = X.shape[1]
         self._fit(X)
-        self.offset_ = float(np.quantile(self._score(X), self.contamination))
+        rows = subsample(len(X), THRESHOLD_ROWS, getattr(self, "random_state", 0))
+        self.offset_ = float(np.quantile(self._score(X[rows]), self.contamination))
         return self
 
     def score_samples(self, X) -> np.ndarray:
@@ -105,10 +141,17 @@ class VAEDetector(BaseDetector):
         with torch.no_grad():
             return self.model_.encode(x.to(next(self.model_.parameters()).device))[0].cpu().numpy()
 
+    def score_with(self, X, score: str, n_samples: int | None = None) -> np.ndarray:
+        """Another of the fitted VAE's scores (higher = more normal), without refitting."""
+        check_is_fitted(self, "model_")
+        if score not in SCORES:
+            raise ValueError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
+        values = score_array(self.model_, self._prepare(check_array(X, dtype=np.float64)), score,
+                             n_samples=n_samples, seed=self.random_state)
+        return values if SCORES[score].higher_is_normal else -values
+
     def _score(self, X: np.ndarray) -> np.ndarray:
-        values = score_array(self.model_, self._prepare(X), self.score, n_samples=self.n_samples,
-                             seed=self.random_state)
-        return values if SCORES[self.score].higher_is_normal else -values
+        return self.score_with(X, self.score, self.n_samples)
 
 
 def _density_estimator(name: str, random_state: int, n: int):
@@ -136,7 +179,11 @@ def _density_estimator(name: str, random_state: int, n: int):
 
 
 class _EstimatorDetector(BaseDetector):
-    """Shared part of the latent-space and raw-data detectors: standardize, then an estimator."""
+    """Shared part of the latent-space and raw-data detectors: standardize, then an estimator.
+
+    ``max_fit_rows`` fits the estimator on a seeded subsample of at most that
+    many rows (kernel methods cost O(n^2) to O(n^3) in the rows).
+    """
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -145,6 +192,7 @@ class _EstimatorDetector(BaseDetector):
         from sklearn.preprocessing import StandardScaler
 
         Z = self._features(X, fitting=True)
+        Z = Z[subsample(len(Z), self.max_fit_rows, self.random_state)]
         self.scaler_ = StandardScaler().fit(Z)
         self.estimator_ = _density_estimator(self.estimator, self.random_state, len(Z))
         self.estimator_.fit(self.scaler_.transform(Z))
@@ -159,12 +207,14 @@ class LatentDetector(_EstimatorDetector):
     """An estimator fitted on the latent means of a VAE (fitted here, or ``vae`` given fitted)."""
 
     def __init__(self, estimator: str = "ocsvm", vae: VAEDetector | None = None, latent_dim: int = 5,
-                 epochs: int = 50, contamination: float = 0.1, random_state: int = 0) -> None:
+                 epochs: int = 50, max_fit_rows: int | None = 10000, contamination: float = 0.1,
+                 random_state: int = 0) -> None:
         super().__init__(contamination)
         self.estimator = estimator
         self.vae = vae
         self.latent_dim = latent_dim
         self.epochs = epochs
+        self.max_fit_rows = max_fit_rows
         self.random_state = random_state
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
@@ -185,10 +235,11 @@ class RawDetector(_EstimatorDetector):
     """
 
     def __init__(self, estimator: str = "ocsvm", pca_components: int | None = 50,
-                 contamination: float = 0.1, random_state: int = 0) -> None:
+                 max_fit_rows: int | None = 10000, contamination: float = 0.1, random_state: int = 0) -> None:
         super().__init__(contamination)
         self.estimator = estimator
         self.pca_components = pca_components
+        self.max_fit_rows = max_fit_rows
         self.random_state = random_state
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
@@ -215,40 +266,43 @@ class RawDetector(_EstimatorDetector):
 
 
 class FusionDetector(BaseDetector):
-    """Combines fitted-here detectors' scores (higher = more normal) by one of two rules.
+    """Combines its detectors' scores (higher = more normal) by :func:`fuse`'s ``rule``.
 
-    ``rank``: the mean over detectors of each score's rank among the training
-    scores (an empirical CDF value in [0, 1]). ``zsum``: the sum of the scores
-    standardized with their training mean and standard deviation; for
-    log-density scores (log p(x), a GMM's log-likelihood) this is a sum of
-    standardized log-density terms.
+    Each detector is cloned and fitted on X; the references are their scores
+    on (at most ``reference_rows`` of) the training rows. A ``LatentDetector``
+    without its own ``vae`` reuses the first fitted ``VAEDetector`` of the same
+    latent size among the detectors, so likelihood and latent codes come from
+    one model.
     """
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
-                 contamination: float = 0.1) -> None:
+                 reference_rows: int | None = 2000, contamination: float = 0.1, random_state: int = 0) -> None:
         super().__init__(contamination)
         self.detectors = detectors
         self.rule = rule
+        self.reference_rows = reference_rows
+        self.random_state = random_state
 
     def _fit(self, X: np.ndarray) -> None:
         from sklearn.base import clone
 
-        if self.rule not in ("rank", "zsum"):
-            raise ValueError(f"unknown rule {self.rule!r}; use rank or zsum")
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; use {' or '.join(FUSION_RULES)}")
         if not self.detectors:
             raise ValueError("FusionDetector needs at least one detector")
-        self.detectors_ = [clone(d).fit(X) for d in self.detectors]
-        self.train_scores_ = [np.sort(d.score_samples(X)) for d in self.detectors_]
+        self.detectors_ = []
+        for det in self.detectors:
+            det = clone(det)
+            if isinstance(det, LatentDetector) and det.vae is None:
+                shared = [d for d in self.detectors_ if isinstance(d, VAEDetector) and d.latent_dim == det.latent_dim]
+                if shared:
+                    det.set_params(vae=shared[0])
+            self.detectors_.append(det.fit(X))
+        ref = X[subsample(len(X), self.reference_rows, self.random_state)]
+        self.references_ = [np.sort(d.score_samples(ref)) for d in self.detectors_]
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        parts = []
-        for det, ref in zip(self.detectors_, self.train_scores_):
-            s = det.score_samples(X)
-            if self.rule == "rank":
-                parts.append(np.searchsorted(ref, s, side="right") / len(ref))
-            else:
-                parts.append((s - ref.mean()) / (ref.std() + 1e-12))
-        return np.mean(parts, axis=0) if self.rule == "rank" else np.sum(parts, axis=0)
+        return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)
 
 
 def _vae(score: str):
@@ -265,10 +319,21 @@ def _raw(name: str):
     return lambda latent_dim, epochs, seed: RawDetector(name, random_state=seed)
 
 
-def _fusion(latent_dim: int, epochs: int, seed: int) -> FusionDetector:
-    return FusionDetector((VAEDetector(score="iwae", latent_dim=latent_dim, epochs=epochs, n_samples=100,
-                                       random_state=seed),
-                           RawDetector("iforest", random_state=seed)), rule="rank")
+# The fusions: (the other detector's registry name, rule); the likelihood part is always vae-iwae.
+FUSIONS = {
+    "fusion-raw-rank": ("raw-iforest", "rank"),
+    "fusion-latent-rank": ("latent-ocsvm", "rank"),
+    "fusion-latent-zsum": ("latent-gmm", "zsum"),
+}
+FUSION_IWAE_SAMPLES = 100
+
+
+def _fusion(partner: str, rule: str):
+    def build(latent_dim: int, epochs: int, seed: int) -> FusionDetector:
+        vae = VAEDetector(score="iwae", latent_dim=latent_dim, epochs=epochs, n_samples=FUSION_IWAE_SAMPLES,
+                          random_state=seed)
+        return FusionDetector((vae, DETECTORS[partner](latent_dim, epochs, seed)), rule=rule, random_state=seed)
+    return build
 
 
 # name -> factory(latent_dim, epochs, seed)
@@ -276,12 +341,10 @@ DETECTORS = {
     **{f"vae-{s}": _vae(s) for s in SCORES},
     **{f"latent-{e}": _latent(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde")},
     **{f"raw-{e}": _raw(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde", "pca-recon")},
-    "fusion-rank": _fusion,
+    **{name: _fusion(partner, rule) for name, (partner, rule) in FUSIONS.items()},
 }
-# Provisional: a likelihood score fused with a raw-data isolation forest, so that neither the
-# likelihood's bias toward simple inputs nor a raw-data method's blindness to structure decides
-# alone. The anomaly benchmark (issue 4) is to confirm or replace it with evidence.
-DEFAULT_DETECTOR = "fusion-rank"
+# Provisional until the anomaly benchmark decides it.
+DEFAULT_DETECTOR = "fusion-raw-rank"
 
 
 def make_detector(name: str, latent_dim: int = 5, epochs: int = 50, seed: int = 0) -> BaseDetector:

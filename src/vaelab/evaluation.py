@@ -30,6 +30,14 @@ def average_precision(is_anomaly: np.ndarray, normal_score: np.ndarray) -> float
     return float(average_precision_score(np.asarray(is_anomaly).astype(int), -np.asarray(normal_score)))
 
 
+def roc_points(is_anomaly: np.ndarray, normal_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) of -score for finding anomalies."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(is_anomaly).astype(int), -np.asarray(normal_score))
+    return fpr, tpr
+
+
 @dataclass(frozen=True)
 class Interval:
     value: float
@@ -49,3 +57,27 @@ def bootstrap(metric, is_anomaly: np.ndarray, normal_score: np.ndarray, n_boot: 
         values[b] = metric(y[idx], normal_score[idx])
     alpha = (1 - level) / 2
     return Interval(metric(y, normal_score), float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+
+
+def auroc_interval(is_anomaly: np.ndarray, normal_score: np.ndarray, level: float = 0.95) -> Interval:
+    """AUROC with DeLong et al. (1988)'s normal-approximation interval, clipped to [0, 1].
+
+    Uses the structural components of the Mann-Whitney statistic (computed
+    with three rankings, after Sun & Xu 2014), so it costs O(n log n) and no
+    resampling; for a few thousand points it agrees with the bootstrap.
+    """
+    from scipy.stats import norm, rankdata
+
+    y = np.asarray(is_anomaly).astype(bool)
+    s = -np.asarray(normal_score, dtype=np.float64)
+    pos, neg = s[y], s[~y]
+    m, n = len(pos), len(neg)
+    if m < 2 or n < 2:
+        raise ValueError("an AUROC interval needs at least two anomalies and two normal points")
+    joint = rankdata(np.concatenate([pos, neg]))
+    value = float((joint[:m].sum() - m * (m + 1) / 2) / (m * n))
+    v_pos = (joint[:m] - rankdata(pos)) / n
+    v_neg = 1.0 - (joint[m:] - rankdata(neg)) / m
+    se = float(np.sqrt(v_pos.var(ddof=1) / m + v_neg.var(ddof=1) / n))
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    return Interval(value, max(0.0, value - half), min(1.0, value + half))

@@ -145,6 +145,49 @@ def training_curves(histories: dict[str, list[dict[str, float]]]):
     return fig
 
 
+def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
+            vmin: float = 0.0, vmax: float = 1.0, cmap: str = "RdYlGn"):
+    """A labelled matrix of values (e.g. AUROC), each cell annotated with its number."""
+    plt = _plt()
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(0.62 * len(col_labels) + 2.6, 0.28 * len(row_labels) + 1.2))
+    ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7.5)
+    ax.xaxis.tick_top()
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5)
+    ax.set_title(title, fontsize=10, pad=22)
+    fig.tight_layout()
+    return fig
+
+
+def roc_panels(panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]], ncols: int = 5):
+    """ROC curves, one panel per (title, {label: (false positive rate, true positive rate)})."""
+    plt = _plt()
+    nrows = max(1, -(-len(panels) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.4), squeeze=False,
+                             sharex=True, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, (title, curves) in zip(axes.flat, panels):
+        for i, (label, (fpr, tpr)) in enumerate(curves.items()):
+            ax.plot(fpr, tpr, color=cmap(i % 10), lw=1.1, label=label)
+        ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("false positive rate", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true positive rate", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     """Write ``fig`` as PNG atomically and close it."""
     from vaelab.fileio import atomic_path

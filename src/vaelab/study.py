@@ -13,7 +13,6 @@ checkpoint) and a changed setting redoes only the stages it feeds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -31,13 +30,10 @@ from vaelab.checkpoint import load_model, versions
 from vaelab.config import Config, load_config
 from vaelab.data import Dataset, load_dataset
 from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, monte_carlo_samples, train_model
-from vaelab.fileio import atomic_path, write_json, write_text
+from vaelab.fileio import atomic_path, fingerprint, write_json, write_text
 from vaelab.runtime import resolve_device
 from vaelab.scores import SCORES, score_array
 from vaelab.training import training_identity
-
-def fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Ledger:

@@ -48,3 +48,7 @@ def one_vs_rest(x_train, y_train, x_test, y_test, normal_class: int, pollution: 
     """Ruff et al. (2018): ``normal_class`` is normal; every other class is an anomaly."""
     return _split(x_train, y_train, x_test, y_test, y_train == normal_class, y_test == normal_class,
                   pollution, seed, f"one-vs-rest: class {normal_class} is normal")
+
+
+# config name -> split function
+PROTOCOL_SPLITS = {"loco": leave_one_class_out, "ovr": one_vs_rest}

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``vaelab benchmark``: anomaly protocols (and, later, synthetic anomalies)."""
