@@ -70,3 +70,11 @@ def test_every_registered_detector_fits_and_follows_the_contract():
         scores = det.score_samples(test)
         assert scores.shape == (30,) and np.isfinite(scores).all(), name
         assert np.array_equal(det.predict(test), np.where(scores - det.offset_ >= 0, 1, -1)), name
+
+
+def test_vae_detector_is_reproducible_from_its_seed(blobs):
+    train, x_test, _ = blobs
+    fit = lambda seed: VAEDetector(score="elbo", latent_dim=2, hidden_dims=(16,), epochs=2,  # noqa: E731
+                                   random_state=seed).fit(train).score_samples(x_test)
+    assert np.array_equal(fit(3), fit(3))
+    assert not np.array_equal(fit(3), fit(4))

@@ -11,6 +11,7 @@ from vaelab import ranking
 from vaelab.cli import main
 
 TINY_STUDY = ["--set", "train.progress=false", "--set", "train.epochs=1", "--set", "data.train_limit=600",
+              "--set", "anomaly.classes=[1,7]", "--set", "anomaly.loco_epochs=1",
               "--set", "model.hidden_dims=[32]", "--set", "study.latent_dims=[2,3]",
               "--set", "study.tsne_points=150", "--set", "score.iwae_samples=8",
               "--set", "study.n_prior_samples=16"]

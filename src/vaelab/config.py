@@ -60,7 +60,7 @@ class DataConfig:
     binarize: str = "dynamic"      # image pixels: none | threshold | dynamic
     threshold: float = 0.5
     label_column: str = "label"    # tabular files: the label column, if present
-    train_limit: int = 0           # keep only the first N training rows (0 = all)
+    train_limit: int = 0           # keep a seeded, stratified subset of N training rows (0 = all)
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "data.name must not be empty")
@@ -178,9 +178,9 @@ class AnomalyConfig:
     epochs given here.
     """
 
-    protocols: tuple[str, ...] = ()     # loco (An & Cho 2015) and/or ovr (Ruff et al. 2018)
+    protocols: tuple[str, ...] = ("loco",)  # loco (An & Cho 2015) and/or ovr (Ruff et al. 2018); [] = none
     classes: tuple[int, ...] = ()       # empty: every class
-    latent_dims: tuple[int, ...] = ()   # empty: study.latent_dims
+    latent_dims: tuple[int, ...] = (5,)  # empty: study.latent_dims
     loco_epochs: int = 20
     ovr_epochs: int = 60
     iwae_samples: int = 100

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.models import build_model
+from vaelab.runtime import seeded_init
 from vaelab.scores import SCORES, score_array
 from vaelab.training import Trainer
 
@@ -129,7 +130,8 @@ class VAEDetector(BaseDetector):
         scale = np.ones(X.shape[1]) if unit else X.std(0)
         self.scale_ = np.where(scale < 1e-12, 1.0, scale)
         config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))
-        self.model_ = build_model(config, X.shape[1], self.likelihood_)
+        with seeded_init(self.random_state):
+            self.model_ = build_model(config, X.shape[1], self.likelihood_)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         Trainer(self.model_, train, run_config={}).fit({"x": torch.from_numpy(self._prepare(X))})

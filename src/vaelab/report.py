@@ -11,13 +11,17 @@ from typing import Any
 from vaelab.errors import VaelabError
 from vaelab.fileio import write_text
 
-SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space")
+SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection")
 SECTION_TEXT = {
     "Training": "One VAE per latent size, trained with the single-sample ELBO (Adam).",
     "Decoder samples": "What each model generates: decoder means for codes drawn from the prior.",
     "Likelihood ranking": "Test points ranked by their likelihood under each model, over the whole "
                           "test set (global) and within each class (conditional).",
     "Latent space": "Where the encoder puts the test points, next to a map of the raw data.",
+    "Anomaly detection": "Each class in turn as the anomaly (leave-one-class-out) or as the only normal class "
+                         "(one-vs-rest); AUROC of finding the anomalies in the test set. One VAE per class and "
+                         "latent size gives the likelihood scores (vae-*) and the latent codes (latent-*); raw-* "
+                         "use the pixels; fusion-* combine log p(x) with a second score.",
 }
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}
@@ -43,6 +47,24 @@ def _summary_table(study: dict[str, Any]) -> str:
                    f"<td>{m['val_elbo']:.2f}</td><td>{m['test_elbo']:.2f}</td><td>{m['test_rank']:.2f}</td></tr>"
                    for d, m in study.items())
     return f"<table>{head}{rows}</table>"
+
+
+def _anomaly_table(anomaly: dict[str, Any]) -> str:
+    """Mean AUROC over classes: one table per protocol, detectors by latent size."""
+    out = []
+    for protocol in dict.fromkeys(r["protocol"] for r in anomaly["summary"]):
+        rows = [r for r in anomaly["summary"] if r["protocol"] == protocol]
+        dims = sorted({r["latent_dim"] for r in rows})
+        cells: dict[str, dict[int, float]] = {}
+        for r in rows:
+            cells.setdefault(r["detector"], {})[r["latent_dim"]] = r["mean_auroc"]
+        head = "".join(f"<th>{'raw' if d == 0 else f'latent {d}'}</th>" for d in dims)
+        body = "".join(f"<tr><td style='text-align:left'>{html.escape(det)}</td>"
+                       + "".join(f"<td>{v[d]:.3f}</td>" if d in v else "<td></td>" for d in dims) + "</tr>"
+                       for det, v in cells.items())
+        out.append(f"<p>{html.escape(protocol)}: mean AUROC over classes {anomaly['classes']}</p>"
+                   f"<table><tr><th>detector</th>{head}</tr>{body}</table>")
+    return "".join(out)
 
 
 def build_report(run_dir: str | Path) -> str:
@@ -72,6 +94,8 @@ def build_report(run_dir: str | Path) -> str:
         if not items:
             continue
         parts.append(f"<h2>{section}</h2><p>{SECTION_TEXT[section]}</p>")
+        if section == "Anomaly detection" and "anomaly" in metrics:
+            parts.append(_anomaly_table(metrics["anomaly"]))
         for f in items:
             parts.append(f"<figure>{_img(run_dir, f['file'])}<figcaption>{html.escape(f['caption'])}"
                          f"</figcaption></figure>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from contextlib import nullcontext
 from typing import ContextManager
@@ -53,6 +54,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Within the block torch's global generator is seeded with ``seed`` (for layer
+    initialisation); the caller's global random state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def numpy_rng(seed: int) -> np.random.Generator:

@@ -226,6 +226,16 @@ class Study:
         return {"figures": [_figure("figures/training_curves.png", "Training",
                                     "Train (dashed) and validation (solid) ELBO per epoch for each latent size.", 0)]}
 
+    def anomaly(self) -> dict[str, Any]:
+        """The anomaly benchmark of ``config.anomaly`` in ``anomaly/`` (its cells resume on their own)."""
+        from vaelab.benchmark.anomaly import AnomalyBenchmark, summary
+
+        bench = AnomalyBenchmark(self.config, self.path("anomaly"), say=self.say)
+        rows = bench.run()
+        figures = [_figure(f"anomaly/figures/{f['file']}", "Anomaly detection", f["caption"], i)
+                   for i, f in enumerate(bench.figure_entries)]
+        return {"figures": figures, "summary": summary(rows), "classes": bench.classes}
+
     def _save(self, fig, file: str) -> None:
         plots.save_figure(fig, self.path("figures", file))
 
@@ -283,9 +293,17 @@ class Study:
         curves = ledger.run("curves", fingerprint(sorted(v for k, v in fps.items() if k.startswith("train"))),
                             [self.path("figures", "training_curves.png")], self.curves)
         figures += maps["figures"] + curves["figures"]
+        anomaly = None
+        if cfg.anomaly.protocols:
+            c = cfg.to_dict()
+            anomaly = ledger.run("anomaly", fingerprint(data_fp, c["model"], c["train"], c["score"], c["anomaly"],
+                                                        st.latent_dims),
+                                 [self.path("anomaly", "results.json")], self.anomaly)
+            figures += anomaly["figures"]
         metrics = {
             "study": {str(d): per_latent[d] for d in st.latent_dims},
             "figures": figures,
+            **({"anomaly": {"summary": anomaly["summary"], "classes": anomaly["classes"]}} if anomaly else {}),
             "data": {"name": self.data().name, "source": self.data().source, **self.data().info},
             "run": {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "seconds_this_invocation": round(time.perf_counter() - start, 1),

@@ -173,13 +173,15 @@ class AnomalyBenchmark:
                 for part in ["raw", *(f"z{d}" for d in self.latent_dims)]]
 
     def _fingerprint(self, cell: Cell) -> str:
+        """What a cell's numbers depend on; the raw baselines do not depend on the VAE's settings."""
         cfg = self.config.to_dict()
-        anomaly = {k: v for k, v in cfg["anomaly"].items() if k not in ("protocols", "classes", "latent_dims")}
-        shared = [cfg["data"], anomaly]
+        a = cfg["anomaly"]
+        split = [cfg["data"], cell.name, a["pollution"], a["reference_rows"], cfg["train"]["seed"]]
         if cell.part == "raw":
-            return fingerprint(shared, cell.name, "raw", anomaly["raw_estimators"])
-        train = {k: cfg["train"][k] for k in ("batch_size", "lr", "seed")}
-        return fingerprint(shared, cell.name, cfg["model"]["hidden_dims"], train, cfg["score"])
+            return fingerprint(split, a["raw_estimators"], a["max_fit_rows"])
+        vae = {k: v for k, v in a.items() if k not in ("protocols", "classes", "latent_dims", "raw_estimators")}
+        train = {k: cfg["train"][k] for k in ("batch_size", "lr")}
+        return fingerprint(split, vae, cfg["model"]["hidden_dims"], train, cfg["score"])
 
     def path(self, cell: Cell) -> Path:
         return self.out_dir / "cells" / cell.name
@@ -215,7 +217,7 @@ class AnomalyBenchmark:
                      + ("up to date" if done else f"done in {time.perf_counter() - t0:.0f} s"))
         rows = self.results()
         write_tables(rows, self.out_dir, self.config)
-        self.figures(rows)
+        self.figure_entries = self.figures(rows)
         return rows
 
     def figures(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

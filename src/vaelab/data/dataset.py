@@ -189,8 +189,8 @@ def prepare(raw: RawData, *, name: str, source: str, val_size: float | str,
         rest, part = split_rows(len(x_train), n_val, split_seed + 1, y_train)
     x_val, y_val = x_train[part], _take(y_train, part)
     x_train, y_train = x_train[rest], _take(y_train, rest)
-    if train_limit:
-        keep = np.arange(min(train_limit, len(x_train)))
+    if 0 < train_limit < len(x_train):  # a seeded, stratified subset: files sorted by class stay mixed
+        keep = split_rows(len(x_train), train_limit, split_seed + 2, y_train)[1]
         x_train, y_train = x_train[keep], _take(y_train, keep)
     fitted = RawData(raw.kind, x_train, y_train)
     prep = preprocessing or fit_preprocessing(fitted)
