@@ -55,7 +55,11 @@ def test_metrics_are_finite_and_the_report_shows_every_figure(study_run):
     html = (study_run / "report.html").read_text()
     listed = {f["file"] for f in metrics["figures"]}
     on_disk = {f"figures/{p.name}" for p in (study_run / "figures").iterdir()}
+    on_disk |= {f"anomaly/figures/{p.name}" for p in (study_run / "anomaly" / "figures").iterdir()}
     assert listed == on_disk
+    assert {f["file"] for f in metrics["figures"] if f["section"] == "Anomaly detection"} == {
+        "anomaly/figures/anomaly_auroc_loco.png", "anomaly/figures/anomaly_roc_loco.png"}
+    assert metrics["anomaly"]["classes"] == [1, 7] and "Anomaly detection" in html
     for file in listed:
         assert f'alt="{file}"' in html
     assert html.count("data:image/png;base64,") == len(listed)
