@@ -70,7 +70,7 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, int], ncols: int,
 
 def scatter_map(points: np.ndarray, labels: np.ndarray | None, title: str, ax=None,
                 axis_labels: tuple[str, str] = ("", "")):
-    """A 2-D map coloured by integer label, with a legend."""
+    """A 2-D map coloured by label (integers or names), with a legend."""
     plt = _plt()
     fig = None
     if ax is None:
@@ -79,10 +79,11 @@ def scatter_map(points: np.ndarray, labels: np.ndarray | None, title: str, ax=No
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.6, linewidths=0)
     else:
-        cmap = plt.get_cmap("tab10")
-        for k in np.unique(labels):
+        names = np.unique(labels)
+        cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+        for i, k in enumerate(names):
             m = labels == k
-            ax.scatter(points[m, 0], points[m, 1], s=size, alpha=0.7, color=cmap(int(k) % 10),
+            ax.scatter(points[m, 0], points[m, 1], s=size, alpha=0.7, color=cmap(i % cmap.N),
                        label=str(k), linewidths=0)
         ax.legend(markerscale=5, fontsize=7, loc="best", frameon=False, ncol=2)
     ax.set_title(title, fontsize=10)

@@ -29,6 +29,7 @@ import numpy as np
 from vaelab.config import Config
 from vaelab.data import load_dataset
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
+from vaelab.benchmark.scoring import raw_scores, vae_scores
 from vaelab.evaluation import auroc_interval, average_precision
 from vaelab.fileio import atomic_path, fingerprint, write_json, write_text
 
@@ -49,52 +50,22 @@ class Cell:
         return f"{self.protocol}_c{self.target}_{self.part}"
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - t0
-
-
 def _raw_cell(config: Config, split: ProtocolSplit, ref: np.ndarray) -> dict[str, Any]:
-    from vaelab.detectors import RawDetector
-
-    ac, seed = config.anomaly, config.train.seed
-    out: dict[str, Any] = {"scores": {}, "refs": {}, "seconds": {}}
-    for est in ac.raw_estimators:
-        det, fit_s = _timed(lambda: RawDetector(est, max_fit_rows=ac.max_fit_rows, random_state=seed)
-                            .fit(split.x_train))
-        scores, score_s = _timed(lambda: det.score_samples(split.x_test))
-        out["scores"][f"raw-{est}"] = scores
-        out["refs"][f"raw-{est}"] = det.score_samples(ref)
-        out["seconds"][f"raw-{est}"] = fit_s + score_s
-    return out
+    tests, refs, seconds = raw_scores(split.x_train, split.x_test, ref, config)
+    return {"scores": tests, "refs": refs, "seconds": seconds}
 
 
 def _vae_cell(config: Config, split: ProtocolSplit, ref: np.ndarray, latent: int, epochs: int) -> dict[str, Any]:
-    from vaelab.detectors import LatentDetector, VAEDetector
-    from vaelab.scores import SCORES
+    from vaelab.detectors import VAEDetector
 
-    ac, seed = config.anomaly, config.train.seed
-    samples = {"iwae": ac.iwae_samples, "recon-prob": config.score.recon_samples, "elbo": config.score.elbo_samples}
-    vae, fit_s = _timed(lambda: VAEDetector(
-        score="iwae", latent_dim=latent, hidden_dims=tuple(config.model.hidden_dims), epochs=epochs,
-        batch_size=config.train.batch_size, lr=config.train.lr, n_samples=ac.iwae_samples,
-        random_state=seed, device=config.train.device).fit(split.x_train))
-    out: dict[str, Any] = {"scores": {}, "refs": {}, "seconds": {"vae-fit": fit_s}}
-    for score in SCORES:
-        values, score_s = _timed(lambda: vae.score_with(split.x_test, score, samples.get(score)))
-        out["scores"][f"vae-{score}"] = values
-        out["refs"][f"vae-{score}"] = vae.score_with(ref, score, samples.get(score))
-        out["seconds"][f"vae-{score}"] = score_s
-    for est in ac.latent_estimators:
-        det, fit_s = _timed(lambda: LatentDetector(est, vae=vae, latent_dim=latent, max_fit_rows=ac.max_fit_rows,
-                                                   random_state=seed).fit(split.x_train))
-        scores, score_s = _timed(lambda: det.score_samples(split.x_test))
-        out["scores"][f"latent-{est}"] = scores
-        out["refs"][f"latent-{est}"] = det.score_samples(ref)
-        out["seconds"][f"latent-{est}"] = fit_s + score_s
-    out["train_elbo"] = float(vae.score_with(ref, "elbo", 1).mean())
-    return out
+    t0 = time.perf_counter()
+    vae = VAEDetector(score="iwae", latent_dim=latent, hidden_dims=tuple(config.model.hidden_dims), epochs=epochs,
+                      batch_size=config.train.batch_size, lr=config.train.lr, n_samples=config.anomaly.iwae_samples,
+                      random_state=config.train.seed, device=config.train.device).fit(split.x_train)
+    fit_seconds = time.perf_counter() - t0
+    tests, refs, seconds = vae_scores(vae, split.x_train, split.x_test, ref, config)
+    return {"scores": tests, "refs": refs, "seconds": {"vae-fit": fit_seconds, **seconds},
+            "train_elbo": float(refs["vae-elbo"].mean())}
 
 
 def _save_cell(path: Path, is_anomaly: np.ndarray, result: dict[str, Any], fp: str) -> None:
