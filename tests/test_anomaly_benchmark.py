@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_config
-from vaelab.benchmark.anomaly import AnomalyBenchmark, Cell, load_cell, with_fusions
+from vaelab.benchmark.anomaly import AnomalyBenchmark, Cell
+from vaelab.benchmark.scoring import load_cell, with_fusions
 from vaelab.cli import main
 from vaelab.detectors import FUSIONS, SCORES, FusionDetector, RawDetector, VAEDetector, fuse, subsample
 

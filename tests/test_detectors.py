@@ -78,3 +78,15 @@ def test_vae_detector_is_reproducible_from_its_seed(blobs):
                                    random_state=seed).fit(train).score_samples(x_test)
     assert np.array_equal(fit(3), fit(3))
     assert not np.array_equal(fit(3), fit(4))
+
+
+def test_gaussian_kde_matches_scikit_learn():
+    from sklearn.neighbors import KernelDensity
+
+    from vaelab.detectors import GaussianKDE
+
+    rng = np.random.default_rng(0)
+    fit, query = rng.normal(size=(300, 6)), rng.normal(size=(50, 6)) * 1.5
+    ours = GaussianKDE(block=16).fit(fit).score_samples(query)
+    theirs = KernelDensity(bandwidth="scott").fit(fit).score_samples(query)
+    assert np.allclose(ours, theirs, atol=1e-8)

@@ -12,6 +12,7 @@ from vaelab.cli import main
 
 TINY_STUDY = ["--set", "train.progress=false", "--set", "train.epochs=1", "--set", "data.train_limit=600",
               "--set", "anomaly.classes=[1,7]", "--set", "anomaly.loco_epochs=1",
+              "--set", "synthetic.types=[\"noise\",\"occlusion\"]", "--set", "synthetic.tsne_normals=100",
               "--set", "model.hidden_dims=[32]", "--set", "study.latent_dims=[2,3]",
               "--set", "study.tsne_points=150", "--set", "score.iwae_samples=8",
               "--set", "study.n_prior_samples=16"]
@@ -55,11 +56,14 @@ def test_metrics_are_finite_and_the_report_shows_every_figure(study_run):
     html = (study_run / "report.html").read_text()
     listed = {f["file"] for f in metrics["figures"]}
     on_disk = {f"figures/{p.name}" for p in (study_run / "figures").iterdir()}
-    on_disk |= {f"anomaly/figures/{p.name}" for p in (study_run / "anomaly" / "figures").iterdir()}
+    for sub in ("anomaly", "synthetic"):
+        on_disk |= {f"{sub}/figures/{p.name}" for p in (study_run / sub / "figures").iterdir()}
     assert listed == on_disk
     assert {f["file"] for f in metrics["figures"] if f["section"] == "Anomaly detection"} == {
         "anomaly/figures/anomaly_auroc_loco.png", "anomaly/figures/anomaly_roc_loco.png"}
     assert metrics["anomaly"]["classes"] == [1, 7] and "Anomaly detection" in html
+    assert {b["type"] for b in metrics["synthetic"]["best"]} == {"noise", "occlusion"}
+    assert "Synthetic anomalies" in html and "Linear probe" in html
     for file in listed:
         assert f'alt="{file}"' in html
     assert html.count("data:image/png;base64,") == len(listed)

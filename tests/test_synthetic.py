@@ -114,3 +114,9 @@ def test_tabular_types_follow_adbench(correlated):
         tabular_anomalies(x, "sideways", 5, seed=0)
     ts = tabular_test_set(x[:1000], x[1000:1500], list(TABULAR_ANOMALIES), fraction=0.02, seed=1)
     assert len(ts.x) == 500 + 4 * 10 and set(ts.kind) == {NORMAL, *TABULAR_ANOMALIES}
+
+
+def test_config_knows_every_injector():
+    from vaelab.config import IMAGE_ANOMALY_TYPES
+
+    assert tuple(IMAGE_ANOMALIES) == IMAGE_ANOMALY_TYPES

@@ -155,6 +155,31 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNTHETIC_FLAGS = {"data": "data.name", "data_path": "data.path", "types": "synthetic.types",
+                   "severities": "synthetic.severities", "latent_dims": "study.latent_dims", "seed": "train.seed",
+                   "device": "train.device"}
+
+
+def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
+    from vaelab.config import IMAGE_ANOMALY_TYPES
+    from vaelab.study import Study
+
+    config = build_config(args, SYNTHETIC_FLAGS)
+    if not config.synthetic.types:
+        config = config.replace(synthetic=dataclasses.replace(config.synthetic, types=IMAGE_ANOMALY_TYPES))
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    study = Study(config, args.run or args.out / "study", say=say)
+    result = study.synthetic(args.out)
+    print(f"{'severity':>8} {'type':12} {'best likelihood (vae-*)':34} {'best latent-*':30} {'best raw-*':24}")
+    for b in result["best"]:
+        cell = lambda f: f"{b[f]['auroc']:.3f} {b[f]['detector']}" + (f" z{b[f]['latent_dim']}" if b[f]["latent_dim"] else "")  # noqa: E731,E501
+        print(f"{b['severity']:>8g} {b['type']:12} {cell('vae'):34} {cell('latent'):30} {cell('raw'):24}")
+    print("\nlinear probe accuracy (type from features): " + ", ".join(
+        f"{p['features']} {p['accuracy']:.2f}" for p in result["probe"] if p["severity"] == max(result["severities"])))
+    print(f"AUROC per type and detector; tables and figures in {args.out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from vaelab.report import write_report
 
@@ -223,6 +248,22 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", help="auto, cpu, cuda, ...")
     b.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
     b.set_defaults(func=cmd_benchmark_anomaly)
+
+    b = suites.add_parser("synthetic", help="synthetic anomalies of known types in the test images: AUROC per "
+                          "type x detector x latent size, linear probe, latent shifts, t-SNE (settings: [synthetic])")
+    _common(b)
+    b.add_argument("--data", help="an image data set name or file (default: the config's)")
+    b.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
+    b.add_argument("--types", type=lambda s: s.split(","), help="e.g. noise,occlusion,rotation (default all)")
+    b.add_argument("--severity", dest="severities", type=float, action="append",
+                   help="in (0, 1], repeatable (default: the config's, 0.5 and 1)")
+    b.add_argument("--latent-dims", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 3,5,200")
+    b.add_argument("--seed", type=int)
+    b.add_argument("--device", help="auto, cpu, cuda, ...")
+    b.add_argument("--run", type=Path, help="a study run directory whose models to use (trained there if "
+                   "missing; default OUT/study)")
+    b.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
+    b.set_defaults(func=cmd_benchmark_synthetic)
 
     p = sub.add_parser("report", help="rebuild a run's report.html from its directory alone")
     p.add_argument("run_dir", type=Path)

@@ -1,7 +1,7 @@
 """Dataclass configs for every setting: TOML in, validated, TOML out.
 
 A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
-``[score]``, ``[study]``, ``[anomaly]``); every key is a field of the section's dataclass. Command-line
+``[score]``, ``[study]``, ``[anomaly]``, ``[synthetic]``); every key is a field of the section's dataclass. Command-line
 overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 ``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
 (falling back to a plain string).
@@ -203,6 +203,34 @@ class AnomalyConfig:
         _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
 
 
+IMAGE_ANOMALY_TYPES = ("noise", "salt-pepper", "occlusion", "erasure", "rotation", "flip", "thicken", "thin",
+                       "blur", "invert", "overlay")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic anomalies of known types in the test images (`vaelab benchmark synthetic`, and a
+    stage of `vaelab run` when ``types`` is not empty). The study's models are used; the
+    detectors and their settings are those of ``[anomaly]``.
+    """
+
+    types: tuple[str, ...] = IMAGE_ANOMALY_TYPES  # [] = none
+    severities: tuple[float, ...] = (0.5, 1.0)
+    fraction: float = 0.02              # anomalies of each type, as a fraction of the test rows
+    tsne_normals: int = 1000            # normal points beside the anomalies in the t-SNE maps
+    probe_folds: int = 5                # cross-validation folds of the linear probe
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for t in self.types:
+            _check_choice(t, IMAGE_ANOMALY_TYPES, "synthetic.types")
+        _check(len(self.severities) >= 1 and all(0 < v <= 1 for v in self.severities),
+               "synthetic.severities must list values in (0, 1]")
+        _check(0 < self.fraction * len(self.types) < 1 or not self.types,
+               "synthetic.fraction x the number of types must be in (0, 1)")
+        _check(self.tsne_normals >= 1 and self.probe_folds >= 2, "synthetic.tsne_normals >= 1, probe_folds >= 2")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole experiment: one config, one run directory.
@@ -217,6 +245,7 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

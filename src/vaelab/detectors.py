@@ -72,6 +72,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"contamination must be in (0, 0.5); got {self.contamination}")
         self.n_features_in_ = X.shape[1]
         self._fit(X)
+        return self._set_threshold(X)
+
+    def _set_threshold(self, X: np.ndarray):
+        """``offset_``: the contamination quantile of the scores of (a subsample of) normal rows X."""
         rows = subsample(len(X), THRESHOLD_ROWS, getattr(self, "random_state", 0))
         self.offset_ = float(np.quantile(self._score(X[rows]), self.contamination))
         return self
@@ -136,6 +140,18 @@ class VAEDetector(BaseDetector):
                             device=self.device, progress=False)
         Trainer(self.model_, train, run_config={}).fit({"x": torch.from_numpy(self._prepare(X))})
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, score: str = "iwae", n_samples: int | None = None,
+                   X=None, contamination: float = 0.1, random_state: int = 0) -> "VAEDetector":
+        """Wrap an already trained VAE (e.g. a run's ``model.safetensors``) whose inputs are rows in
+        its own units; ``X`` (normal rows), if given, sets the threshold."""
+        det = cls(score=score, latent_dim=model.config.latent_dim, hidden_dims=tuple(model.config.hidden_dims),
+                  n_samples=n_samples, contamination=contamination, random_state=random_state)
+        det.model_, det.likelihood_ = model, model.likelihood
+        det.mean_, det.scale_ = np.zeros(model.input_dim), np.ones(model.input_dim)
+        det.n_features_in_ = model.input_dim
+        return det if X is None else det._set_threshold(check_array(X, dtype=np.float64))
+
     def encode(self, X) -> np.ndarray:
         """Latent means (n, latent_dim) of the fitted VAE."""
         check_is_fitted(self, "model_")
@@ -156,13 +172,42 @@ class VAEDetector(BaseDetector):
         return self.score_with(X, self.score, self.n_samples)
 
 
+class GaussianKDE:
+    """Gaussian kernel density with Scott's bandwidth n^(-1/(d+4)) (for standardized data).
+
+    Scores by exact log-mean-exp over all fitted rows, computed in blocks with
+    matrix products: unlike tree-based KDE it stays fast in hundreds of dimensions.
+    """
+
+    def __init__(self, block: int = 2048) -> None:
+        self.block = block
+
+    def fit(self, Z: np.ndarray) -> "GaussianKDE":
+        self.points_ = np.asarray(Z, dtype=np.float64)
+        n, d = self.points_.shape
+        self.bandwidth_ = float(n ** (-1.0 / (d + 4)))
+        return self
+
+    def score_samples(self, Z: np.ndarray) -> np.ndarray:
+        from scipy.special import logsumexp
+
+        P, h = self.points_, self.bandwidth_
+        n, d = P.shape
+        sq_p = (P**2).sum(1)
+        out = []
+        for start in range(0, len(Z), self.block):
+            z = np.asarray(Z[start:start + self.block], dtype=np.float64)
+            dist = np.maximum((z**2).sum(1)[:, None] + sq_p[None, :] - 2 * z @ P.T, 0.0)
+            out.append(logsumexp(-dist / (2 * h * h), axis=1))
+        return np.concatenate(out) - np.log(n) - 0.5 * d * np.log(2 * np.pi * h * h)
+
+
 def _density_estimator(name: str, random_state: int, n: int):
     """A scikit-learn estimator whose score_samples is higher for normal points."""
     from sklearn.ensemble import IsolationForest
     from sklearn.kernel_approximation import Nystroem
     from sklearn.linear_model import SGDOneClassSVM
     from sklearn.mixture import GaussianMixture
-    from sklearn.neighbors import KernelDensity
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import OneClassSVM
 
@@ -176,7 +221,7 @@ def _density_estimator(name: str, random_state: int, n: int):
     if name == "gmm":
         return GaussianMixture(n_components=min(10, n), covariance_type="full", random_state=random_state)
     if name == "kde":
-        return KernelDensity(bandwidth="scott")
+        return GaussianKDE()
     raise ValueError(f"unknown estimator {name!r}; use ocsvm, ocsvm-nystroem, iforest, gmm or kde")
 
 

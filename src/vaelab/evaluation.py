@@ -81,3 +81,10 @@ def auroc_interval(is_anomaly: np.ndarray, normal_score: np.ndarray, level: floa
     se = float(np.sqrt(v_pos.var(ddof=1) / m + v_neg.var(ddof=1) / n))
     half = float(norm.ppf(0.5 + level / 2)) * se
     return Interval(value, max(0.0, value - half), min(1.0, value + half))
+
+
+def detection_metrics(is_anomaly: np.ndarray, normal_score: np.ndarray) -> dict[str, float]:
+    """AUROC with its 95% DeLong interval and average precision, as a table row."""
+    ci = auroc_interval(is_anomaly, normal_score)
+    return {"auroc": ci.value, "auroc_low": ci.low, "auroc_high": ci.high,
+            "ap": average_precision(is_anomaly, normal_score)}

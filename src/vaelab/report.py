@@ -11,7 +11,8 @@ from typing import Any
 from vaelab.errors import VaelabError
 from vaelab.fileio import write_text
 
-SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection")
+SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection",
+                 "Synthetic anomalies")
 SECTION_TEXT = {
     "Training": "One VAE per latent size, trained with the single-sample ELBO (Adam).",
     "Decoder samples": "What each model generates: decoder means for codes drawn from the prior.",
@@ -22,6 +23,9 @@ SECTION_TEXT = {
                          "(one-vs-rest); AUROC of finding the anomalies in the test set. One VAE per class and "
                          "latent size gives the likelihood scores (vae-*) and the latent codes (latent-*); raw-* "
                          "use the pixels; fusion-* combine log p(x) with a second score.",
+    "Synthetic anomalies": "Anomalies of known types injected into test images, scored with the study's models "
+                           "and the raw-pixel baselines: which detector sees which type, and what the latent "
+                           "codes say about the type.",
 }
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}
@@ -67,6 +71,27 @@ def _anomaly_table(anomaly: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _synthetic_tables(synthetic: dict[str, Any]) -> str:
+    """Best AUROC per type and detector family; the linear probe's accuracy."""
+    def cell(b: dict[str, Any], family: str) -> str:
+        if family not in b:
+            return "<td></td>"
+        f = b[family]
+        size = f" z{f['latent_dim']}" if f["latent_dim"] else ""
+        return f"<td>{f['auroc']:.3f} <span class='muted'>{html.escape(f['detector'])}{size}</span></td>"
+
+    families = ("vae", "latent", "raw", "fusion")
+    head = "<tr><th>severity</th><th>type</th>" + "".join(f"<th>best {f}-*</th>" for f in families) + "</tr>"
+    body = "".join(f"<tr><td>{b['severity']:g}</td><td style='text-align:left'>{html.escape(b['type'])}</td>"
+                   + "".join(cell(b, f) for f in families) + "</tr>" for b in synthetic["best"])
+    probe = "".join(f"<tr><td>{p['severity']:g}</td><td style='text-align:left'>{html.escape(p['features'])}</td>"
+                    f"<td>{p['accuracy']:.3f}</td><td>{p['chance']:.3f}</td></tr>" for p in synthetic["probe"])
+    return (f"<p>Best AUROC per anomaly type, by detector family</p><table>{head}{body}</table>"
+            "<p>Linear probe: cross-validated accuracy of predicting the anomaly type (normal included) from "
+            "the features</p><table><tr><th>severity</th><th>features</th><th>accuracy</th><th>chance</th></tr>"
+            f"{probe}</table>")
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report's HTML for ``run_dir`` (figures embedded, so it opens offline)."""
     run_dir = Path(run_dir)
@@ -96,6 +121,8 @@ def build_report(run_dir: str | Path) -> str:
         parts.append(f"<h2>{section}</h2><p>{SECTION_TEXT[section]}</p>")
         if section == "Anomaly detection" and "anomaly" in metrics:
             parts.append(_anomaly_table(metrics["anomaly"]))
+        if section == "Synthetic anomalies" and "synthetic" in metrics:
+            parts.append(_synthetic_tables(metrics["synthetic"]))
         for f in items:
             parts.append(f"<figure>{_img(run_dir, f['file'])}<figcaption>{html.escape(f['caption'])}"
                          f"</figcaption></figure>")

@@ -236,6 +236,26 @@ class Study:
                    for i, f in enumerate(bench.figure_entries)]
         return {"figures": figures, "summary": summary(rows), "classes": bench.classes}
 
+    def synthetic(self, out_dir: str | Path | None = None, train: bool = True) -> dict[str, Any]:
+        """The synthetic-anomaly benchmark with this study's models (trained first unless ``train`` is False)."""
+        from vaelab.benchmark.synthetic import SyntheticBenchmark
+
+        if self.data().kind != "image":
+            from vaelab.errors import DataError
+
+            raise DataError("synthetic image anomalies need image data", self.data().source)
+        if train:
+            self.models()
+        device = resolve_device(self.config.train.device)
+        models = {d: load_model(self.path("models", f"z{d}", MODEL_FILE), device)[0]
+                  for d in self.config.study.latent_dims}
+        out = Path(out_dir) if out_dir else self.path("synthetic")
+        result = SyntheticBenchmark(self.config, out, models, say=self.say).run()
+        prefix = "synthetic/figures" if out_dir is None else str(out / "figures")
+        result["figures"] = [_figure(f"{prefix}/{f['file']}", "Synthetic anomalies", f["caption"], i)
+                             for i, f in enumerate(result["figures"])]
+        return result
+
     def _save(self, fig, file: str) -> None:
         plots.save_figure(fig, self.path("figures", file))
 
@@ -300,10 +320,19 @@ class Study:
                                                         st.latent_dims),
                                  [self.path("anomaly", "results.json")], self.anomaly)
             figures += anomaly["figures"]
+        synthetic = None
+        if cfg.synthetic.types:
+            c = cfg.to_dict()
+            synthetic = ledger.run("synthetic", fingerprint([fps[f"train{d}"] for d in st.latent_dims], c["score"],
+                                                            c["anomaly"], c["synthetic"]),
+                                   [self.path("synthetic", "results.json")], lambda: self.synthetic(train=False))
+            figures += synthetic["figures"]
         metrics = {
             "study": {str(d): per_latent[d] for d in st.latent_dims},
             "figures": figures,
             **({"anomaly": {"summary": anomaly["summary"], "classes": anomaly["classes"]}} if anomaly else {}),
+            **({"synthetic": {k: synthetic[k] for k in ("best", "probe", "severities", "types")}}
+               if synthetic else {}),
             "data": {"name": self.data().name, "source": self.data().source, **self.data().info},
             "run": {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "seconds_this_invocation": round(time.perf_counter() - start, 1),

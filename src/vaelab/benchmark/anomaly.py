@@ -29,11 +29,11 @@ import numpy as np
 from vaelab.config import Config
 from vaelab.data import load_dataset
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.benchmark.scoring import raw_scores, vae_scores
-from vaelab.evaluation import auroc_interval, average_precision
-from vaelab.fileio import atomic_path, fingerprint, write_json, write_text
+from vaelab.benchmark.scoring import (LIKELIHOOD, cell_done, load_cell, raw_scores, save_cell, vae_scores,
+                                      with_fusions)
+from vaelab.evaluation import detection_metrics
+from vaelab.fileio import fingerprint, write_json, write_text
 
-LIKELIHOOD = "vae-iwae"  # the likelihood part of every fusion
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
 
 
@@ -66,46 +66,6 @@ def _vae_cell(config: Config, split: ProtocolSplit, ref: np.ndarray, latent: int
     tests, refs, seconds = vae_scores(vae, split.x_train, split.x_test, ref, config)
     return {"scores": tests, "refs": refs, "seconds": {"vae-fit": fit_seconds, **seconds},
             "train_elbo": float(refs["vae-elbo"].mean())}
-
-
-def _save_cell(path: Path, is_anomaly: np.ndarray, result: dict[str, Any], fp: str) -> None:
-    arrays = {"is_anomaly": is_anomaly}
-    arrays.update({f"test/{k}": v for k, v in result["scores"].items()})
-    arrays.update({f"ref/{k}": v for k, v in result["refs"].items()})
-    with atomic_path(path.with_suffix(".npz")) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    meta = {k: v for k, v in result.items() if k not in ("scores", "refs")}
-    write_json(path.with_suffix(".json"), {**meta, "fingerprint": fp})  # written last: marks the cell done
-
-
-def load_cell(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(is_anomaly, test scores by detector, reference scores by detector) of a finished cell."""
-    with np.load(path.with_suffix(".npz")) as z:
-        tests = {k[5:]: z[k] for k in z.files if k.startswith("test/")}
-        refs = {k[4:]: z[k] for k in z.files if k.startswith("ref/")}
-        return z["is_anomaly"], tests, refs
-
-
-def _cell_done(path: Path, fp: str) -> bool:
-    meta = path.with_suffix(".json")
-    if not (meta.exists() and path.with_suffix(".npz").exists()):
-        return False
-    try:
-        return json.loads(meta.read_text()).get("fingerprint") == fp
-    except json.JSONDecodeError:
-        return False
-
-
-def with_fusions(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``tests`` plus every fusion of :data:`FUSIONS` whose parts are present."""
-    from vaelab.detectors import FUSIONS, fuse
-
-    out = dict(tests)
-    for name, (partner, rule) in FUSIONS.items():
-        if LIKELIHOOD in tests and partner in tests:
-            out[name] = fuse([tests[LIKELIHOOD], tests[partner]], [refs[LIKELIHOOD], refs[partner]], rule)
-    return out
 
 
 class AnomalyBenchmark:
@@ -159,7 +119,7 @@ class AnomalyBenchmark:
 
     def run_cell(self, cell: Cell) -> None:
         path, fp = self.path(cell), self._fingerprint(cell)
-        if _cell_done(path, fp):
+        if cell_done(path, fp):
             return
         from vaelab.detectors import subsample
 
@@ -175,14 +135,14 @@ class AnomalyBenchmark:
             result["epochs"] = epochs
         result.update(n_train=len(split.x_train), n_test=len(split.x_test),
                       n_anomalies=int(split.is_anomaly.sum()), cell_seconds=time.perf_counter() - t0)
-        _save_cell(path, split.is_anomaly, result, fp)
+        save_cell(path, split.is_anomaly, result, fp)
 
     def run(self) -> list[dict[str, Any]]:
         """Compute every missing cell, then write the tables and figures; returns the result rows."""
         cells = self.cells()
         for i, cell in enumerate(cells, 1):
             t0 = time.perf_counter()
-            done = _cell_done(self.path(cell), self._fingerprint(cell))
+            done = cell_done(self.path(cell), self._fingerprint(cell))
             self.run_cell(cell)
             self.say(f"[anomaly {i}/{len(cells)}] {cell.name} "
                      + ("up to date" if done else f"done in {time.perf_counter() - t0:.0f} s"))
@@ -248,10 +208,8 @@ def _rows(protocol: str, target: int, latent: int, y: np.ndarray, scores: dict[s
           seconds: dict[str, float], epochs: int | None = None) -> list[dict[str, Any]]:
     rows = []
     for name, s in scores.items():
-        ci = auroc_interval(y, s)
         rows.append({"protocol": protocol, "class": target, "latent_dim": latent, "detector": name,
-                     "auroc": ci.value, "auroc_low": ci.low, "auroc_high": ci.high,
-                     "ap": average_precision(y, s), "seconds": seconds.get(name), "epochs": epochs})
+                     **detection_metrics(y, s), "seconds": seconds.get(name), "epochs": epochs})
     return rows
 
 

@@ -8,14 +8,18 @@ fusion rules use) and its fit + score time.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vaelab.config import Config
+from vaelab.fileio import atomic_path, write_json
 
 Scores = dict[str, np.ndarray]
+LIKELIHOOD = "vae-iwae"  # the likelihood part of every fusion
 
 
 def monte_carlo(config: Config) -> dict[str, int]:
@@ -62,3 +66,45 @@ def raw_scores(x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
         seconds[f"raw-{est}"] = time.perf_counter() - t0
         refs[f"raw-{est}"] = det.score_samples(ref)
     return tests, refs, seconds
+
+
+# ---- cells: one unit of stored work, marked done by its JSON's fingerprint ------
+
+def save_cell(path: Path, is_anomaly: np.ndarray, result: dict[str, Any], fp: str) -> None:
+    arrays = {"is_anomaly": is_anomaly}
+    arrays.update({f"test/{k}": v for k, v in result["scores"].items()})
+    arrays.update({f"ref/{k}": v for k, v in result["refs"].items()})
+    with atomic_path(path.with_suffix(".npz")) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    meta = {k: v for k, v in result.items() if k not in ("scores", "refs")}
+    write_json(path.with_suffix(".json"), {**meta, "fingerprint": fp})  # written last: marks the cell done
+
+
+def load_cell(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(is_anomaly, test scores by detector, reference scores by detector) of a finished cell."""
+    with np.load(path.with_suffix(".npz")) as z:
+        tests = {k[5:]: z[k] for k in z.files if k.startswith("test/")}
+        refs = {k[4:]: z[k] for k in z.files if k.startswith("ref/")}
+        return z["is_anomaly"], tests, refs
+
+
+def cell_done(path: Path, fp: str) -> bool:
+    meta = path.with_suffix(".json")
+    if not (meta.exists() and path.with_suffix(".npz").exists()):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("fingerprint") == fp
+    except json.JSONDecodeError:
+        return False
+
+
+def with_fusions(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``tests`` plus every fusion of :data:`FUSIONS` whose parts are present."""
+    from vaelab.detectors import FUSIONS, fuse
+
+    out = dict(tests)
+    for name, (partner, rule) in FUSIONS.items():
+        if LIKELIHOOD in tests and partner in tests:
+            out[name] = fuse([tests[LIKELIHOOD], tests[partner]], [refs[LIKELIHOOD], refs[partner]], rule)
+    return out
