@@ -137,3 +137,19 @@ def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "narrow.npz", "--test", tmp_path / "test.csv",
                            "--detector", "raw-iforest", "--out", tmp_path / "y.csv")
     assert code == 2 and "test.csv: has 6 features" in err and not (tmp_path / "y.csv").exists()
+
+
+def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(200, 4)))
+    np.savez(tmp_path / "test.npz", x=np.vstack([rng.normal(size=(20, 4)), rng.normal(size=(5, 4)) + 5]))
+    code, out, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
+                             "--detector", "raw-gmm", "--save", tmp_path / "det.safetensors", "--out",
+                             tmp_path / "a.csv")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "detect", "--load", tmp_path / "det.safetensors", "--test",
+                             tmp_path / "test.npz", "--out", tmp_path / "b.csv")
+    assert code == 0, err and "loaded from" in out
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    code, _, err = run_cli(capsys, "detect", "--test", tmp_path / "test.npz", "--out", tmp_path / "c.csv")
+    assert code == 2 and "--train" in err and not (tmp_path / "c.csv").exists()

@@ -90,24 +90,39 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.contamination < 0.5:
         raise VaelabError(f"--contamination must be in (0, 0.5); got {args.contamination}")
-    x_train, _ = rows(args.train)
+    if (args.train is None) == (args.load is None):
+        raise VaelabError("give either --train (fit a detector) or --load (a saved detector file)")
     x_test, y_test = rows(args.test)
-    if x_test.shape[1] != x_train.shape[1]:
-        raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
-    name = args.detector or DEFAULT_DETECTOR
-    detector = make_detector(name, args.latent_dim, args.epochs, args.seed)
-    detector.set_params(contamination=args.contamination)
-    detector.fit(x_train)
+    if args.load is not None:
+        from vaelab.detector_files import load_detector
+
+        detector = load_detector(args.load)
+        name, source = type(detector).__name__, f"loaded from {args.load}"
+    else:
+        x_train, _ = rows(args.train)
+        if x_test.shape[1] != x_train.shape[1]:
+            raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
+        name = args.detector or DEFAULT_DETECTOR
+        detector = make_detector(name, args.latent_dim, args.epochs, args.seed)
+        detector.set_params(contamination=args.contamination)
+        detector.fit(x_train)
+        source = f"fitted on {len(x_train)} rows of {args.train}"
+    if x_test.shape[1] != detector.n_features_in_:
+        raise DataError(f"has {x_test.shape[1]} features; the detector expects {detector.n_features_in_}", args.test)
     scores = detector.score_samples(x_test)
     labels = predictions(scores, detector.offset_)
+    if args.save is not None:
+        from vaelab.detector_files import save_detector
+
+        save_detector(args.save, detector)
     with atomic_path(args.out) as tmp:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write("row," + ("label," if y_test is not None else "") + "score,prediction\n")
             for i, (s, p) in enumerate(zip(scores, labels)):
                 fh.write(f"{i}," + (f"{int(y_test[i])}," if y_test is not None else "") + f"{s:.6f},{p}\n")
-    print(f"{name}: fitted on {len(x_train)} rows of {args.train}; scored {len(x_test)} rows of "
-          f"{args.test}; {int((labels == -1).sum())} flagged as anomalies (threshold {detector.offset_:.4f}, "
-          f"contamination {args.contamination}); higher score = more normal; wrote {args.out}")
+    print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {int((labels == -1).sum())} flagged "
+          f"as anomalies (threshold {detector.offset_:.4f}, contamination {detector.contamination}); higher "
+          f"score = more normal; wrote {args.out}" + (f" and the detector to {args.save}" if args.save else ""))
     return 0
 
 
@@ -222,7 +237,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("detect", help="fit an anomaly detector on one file, score another")
-    p.add_argument("--train", type=Path, required=True, help="normal data: .npz, .npy, .csv or .parquet")
+    p.add_argument("--train", type=Path, help="normal data to fit on: .npz, .npy, .csv or .parquet")
+    p.add_argument("--load", type=Path, help="a detector file saved with --save (instead of --train)")
+    p.add_argument("--save", type=Path, help="also write the fitted detector here (safetensors, no pickle)")
     p.add_argument("--test", type=Path, required=True, help="data to score")
     p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
                    "raw-iforest; default: vaelab.detectors.DEFAULT_DETECTOR")

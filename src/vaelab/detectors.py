@@ -236,13 +236,17 @@ class _EstimatorDetector(BaseDetector):
         raise NotImplementedError
 
     def _fit(self, X: np.ndarray) -> None:
+        Z = self._features(X, fitting=True)
+        self._fit_estimator(Z[subsample(len(Z), self.max_fit_rows, self.random_state)])
+
+    def _fit_estimator(self, Z: np.ndarray) -> None:
+        """Standardize and fit the estimator on features Z (kept: a saved detector refits from them)."""
         from sklearn.preprocessing import StandardScaler
 
-        Z = self._features(X, fitting=True)
-        Z = Z[subsample(len(Z), self.max_fit_rows, self.random_state)]
-        self.scaler_ = StandardScaler().fit(Z)
+        self.fit_features_ = np.asarray(Z, dtype=np.float64)
+        self.scaler_ = StandardScaler().fit(self.fit_features_)
         self.estimator_ = _density_estimator(self.estimator, self.random_state, len(Z))
-        self.estimator_.fit(self.scaler_.transform(Z))
+        self.estimator_.fit(self.scaler_.transform(self.fit_features_))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self.scaler_.transform(self._features(X, fitting=False))
