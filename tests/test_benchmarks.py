@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {
     "train_speed.py": ["--epochs", "1", "--repeats", "1"],
     "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
+    "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py"}
 
@@ -39,3 +40,8 @@ def test_mnist_likelihood_smoke(tmp_path):
     out = _run("mnist_likelihood.py", tmp_path, "--data", str(SHARED_MNIST), "--out", str(tmp_path / "r"),
                "--results", str(tmp_path / "r.md"))
     assert "test iwae" in out and (tmp_path / "r.md").exists()
+
+
+def test_tabular_anomaly_smoke(tmp_path):
+    out = _run("tabular_anomaly.py", tmp_path, "--results", str(tmp_path / "t.md"))
+    assert "| raw-iforest |" in out and "adbench-dependency" in out and (tmp_path / "t.md").exists()

@@ -61,6 +61,8 @@ def _dump(det, prefix: str, tensors: dict[str, torch.Tensor], seen: dict[int, st
     elif isinstance(det, (LatentDetector, RawDetector)):
         if isinstance(det, LatentDetector):
             meta["vae"] = _dump(det.vae_, f"{prefix}vae.", tensors, seen)
+        if isinstance(det, RawDetector):
+            tensors[f"{prefix}center"], tensors[f"{prefix}scale"] = _arr(det.center_), _arr(det.scale_)
         if isinstance(det, RawDetector) and det.pca_ is not None:
             for name in ("mean_", "components_", "explained_variance_"):
                 tensors[f"{prefix}pca.{name}"] = _arr(getattr(det.pca_, name))
@@ -122,6 +124,7 @@ def _load(meta: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor], p
         if cls is D.LatentDetector:
             det.vae_ = _load(meta["vae"], f"{prefix}vae.", tensors, path, seen)
         if cls is D.RawDetector:
+            det.center_, det.scale_ = np_of("center"), np_of("scale")
             det.pca_ = None
             if f"{prefix}pca.mean_" in tensors:
                 comps = np_of("pca.components_")

@@ -50,6 +50,15 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
 
 
+def feature_scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(center, scale) for X: none for features already in [0, 1] (pixels), else training
+    mean and standard deviation (constant features keep scale 1)."""
+    if X.min() >= 0.0 and X.max() <= 1.0:
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    scale = X.std(0)
+    return X.mean(0), np.where(scale < 1e-12, 1.0, scale)
+
+
 def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
     """Sorted indices of at most ``limit`` of ``n`` rows (all rows if ``limit`` is None or >= n)."""
     if not limit or limit >= n:
@@ -128,11 +137,8 @@ class VAEDetector(BaseDetector):
     def _fit(self, X: np.ndarray) -> None:
         if self.score not in SCORES:
             raise ValueError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
-        unit = bool(X.min() >= 0.0 and X.max() <= 1.0)
-        self.likelihood_ = "bernoulli" if unit else "gaussian"
-        self.mean_ = np.zeros(X.shape[1]) if unit else X.mean(0)
-        scale = np.ones(X.shape[1]) if unit else X.std(0)
-        self.scale_ = np.where(scale < 1e-12, 1.0, scale)
+        self.mean_, self.scale_ = feature_scaling(X)
+        self.likelihood_ = "bernoulli" if not self.mean_.any() and (self.scale_ == 1).all() else "gaussian"
         config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))
         with seeded_init(self.random_state):
             self.model_ = build_model(config, X.shape[1], self.likelihood_)
@@ -282,7 +288,9 @@ class LatentDetector(_EstimatorDetector):
 class RawDetector(_EstimatorDetector):
     """Baselines on the original features: an estimator after optional PCA, or ``pca-recon``.
 
-    ``pca-recon`` scores by minus the squared error of the PCA reconstruction.
+    Features outside [0, 1] are standardized first (training statistics), as
+    for the VAE. ``pca-recon`` scores by minus the squared error of the PCA
+    reconstruction, with at most half as many components as features.
     """
 
     def __init__(self, estimator: str = "ocsvm", pca_components: int | None = 50,
@@ -297,7 +305,12 @@ class RawDetector(_EstimatorDetector):
         from sklearn.decomposition import PCA
 
         if fitting:
+            self.center_, self.scale_ = feature_scaling(X)
+        X = (X - self.center_) / self.scale_
+        if fitting:
             k = min(self.pca_components or X.shape[1], X.shape[0], X.shape[1])
+            if self.estimator == "pca-recon":
+                k = min(k, max(1, X.shape[1] // 2))
             self.pca_ = PCA(n_components=k, random_state=self.random_state).fit(X) if self.pca_components else None
         return X if self.pca_ is None else self.pca_.transform(X)
 
@@ -311,6 +324,7 @@ class RawDetector(_EstimatorDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         if self.estimator == "pca-recon":
+            X = (X - self.center_) / self.scale_
             rec = self.pca_.inverse_transform(self.pca_.transform(X))
             return -((X - rec) ** 2).sum(1)
         return super()._score(X)
