@@ -84,8 +84,17 @@ class ModelConfig:
     gaussian_std: float = 1.0      # the decoder's standard deviation when fixed
     logvar_min: float = -12.0      # every log-variance is clamped to [logvar_min, logvar_max]
     logvar_max: float = 8.0
+    # semi-supervised M2 (name = "m2"): classes of y, the classification weight, the class prior
+    n_classes: int = 10
+    alpha: float = 50.0            # weight of -log q(y|x) per labelled row (the paper's alpha, per-row form)
+    class_prior: tuple[float, ...] = ()  # p(y); empty = uniform
 
     def __post_init__(self) -> None:
+        _check(self.n_classes >= 2, "model.n_classes must be >= 2")
+        _check(self.alpha >= 0, "model.alpha must be >= 0")
+        _check(not self.class_prior or (len(self.class_prior) == self.n_classes and all(p > 0 for p in self.class_prior)
+                                        and abs(sum(self.class_prior) - 1) < 1e-6),
+               "model.class_prior must list n_classes positive probabilities summing to 1")
         _check(self.latent_dim >= 1, f"model.latent_dim must be >= 1; got {self.latent_dim}")
         _check(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims must be positive")
         _check_choice(self.activation, ACTIVATIONS, "model.activation")

@@ -7,9 +7,10 @@ from typing import Callable
 from torch import nn
 
 from vaelab.config import ModelConfig
+from vaelab.models.m2 import M2, M2Output
 from vaelab.models.vae import VAE, VAEOutput
 
-MODELS: dict[str, Callable[[int, ModelConfig, str], nn.Module]] = {"vae": VAE}
+MODELS: dict[str, Callable[[int, ModelConfig, str], nn.Module]] = {"vae": VAE, "m2": M2}
 
 
 def resolve_likelihood(config: ModelConfig, data_kind: str) -> str:
@@ -28,4 +29,4 @@ def build_model(config: ModelConfig, input_dim: int, likelihood: str) -> nn.Modu
     return MODELS[config.name](input_dim, config, likelihood)
 
 
-__all__ = ["MODELS", "VAE", "VAEOutput", "build_model", "resolve_likelihood"]
+__all__ = ["M2", "M2Output", "MODELS", "VAE", "VAEOutput", "build_model", "resolve_likelihood"]

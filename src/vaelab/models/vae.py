@@ -42,22 +42,28 @@ class VAEOutput:
 
 
 class VAE(nn.Module):
-    """MLP VAE with a Gaussian encoder and a Bernoulli or Gaussian decoder."""
+    """MLP VAE with a Gaussian encoder and a Bernoulli or Gaussian decoder.
 
-    def __init__(self, input_dim: int, config: ModelConfig, likelihood: str) -> None:
+    With ``condition_dim`` > 0 it is a conditional VAE: encoder and decoder
+    also take a condition c (e.g. a one-hot class), q(z|x,c) and p(x|z,c).
+    """
+
+    def __init__(self, input_dim: int, config: ModelConfig, likelihood: str, condition_dim: int = 0) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be bernoulli or gaussian, not {likelihood!r}")
         self.input_dim = input_dim
         self.config = config
         self.likelihood = likelihood
+        self.condition_dim = condition_dim
         hidden = list(config.hidden_dims)
-        self.encoder = mlp([input_dim, *hidden], config.activation) if hidden else nn.Identity()
-        enc_out = hidden[-1] if hidden else input_dim
+        enc_in = input_dim + condition_dim
+        self.encoder = mlp([enc_in, *hidden], config.activation) if hidden else nn.Identity()
+        enc_out = hidden[-1] if hidden else enc_in
         self.enc_act = _ACTIVATIONS[config.activation]() if hidden else nn.Identity()
         self.enc_mean = nn.Linear(enc_out, config.latent_dim)
         self.enc_logvar = nn.Linear(enc_out, config.latent_dim)
-        self.decoder = mlp([config.latent_dim, *hidden[::-1], input_dim], config.activation)
+        self.decoder = mlp([config.latent_dim + condition_dim, *hidden[::-1], input_dim], config.activation)
         if likelihood == "gaussian":
             init = 2.0 * math.log(config.gaussian_std)
             self.dec_logvar = nn.Parameter(torch.full((input_dim,), init),
@@ -67,23 +73,30 @@ class VAE(nn.Module):
     def _clamp(self, logvar: torch.Tensor) -> torch.Tensor:
         return logvar.clamp(self.config.logvar_min, self.config.logvar_max)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x): mean and clamped log-variance, each (n, latent_dim)."""
-        h = self.enc_act(self.encoder(x))
+    @staticmethod
+    def _with(t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """``t`` with the condition appended on the last axis (broadcast over leading sample axes)."""
+        if c is None:
+            return t
+        return torch.cat([t, c.to(t.dtype).expand(*t.shape[:-1], c.shape[-1])], dim=-1)
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x[,c]): mean and clamped log-variance, each (n, latent_dim)."""
+        h = self.enc_act(self.encoder(self._with(x, c)))
         return self.enc_mean(h), self._clamp(self.enc_logvar(h))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """p(x|z)'s location: logits (Bernoulli) or mean (Gaussian), shape (..., input_dim)."""
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """p(x|z[,c])'s location: logits (Bernoulli) or mean (Gaussian), shape (..., input_dim)."""
+        return self.decoder(self._with(z, c))
 
-    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z]: sigmoid(logits) or the Gaussian mean."""
-        out = self.decode(z)
+    def decoder_mean(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z[,c]]: sigmoid(logits) or the Gaussian mean."""
+        out = self.decode(z, c)
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
-    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) summed over features; z may carry leading sample axes (k, n, d)."""
-        out = self.decode(z).float()
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x|z[,c]) summed over features; z may carry leading sample axes (k, n, d)."""
+        out = self.decode(z, c).float()
         if self.likelihood == "bernoulli":
             return D.bernoulli_log_prob(x, out)
         return D.log_normal_diag(x, out, self._clamp(self.dec_logvar))
@@ -95,11 +108,15 @@ class VAE(nn.Module):
         return self.decoder_mean(z)
 
     # ---- the objective -----------------------------------------------------
+    def elbo_terms(self, x: torch.Tensor, c: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-sample log p(x|z[,c]) with z ~ q(z|x[,c]), and the closed-form KL to p(z); each (n,)."""
+        mean, logvar = self.encode(x, c)
+        z = D.reparameterize(mean, logvar, 1, generator)[0]
+        return self.log_px_given_z(x, z, c), D.kl_diag_standard_normal(mean.float(), logvar.float())
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         """Single-sample ELBO with the KL in closed form."""
-        mean, logvar = self.encode(x)
-        z = D.reparameterize(mean, logvar, 1, generator)[0]
-        rec = self.log_px_given_z(x, z)
-        kl = D.kl_diag_standard_normal(mean.float(), logvar.float())
+        rec, kl = self.elbo_terms(x, None, generator)
         elbo = rec - kl
         return VAEOutput(loss=-elbo.mean(), elbo=elbo, log_px_given_z=rec, kl=kl)

@@ -1,0 +1,95 @@
+"""The semi-supervised M2 model of Kingma et al. (2014).
+
+Generative story: y ~ Cat(prior), z ~ N(0, I), x | y, z ~ p(x|y,z) (a
+conditional MLP decoder). Inference: a classifier q(y|x) and a conditional
+encoder q(z|x,y). Objectives, per row (nats):
+
+- labelled:   L(x, y) = E_q(z|x,y)[log p(x|y,z)] + log p(y) - KL(q(z|x,y) || p(z))
+- unlabelled: U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), y marginalised exactly
+  by evaluating L for every class (a lower bound on log p(x));
+- loss: the mean over rows of -L (labelled) or -U (unlabelled), plus
+  ``alpha`` x -log q(y|x) for every labelled row (the paper's classification term).
+
+Unlabelled rows carry y = -1 in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaelab.config import ModelConfig
+from vaelab.models.vae import VAE, mlp
+
+
+@dataclass
+class M2Output:
+    loss: torch.Tensor
+    elbo: torch.Tensor         # (n,) L(x, y) for labelled rows, U(x) for unlabelled rows
+    logits: torch.Tensor       # (n, n_classes) of q(y|x)
+
+
+class M2(nn.Module):
+    """Classifier q(y|x) plus a conditional VAE q(z|x,y), p(x|y,z)."""
+
+    def __init__(self, input_dim: int, config: ModelConfig, likelihood: str) -> None:
+        super().__init__()
+        self.input_dim, self.config, self.likelihood = input_dim, config, likelihood
+        self.n_classes = config.n_classes
+        self.cvae = VAE(input_dim, config, likelihood, condition_dim=self.n_classes)
+        self.classifier = mlp([input_dim, *config.hidden_dims, self.n_classes], config.activation)
+        prior = torch.tensor(config.class_prior or [1.0 / self.n_classes] * self.n_classes)
+        self.register_buffer("log_prior", prior.log(), persistent=False)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of q(y|x), (n, n_classes)."""
+        return self.classifier(x)
+
+    def labelled_elbo(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L(x, y) per row for integer classes y."""
+        onehot = F.one_hot(y, self.n_classes).to(x.dtype)
+        rec, kl = self.cvae.elbo_terms(x, onehot, generator)
+        return rec - kl + self.log_prior[y]
+
+    def elbo_per_class(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L(x, y) for every class y, (n, n_classes): all classes in one batched pass."""
+        n, k = x.shape[0], self.n_classes
+        ys = torch.arange(k, device=x.device).repeat_interleave(n)
+        return self.labelled_elbo(x.repeat(k, 1), ys, generator).view(k, n).T
+
+    def unlabelled_elbo(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                        logits: torch.Tensor | None = None) -> torch.Tensor:
+        """U(x) = sum_y q(y|x) (L(x, y) - log q(y|x)) per row."""
+        logits = self.classify(x) if logits is None else logits
+        log_q = F.log_softmax(logits.float(), dim=-1)
+        return (log_q.exp() * (self.elbo_per_class(x, generator) - log_q)).sum(-1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> M2Output:
+        logits = self.classify(x)
+        labelled = y >= 0
+        elbo = torch.empty(x.shape[0], device=x.device, dtype=torch.float32)
+        loss = torch.zeros((), device=x.device)
+        if labelled.any():
+            yl = y[labelled]
+            elbo[labelled] = self.labelled_elbo(x[labelled], yl, generator).float()
+            ce = F.cross_entropy(logits[labelled].float(), yl, reduction="sum")
+            loss = loss + self.config.alpha * ce
+        if (~labelled).any():
+            elbo[~labelled] = self.unlabelled_elbo(x[~labelled], generator, logits[~labelled])
+        loss = (loss - elbo.sum()) / x.shape[0]
+        return M2Output(loss=loss, elbo=elbo, logits=logits)
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """E[x|y,z] for classes y (n,) and codes z (n, latent_dim)."""
+        return self.cvae.decoder_mean(z, F.one_hot(y, self.n_classes).to(z.dtype))
+
+    @torch.no_grad()
+    def style(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean code of q(z|x,y): the 'style' of x given its class y."""
+        return self.cvae.encode(x, F.one_hot(y, self.n_classes).to(x.dtype))[0]
+
+

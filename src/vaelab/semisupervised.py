@@ -1,0 +1,94 @@
+"""Semi-supervised learning with M2 and M1+M2 (Kingma et al. 2014) through the shared training loop.
+
+Labels: a vector with the class of each labelled training row and -1 for
+every unlabelled row. Only training rows are ever labelled here; test labels
+are used for evaluation alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vaelab.config import ModelConfig, TrainConfig
+from vaelab.models import build_model
+from vaelab.runtime import seeded_init
+from vaelab.training import Trainer, dynamic_binarization
+
+
+def balanced_labels(y: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
+    """``y`` with all but ``n_labels`` rows set to -1, the kept ones spread evenly over the classes."""
+    classes = np.unique(y)
+    if n_labels % len(classes):
+        raise ValueError(f"{n_labels} labels cannot be spread evenly over {len(classes)} classes")
+    rng = np.random.default_rng(seed)
+    out = np.full(len(y), -1, dtype=np.int64)
+    for c in classes:
+        rows = np.flatnonzero(y == c)
+        if len(rows) < n_labels // len(classes):
+            raise ValueError(f"class {c} has only {len(rows)} rows")
+        keep = rng.choice(rows, size=n_labels // len(classes), replace=False)
+        out[keep] = c
+    return out
+
+
+def epoch_rows(y_semi: np.ndarray, labelled_share: float) -> np.ndarray:
+    """Row indices of one epoch: every unlabelled row once and the labelled rows repeated so that
+    they make up about ``labelled_share`` of it (a few labels would otherwise almost never be seen)."""
+    labelled, unlabelled = np.flatnonzero(y_semi >= 0), np.flatnonzero(y_semi < 0)
+    if len(labelled) == 0 or len(unlabelled) == 0:
+        return np.arange(len(y_semi))
+    repeats = max(1, int(round(labelled_share * len(unlabelled) / ((1 - labelled_share) * len(labelled)))))
+    return np.concatenate([unlabelled, np.tile(labelled, repeats)])
+
+
+def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
+             labelled_share: float = 0.2, binarize: bool = False,
+             log: Callable[[str], None] | None = None) -> torch.nn.Module:
+    """An M2 model (``model.name`` is set to m2) trained on rows ``x`` with labels ``y_semi`` (-1 unknown)."""
+    config = dataclasses.replace(model, name="m2")
+    with seeded_init(train.seed):
+        m2 = build_model(config, x.shape[1], likelihood)
+    rows = epoch_rows(y_semi, labelled_share)
+    trainer = Trainer(m2, train, run_config={"model": dataclasses.asdict(config)}, log=log,
+                      transform=dynamic_binarization if binarize else None)
+    trainer.fit({"x": torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32)),
+                 "y": torch.from_numpy(y_semi[rows])})
+    return trainer.model.eval()
+
+
+@torch.no_grad()
+def class_probabilities(m2: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """q(y|x) for every row, (n, n_classes)."""
+    device = next(m2.parameters()).device
+    out = [torch.softmax(m2.classify(torch.from_numpy(x[i:i + batch]).to(device)).float(), -1).cpu()
+           for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def marginal_elbo(m2: torch.nn.Module, x: np.ndarray, seed: int = 0, batch: int = 1024) -> np.ndarray:
+    """U(x), M2's bound on log p(x) with y marginalised (one z draw per class), per row."""
+    from vaelab.runtime import make_generator
+
+    device = next(m2.parameters()).device
+    gen = make_generator(seed, device)
+    out = [m2.unlabelled_elbo(torch.from_numpy(x[i:i + batch]).to(device), gen).cpu()
+           for i in range(0, len(x), batch)]
+    return torch.cat(out).double().numpy()
+
+
+def error_rate(m2: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows whose most probable class under q(y|x) is wrong."""
+    return float((class_probabilities(m2, x).argmax(1) != y).mean())
+
+
+@torch.no_grad()
+def latent_means(vae: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """M1 features: the means of q(z|x) of a trained VAE."""
+    device = next(vae.parameters()).device
+    return torch.cat([vae.encode(torch.from_numpy(x[i:i + batch]).to(device))[0].cpu()
+                      for i in range(0, len(x), batch)]).numpy()
