@@ -208,7 +208,7 @@ class GaussianKDE:
         return np.concatenate(out) - np.log(n) - 0.5 * d * np.log(2 * np.pi * h * h)
 
 
-def _density_estimator(name: str, random_state: int, n: int):
+def _density_estimator(name: str, random_state: int, n: int, d: int):
     """A scikit-learn estimator whose score_samples is higher for normal points."""
     from sklearn.ensemble import IsolationForest
     from sklearn.kernel_approximation import Nystroem
@@ -224,8 +224,9 @@ def _density_estimator(name: str, random_state: int, n: int):
                              SGDOneClassSVM(nu=0.1, random_state=random_state))
     if name == "iforest":
         return IsolationForest(n_estimators=200, random_state=random_state)
-    if name == "gmm":
-        return GaussianMixture(n_components=min(10, n), covariance_type="full", random_state=random_state)
+    if name == "gmm":  # full covariances up to 50 features; diagonal beyond (cost and overfitting grow as d^2)
+        covariance = "full" if d <= 50 else "diag"
+        return GaussianMixture(n_components=min(10, n), covariance_type=covariance, random_state=random_state)
     if name == "kde":
         return GaussianKDE()
     raise ValueError(f"unknown estimator {name!r}; use ocsvm, ocsvm-nystroem, iforest, gmm or kde")
@@ -251,7 +252,7 @@ class _EstimatorDetector(BaseDetector):
 
         self.fit_features_ = np.asarray(Z, dtype=np.float64)
         self.scaler_ = StandardScaler().fit(self.fit_features_)
-        self.estimator_ = _density_estimator(self.estimator, self.random_state, len(Z))
+        self.estimator_ = _density_estimator(self.estimator, self.random_state, *self.fit_features_.shape)
         self.estimator_.fit(self.scaler_.transform(self.fit_features_))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
