@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {
     "train_speed.py": ["--epochs", "1", "--repeats", "1"],
     "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
+    "ssl_mnist.py": ["--labels", "100", "--m2-epochs", "1", "--m1m2-epochs", "2", "--m1-latent", "4", "--m1-epochs", "1",
+                     "--train-limit", "2000", "--latent-dim", "4", "--hidden", "32"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
-NEEDS_MNIST = {"mnist_likelihood.py"}
+NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
 
 
 def test_every_benchmark_has_a_smoke_test():
@@ -45,3 +47,11 @@ def test_mnist_likelihood_smoke(tmp_path):
 def test_tabular_anomaly_smoke(tmp_path):
     out = _run("tabular_anomaly.py", tmp_path, "--results", str(tmp_path / "t.md"))
     assert "| raw-iforest |" in out and "adbench-dependency" in out and (tmp_path / "t.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_ssl_mnist_smoke(tmp_path):
+    out = _run("ssl_mnist.py", tmp_path, "--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"),
+               "--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"))
+    assert "| 100 |" in out and "11.97" in out and (tmp_path / "f" / "m2_style.png").exists()

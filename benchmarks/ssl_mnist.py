@@ -1,0 +1,140 @@
+"""Semi-supervised MNIST classification with M2 and M1+M2, beside Kingma et al. (2014), Table 1.
+
+MNIST's 50,000 training digits, of which ``--labels`` (balanced over the classes) keep their
+label; test error on the 10,000 test digits. M2 works on the pixels (dynamic binarization);
+M1+M2 on the latent means of an M1 VAE: the study's model of ``--m1-latent`` in ``--m1-run``
+(trained there first if missing, with configs/seed.toml). Published rows are copied from the
+paper's Table 1 (error %, mean ± std over runs) for comparison only.
+
+    python benchmarks/ssl_mnist.py --data ../shared/data/mnist.npz --m1-run runs/seed \
+        [--labels 100,600,1000,3000] [--seeds 1] [--m2-epochs 20] [--m1m2-epochs 100] \
+        [--results benchmarks/results/ssl_mnist.md] [--figures docs/ssl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vaelab.config import ModelConfig, TrainConfig, load_config
+from vaelab.fileio import write_text
+
+# Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
+PUBLISHED = {
+    100: {"M1+TSVM": "11.82 ± 0.25", "M2": "11.97 ± 1.71", "M1+M2": "3.33 ± 0.14"},
+    600: {"M1+TSVM": "5.72 ± 0.05", "M2": "4.94 ± 0.13", "M1+M2": "2.59 ± 0.05"},
+    1000: {"M1+TSVM": "4.24 ± 0.07", "M2": "3.60 ± 0.56", "M1+M2": "2.40 ± 0.02"},
+    3000: {"M1+TSVM": "3.49 ± 0.04", "M2": "3.92 ± 0.63", "M1+M2": "2.18 ± 0.04"},
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vaelab.checkpoint import load_model
+    from vaelab.data import load_dataset
+    from vaelab.semisupervised import balanced_labels, error_rate, latent_means, train_m2
+    from vaelab.study import Study
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="MNIST .npz or IDX directory")
+    parser.add_argument("--m1-run", type=Path, required=True, help="study run directory holding (or to hold) M1")
+    parser.add_argument("--m1-latent", type=int, default=200)
+    parser.add_argument("--m1-config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "seed.toml")
+    parser.add_argument("--labels", default="100,600,1000,3000")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--models", default="m2,m1m2")
+    parser.add_argument("--m2-epochs", type=int, default=20)
+    parser.add_argument("--m1m2-epochs", type=int, default=100)
+    parser.add_argument("--latent-dim", type=int, default=50, help="M2's z")
+    parser.add_argument("--hidden", type=int, default=500)
+    parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
+    parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
+    parser.add_argument("--results", type=Path)
+    parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
+    args = parser.parse_args(argv)
+
+    seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
+                                            "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
+                                            f"data.train_limit={args.train_limit}",
+                                            *([f"train.epochs={args.m1_epochs}"] if args.m1_epochs else [])])
+    data = load_dataset(seed_cfg.data.__class__(**{**seed_cfg.data.__dict__, "binarize": "none"}))
+    x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
+    models = args.models.split(",")
+    m1_features = None
+    if "m1m2" in models:
+        Study(seed_cfg, args.m1_run).models()  # trains M1 if the run does not hold it yet
+        m1, _ = load_model(args.m1_run / "models" / f"z{args.m1_latent}" / "model.safetensors")
+        m1_features = (latent_means(m1, x_train), latent_means(m1, x_test))
+    rows: dict[tuple[str, int], list[float]] = {}
+    seconds: dict[str, float] = {m: 0.0 for m in models}
+    last_m2 = {}
+    for n_labels in [int(v) for v in args.labels.split(",")]:
+        for seed in range(args.seeds):
+            semi = balanced_labels(y_train, n_labels, seed)
+            assert (semi >= 0).sum() == n_labels  # nothing else, and no test label, reaches training
+            m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
+            for model in models:
+                t0 = time.perf_counter()
+                if model == "m2":
+                    fitted = train_m2(x_train, semi, m2_cfg, TrainConfig(epochs=args.m2_epochs, batch_size=128,
+                                                                         seed=seed, progress=False),
+                                      likelihood="bernoulli", binarize=True)
+                    err = error_rate(fitted, x_test, y_test)
+                    last_m2[n_labels] = fitted
+                else:
+                    f_train, f_test = m1_features
+                    fitted = train_m2(f_train, semi, m2_cfg, TrainConfig(epochs=args.m1m2_epochs, batch_size=128,
+                                                                         seed=seed, progress=False),
+                                      likelihood="gaussian")
+                    err = error_rate(fitted, f_test, y_test)
+                seconds[model] += time.perf_counter() - t0
+                rows.setdefault((model, n_labels), []).append(100 * err)
+                print(f"{model} labels={n_labels} seed={seed}: test error {100 * err:.2f}% "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    label_counts = sorted({n for _, n in rows})
+    fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
+    lines = [f"Test error (%) on MNIST; ours: {args.seeds} seed(s), M2 {args.m2_epochs} epochs on pixels, "
+             f"M1+M2 {args.m1m2_epochs} epochs on the latent means of the study's {args.m1_latent}-d VAE "
+             "(200 epochs). Published: Kingma et al. 2014, Table 1.", "",
+             "| labels | ours M2 | ours M1+M2 | paper M1+TSVM | paper M2 | paper M1+M2 |", "|---|---|---|---|---|---|"]
+    for n in label_counts:
+        pub = PUBLISHED.get(n, {})
+        lines.append(f"| {n} | {fmt(rows[('m2', n)]) if ('m2', n) in rows else ''} | "
+                     f"{fmt(rows[('m1m2', n)]) if ('m1m2', n) in rows else ''} | {pub.get('M1+TSVM', '')} | "
+                     f"{pub.get('M2', '')} | {pub.get('M1+M2', '')} |")
+    lines.append("")
+    lines.append("Training seconds in all: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.results:
+        write_text(args.results, text)
+    if args.figures and last_m2:
+        conditional_figures(last_m2, x_test, y_test, data.image_shape[-2:], args.figures)
+
+
+def conditional_figures(models: dict, x_test: np.ndarray, y_test: np.ndarray, shape, out: Path) -> None:
+    """Per M2: samples with one row per class and a fixed z down each column; style transfer of test digits."""
+    import torch
+
+    from vaelab import plots
+
+    n = models[max(models)]
+    torch.manual_seed(0)
+    z = torch.randn(10, n.config.latent_dim)
+    grid = torch.cat([n.sample(torch.full((10,), k), z) for k in range(10)]).numpy()
+    plots.save_figure(plots.image_grid(grid, shape, 10, row_labels=[str(k) for k in range(10)],
+                                       title="M2 samples: one row per class, one z per column"),
+                      out / "m2_conditional.png")
+    picks = np.array([np.flatnonzero(y_test == k)[0] for k in range(10)])
+    x = torch.from_numpy(x_test[picks])
+    style = n.style(x, torch.from_numpy(y_test[picks]))
+    rows = [x_test[picks]] + [n.sample(torch.full((10,), k), style).numpy() for k in range(10)]
+    plots.save_figure(plots.image_grid(np.concatenate(rows), shape, 10, row_labels=["input", *map(str, range(10))],
+                                       title="M2 style transfer: each test digit's z rendered as every class"),
+                      out / "m2_style.png")
+
+
+if __name__ == "__main__":
+    main()
