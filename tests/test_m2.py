@@ -78,3 +78,43 @@ def test_m2_learns_from_few_labels_without_seeing_test_labels():
     err = error_rate(m2, data.test.x, data.test.y)
     assert err < 0.6  # far better than the 90% error of guessing, with 50 labels
     assert np.isfinite(marginal_elbo(m2, data.test.x[:50])).all()
+
+
+def test_semi_supervised_protocol_labels_only_training_rows():
+    from vaelab.data.protocols import semi_supervised_one_vs_rest
+
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.repeat(np.arange(4), 50), np.repeat(np.arange(4), 10)
+    x_train, x_test = rng.random((200, 3)), rng.random((40, 3))
+    x_train[:, 0] = np.arange(200)  # row ids, to trace every training row back
+    split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class=1,
+                                        known_anomaly_classes=(2,), n_labelled_anomalies=7,
+                                        n_labelled_normals=5, pollution=0.1, seed=3)
+    source = split.x_train[:, 0].astype(int)
+    assert set(y_train[source[split.y_train == 1]]) == {2} and (split.y_train == 1).sum() == 7
+    assert set(y_train[source[split.y_train == 0]]) == {1} and (split.y_train == 0).sum() == 5
+    unlabelled = source[split.y_train == -1]
+    assert np.mean(y_train[unlabelled] != 1) == pytest.approx(0.1, abs=0.02)
+    assert np.array_equal(split.x_test, x_test) and np.array_equal(split.is_anomaly, (y_test != 1).astype(int))
+    assert len(set(source)) == len(source)  # no row twice
+
+
+def test_semi_supervised_detector_uses_its_few_anomaly_labels():
+    from vaelab.detectors import SemiSupervisedDetector
+    from vaelab.evaluation import auroc
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(500, 6))
+    known = rng.normal(size=(20, 6)) * 0.3 + np.array([1.6, -1.6, 0, 0, 0, 0])
+    x = np.vstack([normal, known])
+    y = np.r_[np.full(500, -1), np.ones(20)].astype(int)
+    test = np.vstack([rng.normal(size=(200, 6)), rng.normal(size=(40, 6)) * 0.3 + np.array([1.6, -1.6, 0, 0, 0, 0])])
+    is_anomaly = np.r_[np.zeros(200), np.ones(40)]
+    kw = dict(latent_dim=2, hidden_dims=(32,), epochs=30, batch_size=64)
+    with_labels = SemiSupervisedDetector(**kw).fit(x, y)
+    without = SemiSupervisedDetector(**kw).fit(normal)
+    a_with, a_without = auroc(is_anomaly, with_labels.score_samples(test)), auroc(is_anomaly, without.score_samples(test))
+    assert a_with > 0.8 and a_with > a_without + 0.2
+    assert (with_labels.predict(normal) == -1).mean() == pytest.approx(0.1, abs=0.03)
+    with pytest.raises(ValueError, match="y must hold"):
+        SemiSupervisedDetector(**kw).fit(x, np.full(len(x), 2))

@@ -371,6 +371,78 @@ class FusionDetector(BaseDetector):
         return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)
 
 
+class SemiSupervisedDetector(BaseDetector):
+    """M2 with two classes (0 normal, 1 anomaly) fitted on X and partial labels y.
+
+    ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
+    unlabelled rows (y=None: all unlabelled). The class prior p(anomaly) is
+    ``anomaly_prior``. Score (higher = more normal), by :func:`fuse`'s ``rank``
+    rule: the mean of the empirical CDF positions, among the non-anomalous
+    training rows, of (a) L(x, normal), M2's bound on log p(x, y=normal) (how
+    likely x is as a normal point: the generative view) and (b) log q(normal|x)
+    (the classifier: the discriminative view). Not U(x), the bound with y
+    marginalised: M2 also models the labelled anomalies, so U rates them likely.
+    """
+
+    def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
+                 labelled_share: float = 0.2, reference_rows: int | None = 2000, contamination: float = 0.1,
+                 random_state: int = 0, device: str = "cpu") -> None:
+        super().__init__(contamination)
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.alpha = alpha
+        self.anomaly_prior = anomaly_prior
+        self.labelled_share = labelled_share
+        self.reference_rows = reference_rows
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y=None):
+        X = check_array(X, dtype=np.float64)
+        y = np.full(len(X), -1) if y is None else np.asarray(y).astype(np.int64)
+        if y.shape != (len(X),) or not np.isin(y, (-1, 0, 1)).all():
+            raise ValueError("y must hold one of -1 (unlabelled), 0 (normal), 1 (anomaly) per row")
+        self._y = y
+        super().fit(X)
+        del self._y
+        return self
+
+    def _set_threshold(self, X: np.ndarray):
+        return super()._set_threshold(X[self._y != 1] if hasattr(self, "_y") else X)
+
+    def _parts(self, X: np.ndarray) -> list[np.ndarray]:
+        from vaelab.semisupervised import class_elbo, class_probabilities
+
+        x = ((X - self.mean_) / self.scale_).astype(np.float32)
+        log_normal = np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
+        return [class_elbo(self.model_, x, 0, seed=self.random_state), log_normal]
+
+    def _fit(self, X: np.ndarray) -> None:
+        from vaelab.semisupervised import train_m2
+
+        if not 0 < self.anomaly_prior < 1:
+            raise ValueError(f"anomaly_prior must be in (0, 1); got {self.anomaly_prior}")
+        self.mean_, self.scale_ = feature_scaling(X)
+        likelihood = "bernoulli" if not self.mean_.any() and (self.scale_ == 1).all() else "gaussian"
+        config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
+                             alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior))
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
+                            device=self.device, progress=False)
+        x = ((X - self.mean_) / self.scale_).astype(np.float32)
+        self.model_ = train_m2(x, self._y, config, train, likelihood=likelihood,
+                               labelled_share=self.labelled_share)
+        normal = np.flatnonzero(self._y != 1)
+        ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
+        self.references_ = [np.sort(p) for p in self._parts(ref)]
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return fuse(self._parts(X), self.references_, "rank")
+
+
 def _vae(score: str):
     return lambda latent_dim, epochs, seed: VAEDetector(score=score, latent_dim=latent_dim, epochs=epochs,
                                                         random_state=seed)

@@ -81,6 +81,20 @@ def marginal_elbo(m2: torch.nn.Module, x: np.ndarray, seed: int = 0, batch: int 
     return torch.cat(out).double().numpy()
 
 
+@torch.no_grad()
+def class_elbo(m2: torch.nn.Module, x: np.ndarray, label: int, seed: int = 0, batch: int = 1024) -> np.ndarray:
+    """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row."""
+    from vaelab.runtime import make_generator
+
+    device = next(m2.parameters()).device
+    gen = make_generator(seed, device)
+    out = []
+    for i in range(0, len(x), batch):
+        xb = torch.from_numpy(x[i:i + batch]).to(device)
+        out.append(m2.labelled_elbo(xb, torch.full((len(xb),), label, device=device), gen).cpu())
+    return torch.cat(out).double().numpy()
+
+
 def error_rate(m2: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     """Share of rows whose most probable class under q(y|x) is wrong."""
     return float((class_probabilities(m2, x).argmax(1) != y).mean())

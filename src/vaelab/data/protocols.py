@@ -50,5 +50,45 @@ def one_vs_rest(x_train, y_train, x_test, y_test, normal_class: int, pollution: 
                   pollution, seed, f"one-vs-rest: class {normal_class} is normal")
 
 
+@dataclass(frozen=True)
+class SemiSupervisedSplit:
+    x_train: np.ndarray
+    y_train: np.ndarray      # 1 labelled anomaly, 0 labelled normal, -1 unlabelled
+    x_test: np.ndarray
+    is_anomaly: np.ndarray   # (n_test,) 1 = anomaly
+    description: str
+
+
+def semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class: int,
+                                known_anomaly_classes: tuple[int, ...], n_labelled_anomalies: int,
+                                n_labelled_normals: int = 0, pollution: float = 0.0, seed: int = 0) -> SemiSupervisedSplit:
+    """Ruff et al. (2020, Deep SAD): ``normal_class`` is normal, every other class an anomaly.
+
+    Training: the normal class's rows (``n_labelled_normals`` of them labelled 0, the rest
+    unlabelled), ``n_labelled_anomalies`` rows drawn from ``known_anomaly_classes`` and labelled
+    1, and, if ``pollution`` > 0, unlabelled anomalies from every other class making up that
+    fraction of the unlabelled rows. Test: every test row. Test labels only mark the test anomalies.
+    """
+    if normal_class in known_anomaly_classes:
+        raise ValueError("the normal class cannot also be a known anomaly class")
+    rng = np.random.default_rng(seed)
+    normal = np.flatnonzero(y_train == normal_class)
+    known = np.flatnonzero(np.isin(y_train, known_anomaly_classes))
+    if n_labelled_anomalies > len(known):
+        raise ValueError(f"only {len(known)} rows of the known anomaly classes")
+    labelled_anomalies = rng.choice(known, size=n_labelled_anomalies, replace=False)
+    n_extra = int(round(pollution * len(normal) / (1 - pollution))) if pollution > 0 else 0
+    others = np.setdiff1d(np.flatnonzero(y_train != normal_class), labelled_anomalies)
+    polluting = rng.choice(others, size=min(n_extra, len(others)), replace=False)
+    labelled_normals = rng.choice(normal, size=n_labelled_normals, replace=False)
+    rows = np.concatenate([normal, polluting, labelled_anomalies])
+    labels = np.full(len(rows), -1, dtype=np.int64)
+    labels[np.isin(rows, labelled_normals)] = 0
+    labels[len(normal) + len(polluting):] = 1
+    return SemiSupervisedSplit(x_train[rows], labels, x_test, (y_test != normal_class).astype(np.int64),
+                               f"semi-supervised one-vs-rest: class {normal_class} normal, "
+                               f"{n_labelled_anomalies} labelled anomalies from {list(known_anomaly_classes)}")
+
+
 # config name -> split function
 PROTOCOL_SPLITS = {"loco": leave_one_class_out, "ovr": one_vs_rest}
