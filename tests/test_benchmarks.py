@@ -14,6 +14,7 @@ SMOKE = {
     "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
     "ssl_mnist.py": ["--labels", "100", "--m2-epochs", "1", "--m1m2-epochs", "2", "--m1-latent", "4", "--m1-epochs", "1",
                      "--train-limit", "2000", "--latent-dim", "4", "--hidden", "32"],
+    "ssl_anomaly.py": ["--data", "mnist5k", "--classes", "0", "--labels", "0,5", "--epochs", "1", "--latent-dim", "2"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
@@ -55,3 +56,8 @@ def test_ssl_mnist_smoke(tmp_path):
     out = _run("ssl_mnist.py", tmp_path, "--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"),
                "--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"))
     assert "| 100 |" in out and "11.97" in out and (tmp_path / "f" / "m2_style.png").exists()
+
+
+def test_ssl_anomaly_smoke(tmp_path):
+    out = _run("ssl_anomaly.py", tmp_path, "--results", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"))
+    assert "5 labelled" in out and "unsupervised vae-iwae" in out and (tmp_path / "f.png").exists()
