@@ -37,6 +37,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="override a setting, e.g. --set model.hidden_dims=[400] (repeatable)")
 
 
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def _benchmark_common(parser: argparse.ArgumentParser, data_help: str) -> None:
+    _common(parser)
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
+    parser.add_argument("--latent-dims", type=_ints, help="e.g. 3,5,200")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", help="auto, cpu, cuda, ...")
+    parser.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
+
+
 TRAIN_FLAGS = {"data": "data.name", "latent_dim": "model.latent_dim", "epochs": "train.epochs",
                "batch_size": "train.batch_size", "seed": "train.seed", "device": "train.device"}
 
@@ -149,18 +163,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-ANOMALY_FLAGS = {"data": "data.name", "data_path": "data.path", "protocols": "anomaly.protocols",
-                 "classes": "anomaly.classes", "latent_dims": "anomaly.latent_dims", "seed": "train.seed",
-                 "device": "train.device"}
+BENCHMARK_FLAGS = {"data": "data.name", "data_path": "data.path", "seed": "train.seed", "device": "train.device"}
+ANOMALY_FLAGS = {**BENCHMARK_FLAGS, "protocols": "anomaly.protocols", "classes": "anomaly.classes",
+                 "latent_dims": "anomaly.latent_dims"}
+
+
+def _filled(config: Config, section: str, key: str, default: object) -> Config:
+    """``config`` with ``section.key`` set to ``default`` where it is empty."""
+    part = getattr(config, section)
+    if getattr(part, key):
+        return config
+    return config.replace(**{section: dataclasses.replace(part, **{key: default})})
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     from vaelab.benchmark.anomaly import AnomalyBenchmark, summary
 
-    config = build_config(args, ANOMALY_FLAGS)
-    if not config.anomaly.protocols:
-        config = config.replace(anomaly=dataclasses.replace(config.anomaly, protocols=("loco", "ovr")))
-    bench = AnomalyBenchmark(config, args.out, say=lambda line: print(line, file=sys.stderr, flush=True))
+    config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
+    bench = AnomalyBenchmark(config, args.out, say=_say)
     rows = bench.run()
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
     for r in summary(rows):
@@ -170,20 +194,16 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
-SYNTHETIC_FLAGS = {"data": "data.name", "data_path": "data.path", "types": "synthetic.types",
-                   "severities": "synthetic.severities", "latent_dims": "study.latent_dims", "seed": "train.seed",
-                   "device": "train.device"}
+SYNTHETIC_FLAGS = {**BENCHMARK_FLAGS, "types": "synthetic.types", "severities": "synthetic.severities",
+                   "latent_dims": "study.latent_dims"}
 
 
 def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
     from vaelab.config import IMAGE_ANOMALY_TYPES
     from vaelab.study import Study
 
-    config = build_config(args, SYNTHETIC_FLAGS)
-    if not config.synthetic.types:
-        config = config.replace(synthetic=dataclasses.replace(config.synthetic, types=IMAGE_ANOMALY_TYPES))
-    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    study = Study(config, args.run or args.out / "study", say=say)
+    config = _filled(build_config(args, SYNTHETIC_FLAGS), "synthetic", "types", IMAGE_ANOMALY_TYPES)
+    study = Study(config, args.run or args.out / "study", say=_say)
     result = study.synthetic(args.out)
     print(f"{'severity':>8} {'type':12} {'best likelihood (vae-*)':34} {'best latent-*':30} {'best raw-*':24}")
     for b in result["best"]:
@@ -254,32 +274,20 @@ def make_parser() -> argparse.ArgumentParser:
     suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
     b = suites.add_parser("anomaly", help="protocols x classes x latent sizes x detectors: AUROC/AP tables and "
                           "figures (settings: the [anomaly] section of a config)")
-    _common(b)
-    b.add_argument("--data", help="a labelled data set name or file (default: the config's)")
-    b.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
+    _benchmark_common(b, "a labelled data set name or file (default: the config's)")
     b.add_argument("--protocol", dest="protocols", action="append", choices=["loco", "ovr"],
                    help="leave-one-class-out and/or one-vs-rest (repeatable; default both)")
-    b.add_argument("--classes", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 0,1,2 (default all)")
-    b.add_argument("--latent-dims", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 3,5,200")
-    b.add_argument("--seed", type=int)
-    b.add_argument("--device", help="auto, cpu, cuda, ...")
-    b.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
+    b.add_argument("--classes", type=_ints, help="e.g. 0,1,2 (default all)")
     b.set_defaults(func=cmd_benchmark_anomaly)
 
     b = suites.add_parser("synthetic", help="synthetic anomalies of known types in the test images: AUROC per "
                           "type x detector x latent size, linear probe, latent shifts, t-SNE (settings: [synthetic])")
-    _common(b)
-    b.add_argument("--data", help="an image data set name or file (default: the config's)")
-    b.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
+    _benchmark_common(b, "an image data set name or file (default: the config's)")
     b.add_argument("--types", type=lambda s: s.split(","), help="e.g. noise,occlusion,rotation (default all)")
     b.add_argument("--severity", dest="severities", type=float, action="append",
                    help="in (0, 1], repeatable (default: the config's, 0.5 and 1)")
-    b.add_argument("--latent-dims", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 3,5,200")
-    b.add_argument("--seed", type=int)
-    b.add_argument("--device", help="auto, cpu, cuda, ...")
     b.add_argument("--run", type=Path, help="a study run directory whose models to use (trained there if "
                    "missing; default OUT/study)")
-    b.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
     b.set_defaults(func=cmd_benchmark_synthetic)
 
     p = sub.add_parser("report", help="rebuild a run's report.html from its directory alone")
