@@ -68,3 +68,12 @@ def test_quick_config_is_the_builtin_default():
     seed = load_config(root / "configs" / "seed.toml")
     assert seed.study.latent_dims == (3, 5, 200) and seed.train.epochs == 200
     assert seed.train.batch_size == 512 and seed.model.hidden_dims == (400,)
+
+
+def test_m2_settings_do_not_change_a_vae_identity():
+    from vaelab.config import model_identity
+
+    vae = Config().to_dict()["model"]
+    assert "n_classes" not in model_identity(vae) and model_identity(vae) == model_identity({**vae, "alpha": 1.0})
+    m2 = {**vae, "name": "m2"}
+    assert model_identity(m2) != model_identity({**m2, "alpha": 1.0})

@@ -104,6 +104,17 @@ class ModelConfig:
         _check(self.logvar_min < self.logvar_max, "model.logvar_min must be < model.logvar_max")
 
 
+M2_FIELDS = ("n_classes", "alpha", "class_prior")
+
+
+def model_identity(model: dict[str, Any]) -> dict[str, Any]:
+    """The model settings (as a dict) that shape a model of its kind: the M2 settings count only for
+    M2, so adding them did not change the identity of the VAEs trained before."""
+    if model.get("name", "vae") == "m2":
+        return dict(model)
+    return {k: v for k, v in model.items() if k not in M2_FIELDS}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training loop's settings."""

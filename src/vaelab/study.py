@@ -27,7 +27,7 @@ import torch
 
 from vaelab import __version__, embedding, plots, ranking
 from vaelab.checkpoint import load_model, versions
-from vaelab.config import Config, load_config
+from vaelab.config import Config, load_config, model_identity
 from vaelab.data import Dataset, load_dataset
 from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, monte_carlo_samples, train_model
 from vaelab.fileio import atomic_path, fingerprint, write_json, write_text
@@ -273,7 +273,7 @@ class Study:
         train_cfg = {k: v for k, v in cfg.to_dict()["train"].items() if k not in ("progress", "device")}
         per_latent = {}
         for d in cfg.study.latent_dims:
-            fps[f"train{d}"] = fingerprint(data_fp, self.model_config(d).to_dict()["model"], train_cfg)
+            fps[f"train{d}"] = fingerprint(data_fp, model_identity(self.model_config(d).to_dict()["model"]), train_cfg)
             train = ledger.run(f"train/z{d}", fps[f"train{d}"], [self.path("models", f"z{d}", MODEL_FILE)],
                                lambda d=d: self.train(d))
             fps[f"scores{d}"] = fingerprint(fps[f"train{d}"], cfg.to_dict()["score"], cfg.study.rank_score)

@@ -75,8 +75,10 @@ def evaluate_elbo(model: nn.Module, tensors: Batch, batch_size: int, seed: int,
 
 def training_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a config (as a dict) that determine the trained weights."""
+    from vaelab.config import model_identity
+
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUMABLE_CHANGES}
-    return {"data": config.get("data"), "model": config.get("model"), "train": train}
+    return {"data": config.get("data"), "model": model_identity(config.get("model") or {}), "train": train}
 
 
 def _config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
