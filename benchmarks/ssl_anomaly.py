@@ -24,9 +24,7 @@ from vaelab.fileio import write_text
 def main(argv: list[str] | None = None) -> None:
     from vaelab.config import DataConfig
     from vaelab.data import load_dataset
-    from vaelab.data.protocols import semi_supervised_one_vs_rest
-    from vaelab.detectors import SemiSupervisedDetector, VAEDetector
-    from vaelab.evaluation import auroc
+    from vaelab.semisupervised import anomaly_curve
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="MNIST .npz or IDX directory (or a labelled image set name)")
@@ -49,19 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     for c in classes:
         known = ((c + 1) % 10,)
-        baseline = None
-        for n in counts:
-            split = semi_supervised_one_vs_rest(data.train.x, data.train.y, data.test.x, data.test.y, c, known, n,
-                                                pollution=args.pollution, seed=c)
-            if baseline is None:  # the unlabelled rows are the same for every n (same seed)
-                vae = VAEDetector(score="iwae", latent_dim=args.latent_dim, epochs=args.epochs, n_samples=100,
-                                  random_state=c).fit(split.x_train[split.y_train != 1])
-                baseline = auroc(split.is_anomaly, vae.score_samples(split.x_test))
-            det = SemiSupervisedDetector(latent_dim=args.latent_dim, epochs=args.epochs, random_state=c)
-            det.fit(split.x_train, split.y_train)
-            results[(c, n)] = {"m2": auroc(split.is_anomaly, det.score_samples(split.x_test)), "vae": baseline}
+        curve = anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, c, known, counts,
+                              epochs=args.epochs, latent_dim=args.latent_dim, pollution=args.pollution, seed=c)
+        for n, value in zip(counts, curve["m2"]):
+            results[(c, n)] = {"m2": value, "vae": curve["unsupervised"]}
             print(f"normal {c}, known anomaly class {known[0]}, {n} labelled: SemiSupervisedDetector "
-                  f"{results[(c, n)]['m2']:.3f}, unsupervised vae-iwae {baseline:.3f}", flush=True)
+                  f"{value:.3f}, unsupervised vae-iwae {curve['unsupervised']:.3f}", flush=True)
     lines = [f"AUROC on the MNIST test set; one-vs-rest, {args.epochs} epochs, latent {args.latent_dim}, "
              f"pollution {args.pollution}; the labelled anomalies come from class (normal + 1) mod 10.", "",
              "| normal class | " + " | ".join(f"{n} labelled" for n in counts) + " | unsupervised vae-iwae |",
@@ -80,19 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.figure:
         from vaelab import plots
 
-        plt = plots._plt()
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for c in classes:
-            ax.plot(counts, [results[(c, n)]["m2"] for n in counts], "-", color="grey", lw=0.8, alpha=0.6)
-        ax.plot(counts, means, "o-", color="C0", lw=2, label="SemiSupervisedDetector (M2), mean")
-        ax.axhline(base, color="C1", ls="--", label="unsupervised vae-iwae, mean")
-        ax.set_xscale("symlog", linthresh=5)
-        ax.set_xticks(counts, [str(n) for n in counts])
-        ax.set_xlabel("labelled anomalies (one known class)")
-        ax.set_ylabel("test AUROC")
-        ax.legend(fontsize=8, frameon=False)
-        fig.tight_layout()
-        plots.save_figure(fig, args.figure)
+        curves = {"SemiSupervisedDetector (M2), mean over classes": means,
+                  **{f"normal {c}": [results[(c, n)]["m2"] for n in counts] for c in classes}}
+        plots.save_figure(plots.label_curve(counts, curves, base, "unsupervised vae-iwae, mean",
+                                            "labelled anomalies (one known class)"), args.figure)
 
 
 if __name__ == "__main__":

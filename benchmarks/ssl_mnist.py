@@ -111,29 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.results:
         write_text(args.results, text)
     if args.figures and last_m2:
-        conditional_figures(last_m2, x_test, y_test, data.image_shape[-2:], args.figures)
+        from vaelab import plots
+        from vaelab.semisupervised import conditional_figures
 
-
-def conditional_figures(models: dict, x_test: np.ndarray, y_test: np.ndarray, shape, out: Path) -> None:
-    """Per M2: samples with one row per class and a fixed z down each column; style transfer of test digits."""
-    import torch
-
-    from vaelab import plots
-
-    n = models[max(models)]
-    torch.manual_seed(0)
-    z = torch.randn(10, n.config.latent_dim)
-    grid = torch.cat([n.sample(torch.full((10,), k), z) for k in range(10)]).numpy()
-    plots.save_figure(plots.image_grid(grid, shape, 10, row_labels=[str(k) for k in range(10)],
-                                       title="M2 samples: one row per class, one z per column"),
-                      out / "m2_conditional.png")
-    picks = np.array([np.flatnonzero(y_test == k)[0] for k in range(10)])
-    x = torch.from_numpy(x_test[picks])
-    style = n.style(x, torch.from_numpy(y_test[picks]))
-    rows = [x_test[picks]] + [n.sample(torch.full((10,), k), style).numpy() for k in range(10)]
-    plots.save_figure(plots.image_grid(np.concatenate(rows), shape, 10, row_labels=["input", *map(str, range(10))],
-                                       title="M2 style transfer: each test digit's z rendered as every class"),
-                      out / "m2_style.png")
+        for file, fig in conditional_figures(last_m2[max(last_m2)], x_test, y_test,
+                                             tuple(data.image_shape[-2:])).items():
+            plots.save_figure(fig, args.figures / file)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from vaelab.cli import main
 TINY_STUDY = ["--set", "train.progress=false", "--set", "train.epochs=1", "--set", "data.train_limit=600",
               "--set", "anomaly.classes=[1,7]", "--set", "anomaly.loco_epochs=1",
               "--set", "synthetic.types=[\"noise\",\"occlusion\"]", "--set", "synthetic.tsne_normals=100",
+              "--set", "semisupervised.epochs=1", "--set", "semisupervised.latent_dim=2",
+              "--set", "semisupervised.anomaly_labels=[0,5]",
               "--set", "model.hidden_dims=[32]", "--set", "study.latent_dims=[2,3]",
               "--set", "study.tsne_points=150", "--set", "score.iwae_samples=8",
               "--set", "study.n_prior_samples=16"]
@@ -64,6 +66,10 @@ def test_metrics_are_finite_and_the_report_shows_every_figure(study_run):
     assert metrics["anomaly"]["classes"] == [1, 7] and "Anomaly detection" in html
     assert {b["type"] for b in metrics["synthetic"]["best"]} == {"noise", "occlusion"}
     assert "Synthetic anomalies" in html and "Linear probe" in html
+    semi = metrics["semisupervised"]
+    assert semi["labels"] == 100 and 0 <= semi["error_rate"] <= 1 and len(semi["curve"]["m2"]) == 2
+    assert {"figures/m2_conditional.png", "figures/m2_style.png", "figures/ssl_anomaly_curve.png"} <= listed
+    assert "Semi-supervised" in html
     for file in listed:
         assert f'alt="{file}"' in html
     assert html.count("data:image/png;base64,") == len(listed)

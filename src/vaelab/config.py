@@ -1,7 +1,7 @@
 """Dataclass configs for every setting: TOML in, validated, TOML out.
 
 A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
-``[score]``, ``[study]``, ``[anomaly]``, ``[synthetic]``); every key is a field of the section's dataclass. Command-line
+``[score]``, ``[study]``, ``[anomaly]``, ``[synthetic]``, ``[semisupervised]``); every key is a field of the section's dataclass. Command-line
 overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 ``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
 (falling back to a plain string).
@@ -252,6 +252,30 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class SemiSupervisedConfig:
+    """The semi-supervised stage of `vaelab run` (on when ``labels`` > 0): an M2 classifier trained
+    with ``labels`` balanced labels (error rate, conditional samples, style transfer) and the
+    AUROC of the SemiSupervisedDetector as labelled anomalies grow (Deep SAD protocol)."""
+
+    labels: int = 100                   # labelled training rows for the M2 classifier; 0 = no stage
+    epochs: int = 20
+    latent_dim: int = 16                # M2's z
+    normal_class: int = 0               # the anomaly curve: this class is normal ...
+    known_anomaly_classes: tuple[int, ...] = (1,)  # ... labelled anomalies come from these
+    anomaly_labels: tuple[int, ...] = (0, 5, 10, 50)
+    pollution: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.labels >= 0 and self.epochs >= 1 and self.latent_dim >= 1,
+               "semisupervised.labels >= 0, epochs >= 1, latent_dim >= 1")
+        _check(all(n >= 0 for n in self.anomaly_labels) and len(self.anomaly_labels) >= 1,
+               "semisupervised.anomaly_labels must list counts >= 0")
+        _check(self.normal_class not in self.known_anomaly_classes,
+               "semisupervised.normal_class cannot be a known anomaly class")
+        _check(0.0 <= self.pollution < 0.5, "semisupervised.pollution must be in [0, 0.5)")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment: one config, one run directory.
 
@@ -266,6 +290,7 @@ class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    semisupervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
 
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

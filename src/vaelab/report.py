@@ -12,7 +12,7 @@ from vaelab.errors import VaelabError
 from vaelab.fileio import write_text
 
 SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection",
-                 "Synthetic anomalies")
+                 "Synthetic anomalies", "Semi-supervised")
 SECTION_TEXT = {
     "Training": "One VAE per latent size, trained with the single-sample ELBO (Adam).",
     "Decoder samples": "What each model generates: decoder means for codes drawn from the prior.",
@@ -26,6 +26,9 @@ SECTION_TEXT = {
     "Synthetic anomalies": "Anomalies of known types injected into test images, scored with the study's models "
                            "and the raw-pixel baselines: which detector sees which type, and what the latent "
                            "codes say about the type.",
+    "Semi-supervised": "M2 (Kingma et al. 2014): a classifier q(y|x) and a conditional VAE trained on a few "
+                       "labelled and many unlabelled rows; and the semi-supervised anomaly detector as "
+                       "labelled anomalies are added (Deep SAD protocol).",
 }
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222}h1{margin-bottom:0}table{border-collapse:collapse;margin:1em 0}
@@ -92,6 +95,16 @@ def _synthetic_tables(synthetic: dict[str, Any]) -> str:
             f"{probe}</table>")
 
 
+def _semisupervised_table(semi: dict[str, Any]) -> str:
+    curve = semi["curve"]
+    head = "".join(f"<th>{n}</th>" for n in curve["counts"])
+    row = "".join(f"<td>{v:.3f}</td>" for v in curve["m2"])
+    return (f"<p>M2 with {semi['labels']} labels: test error {100 * semi['error_rate']:.2f}%.</p>"
+            f"<p>Test AUROC, class {semi['normal_class']} normal, by number of labelled anomalies "
+            f"(unsupervised vae-iwae: {curve['unsupervised']:.3f})</p>"
+            f"<table><tr><th>labelled anomalies</th>{head}</tr><tr><td>AUROC</td>{row}</tr></table>")
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report's HTML for ``run_dir`` (figures embedded, so it opens offline)."""
     run_dir = Path(run_dir)
@@ -123,6 +136,8 @@ def build_report(run_dir: str | Path) -> str:
             parts.append(_anomaly_table(metrics["anomaly"]))
         if section == "Synthetic anomalies" and "synthetic" in metrics:
             parts.append(_synthetic_tables(metrics["synthetic"]))
+        if section == "Semi-supervised" and "semisupervised" in metrics:
+            parts.append(_semisupervised_table(metrics["semisupervised"]))
         for f in items:
             parts.append(f"<figure>{_img(run_dir, f['file'])}<figcaption>{html.escape(f['caption'])}"
                          f"</figcaption></figure>")

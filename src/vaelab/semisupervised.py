@@ -106,3 +106,51 @@ def latent_means(vae: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.n
     device = next(vae.parameters()).device
     return torch.cat([vae.encode(torch.from_numpy(x[i:i + batch]).to(device))[0].cpu()
                       for i in range(0, len(x), batch)]).numpy()
+
+
+def conditional_figures(m2: torch.nn.Module, x_test: np.ndarray, y_test: np.ndarray, shape: tuple[int, int],
+                        seed: int = 0) -> dict[str, object]:
+    """Two figures of an image M2: samples with one row per class and one z per column (style shared
+    down a column), and style transfer of one test digit per class rendered as every class."""
+    from vaelab import plots
+    from vaelab.runtime import make_generator
+
+    k, device = m2.n_classes, next(m2.parameters()).device
+    z = torch.randn((k, m2.config.latent_dim), generator=make_generator(seed, "cpu")).to(device)
+    grid = torch.cat([m2.sample(torch.full((k,), c, device=device), z) for c in range(k)]).cpu().numpy()
+    samples = plots.image_grid(grid, shape, k, row_labels=[str(c) for c in range(k)],
+                               title="M2 samples: one row per class, one z per column")
+    picks = np.array([np.flatnonzero(y_test == c)[0] for c in range(k) if (y_test == c).any()])
+    x = torch.from_numpy(x_test[picks]).to(device)
+    style = m2.style(x, torch.from_numpy(y_test[picks]).to(device))
+    rows = [x_test[picks]] + [m2.sample(torch.full((len(picks),), c, device=device), style).cpu().numpy()
+                              for c in range(k)]
+    transfer = plots.image_grid(np.concatenate(rows), shape, len(picks),
+                                row_labels=["input", *map(str, range(k))],
+                                title="M2 style transfer: each test digit's z rendered as every class")
+    return {"m2_conditional.png": samples, "m2_style.png": transfer}
+
+
+def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                  normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
+                  latent_dim: int, pollution: float = 0.0, seed: int = 0,
+                  hidden_dims: tuple[int, ...] = (400,)) -> dict[str, object]:
+    """Test AUROC of the SemiSupervisedDetector for each number of labelled anomalies (Deep SAD
+    protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
+    labelled anomalies."""
+    from vaelab.data.protocols import semi_supervised_one_vs_rest
+    from vaelab.detectors import SemiSupervisedDetector, VAEDetector
+    from vaelab.evaluation import auroc
+
+    out: dict[str, object] = {"counts": list(counts), "m2": [], "unsupervised": None}
+    for n in counts:
+        split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
+                                            pollution=pollution, seed=seed)
+        if out["unsupervised"] is None:  # the unlabelled rows do not depend on n (same seed)
+            vae = VAEDetector(score="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                              n_samples=100, random_state=seed).fit(split.x_train[split.y_train != 1])
+            out["unsupervised"] = auroc(split.is_anomaly, vae.score_samples(split.x_test))
+        det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                                     random_state=seed).fit(split.x_train, split.y_train)
+        out["m2"].append(auroc(split.is_anomaly, det.score_samples(split.x_test)))
+    return out

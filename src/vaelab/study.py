@@ -256,6 +256,54 @@ class Study:
                              for i, f in enumerate(result["figures"])]
         return result
 
+    def semisupervised(self) -> dict[str, Any]:
+        """M2 with a few labels (error rate, conditional samples, style transfer) and the
+        semi-supervised anomaly curve, into ``semisupervised/`` and ``figures/``."""
+        import dataclasses as dc
+
+        from vaelab import semisupervised as ssl
+        from vaelab.checkpoint import save_model
+        from vaelab.errors import DataError
+        from vaelab.models import resolve_likelihood
+
+        cfg, sc = self.config, self.config.semisupervised
+        data = load_dataset(dc.replace(cfg.data, binarize="none"))
+        classes = None if data.train.y is None else np.unique(data.train.y)
+        if classes is None or not np.array_equal(classes, np.arange(len(classes))):
+            raise DataError("the semi-supervised stage needs class labels 0..K-1", data.source)
+        likelihood = resolve_likelihood(cfg.model, data.kind)
+        m2_config = dc.replace(cfg.model, name="m2", latent_dim=sc.latent_dim, n_classes=len(classes))
+        train = dc.replace(cfg.train, epochs=sc.epochs, progress=False)
+        semi = ssl.balanced_labels(data.train.y, sc.labels, cfg.train.seed)
+        m2 = ssl.train_m2(data.train.x, semi, m2_config, train, likelihood=likelihood,
+                          binarize=data.kind == "image" and cfg.data.binarize == "dynamic")
+        save_model(self.path("semisupervised", "m2.safetensors"), m2,
+                   {"model": Config(model=m2_config).to_dict()["model"], "input_dim": data.n_features,
+                    "likelihood": likelihood, "labels": sc.labels})
+        error = ssl.error_rate(m2, data.test.x, data.test.y)
+        figs = []
+        if data.kind == "image" and data.image_shape:
+            for i, (file, fig) in enumerate(ssl.conditional_figures(m2, data.test.x, data.test.y,
+                                                                    tuple(data.image_shape[-2:]),
+                                                                    cfg.train.seed).items()):
+                self._save(fig, file)
+                figs.append(_figure(f"figures/{file}", "Semi-supervised",
+                                    "Conditional samples: one row per class, the same z down each column."
+                                    if i == 0 else "Style transfer: the z of one test digit per class (top "
+                                    "row) decoded as every class.", i))
+        curve = ssl.anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, sc.normal_class,
+                                  tuple(sc.known_anomaly_classes), list(sc.anomaly_labels), epochs=sc.epochs,
+                                  latent_dim=sc.latent_dim, pollution=sc.pollution, seed=cfg.train.seed,
+                                  hidden_dims=tuple(cfg.model.hidden_dims))
+        self._save(plots.label_curve(curve["counts"], {"SemiSupervisedDetector (M2)": curve["m2"]},
+                                     curve["unsupervised"], "unsupervised vae-iwae", "labelled anomalies"),
+                   "ssl_anomaly_curve.png")
+        figs.append(_figure("figures/ssl_anomaly_curve.png", "Semi-supervised",
+                            f"Test AUROC with class {sc.normal_class} normal and every other class an anomaly, "
+                            f"as labelled anomalies from class(es) {list(sc.known_anomaly_classes)} are added.", 9))
+        return {"figures": figs, "labels": sc.labels, "error_rate": error, "curve": curve,
+                "normal_class": sc.normal_class}
+
     def _save(self, fig, file: str) -> None:
         plots.save_figure(fig, self.path("figures", file))
 
@@ -327,12 +375,20 @@ class Study:
                                                             c["anomaly"], c["synthetic"]),
                                    [self.path("synthetic", "results.json")], lambda: self.synthetic(train=False))
             figures += synthetic["figures"]
+        semi = None
+        if cfg.semisupervised.labels:
+            c = cfg.to_dict()
+            semi = ledger.run("semisupervised", fingerprint(data_fp, c["model"], c["train"], c["semisupervised"]),
+                              [self.path("semisupervised", "m2.safetensors")], self.semisupervised)
+            figures += semi["figures"]
         metrics = {
             "study": {str(d): per_latent[d] for d in st.latent_dims},
             "figures": figures,
             **({"anomaly": {"summary": anomaly["summary"], "classes": anomaly["classes"]}} if anomaly else {}),
             **({"synthetic": {k: synthetic[k] for k in ("best", "probe", "severities", "types")}}
                if synthetic else {}),
+            **({"semisupervised": {k: semi[k] for k in ("labels", "error_rate", "curve", "normal_class")}}
+               if semi else {}),
             "data": {"name": self.data().name, "source": self.data().source, **self.data().info},
             "run": {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "seconds_this_invocation": round(time.perf_counter() - start, 1),
