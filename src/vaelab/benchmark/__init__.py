@@ -1,1 +1,2 @@
-"""Benchmarks behind ``vaelab benchmark``: anomaly protocols (and, later, synthetic anomalies)."""
+"""Benchmarks behind ``vaelab benchmark``: the anomaly protocols (:mod:`.anomaly`), synthetic
+anomalies of known types (:mod:`.synthetic`), and the scoring cells they share (:mod:`.scoring`)."""
