@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from vaelab.config import ModelConfig, TrainConfig
+from vaelab.config import DEFAULT_DETECTOR, ModelConfig, TrainConfig
 from vaelab.models import build_model
 from vaelab.runtime import seeded_init
 from vaelab.scores import SCORES, score_array
@@ -481,10 +481,6 @@ DETECTORS = {
     **{f"raw-{e}": _raw(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde", "pca-recon")},
     **{name: _fusion(partner, rule) for name, (partner, rule) in FUSIONS.items()},
 }
-# Chosen by evidence (README, "Choosing the default detector"): at latent size 5 it has the best mean
-# rank and the best worst case over MNIST leave-one-class-out, MNIST one-vs-rest, the synthetic
-# anomaly types and the tabular benchmark.
-DEFAULT_DETECTOR = "vae-recon-error"
 
 
 def make_detector(name: str, latent_dim: int = 5, epochs: int = 50, seed: int = 0) -> BaseDetector:
