@@ -23,7 +23,7 @@ from vaelab.fileio import write_text
 
 def main(argv: list[str] | None = None) -> None:
     from vaelab.config import DataConfig
-    from vaelab.data import load_dataset
+    from vaelab.data import load_grey
     from vaelab.semisupervised import anomaly_curve
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     is_name = args.data in ("mnist5k",)
-    data = load_dataset(DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
-                                   binarize="none", train_limit=args.train_limit))
+    data = load_grey(DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
+                                train_limit=args.train_limit))
     classes = [int(c) for c in args.classes.split(",")]
     counts = [int(n) for n in args.labels.split(",")]
     results: dict[tuple[int, int], dict[str, float]] = {}

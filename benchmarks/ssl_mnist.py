@@ -33,8 +33,9 @@ PUBLISHED = {
 
 def main(argv: list[str] | None = None) -> None:
     from vaelab.checkpoint import load_model
-    from vaelab.data import load_dataset
-    from vaelab.semisupervised import balanced_labels, error_rate, latent_means, train_m2
+    from vaelab.data import load_grey
+    from vaelab.scores import latent_means
+    from vaelab.semisupervised import balanced_labels, error_rate, train_m2
     from vaelab.study import Study
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
                                             f"data.train_limit={args.train_limit}",
                                             *([f"train.epochs={args.m1_epochs}"] if args.m1_epochs else [])])
-    data = load_dataset(seed_cfg.data.__class__(**{**seed_cfg.data.__dict__, "binarize": "none"}))
+    data = load_grey(seed_cfg.data)
     x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
     models = args.models.split(",")
     m1_features = None

@@ -14,10 +14,10 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from vaelab.config import DEFAULT_DETECTOR, ModelConfig, TrainConfig
+from vaelab.config import DEFAULT_DETECTOR, LATENT_ESTIMATORS, RAW_ESTIMATORS, ModelConfig, TrainConfig
 from vaelab.models import build_model
 from vaelab.runtime import seeded_init
-from vaelab.scores import SCORES, score_array
+from vaelab.scores import SCORES, latent_means, score_array
 from vaelab.training import Trainer
 
 
@@ -50,10 +50,19 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
 
 
+def _in_unit_range(X: np.ndarray) -> bool:
+    return bool(X.min() >= 0.0 and X.max() <= 1.0)
+
+
+def feature_likelihood(X: np.ndarray) -> str:
+    """The decoder for features X: Bernoulli for values in [0, 1] (pixels), else Gaussian."""
+    return "bernoulli" if _in_unit_range(X) else "gaussian"
+
+
 def feature_scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) for X: none for features already in [0, 1] (pixels), else training
     mean and standard deviation (constant features keep scale 1)."""
-    if X.min() >= 0.0 and X.max() <= 1.0:
+    if _in_unit_range(X):
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     scale = X.std(0)
     return X.mean(0), np.where(scale < 1e-12, 1.0, scale)
@@ -110,7 +119,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         raise NotImplementedError
 
 
-class VAEDetector(BaseDetector):
+class _ScaledInput:
+    """Rows in the model's units: ``mean_`` / ``scale_`` from :func:`feature_scaling`, float32."""
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+
+class VAEDetector(_ScaledInput, BaseDetector):
     """Scores from a VAE fitted on X: ``recon-prob``, ``iwae``, ``elbo`` or ``recon-error``.
 
     Features in [0, 1] get a Bernoulli decoder; anything else is standardized
@@ -131,14 +147,11 @@ class VAEDetector(BaseDetector):
         self.random_state = random_state
         self.device = device
 
-    def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
-
     def _fit(self, X: np.ndarray) -> None:
         if self.score not in SCORES:
             raise ValueError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
         self.mean_, self.scale_ = feature_scaling(X)
-        self.likelihood_ = "bernoulli" if not self.mean_.any() and (self.scale_ == 1).all() else "gaussian"
+        self.likelihood_ = feature_likelihood(X)
         config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))
         with seeded_init(self.random_state):
             self.model_ = build_model(config, X.shape[1], self.likelihood_)
@@ -161,9 +174,7 @@ class VAEDetector(BaseDetector):
     def encode(self, X) -> np.ndarray:
         """Latent means (n, latent_dim) of the fitted VAE."""
         check_is_fitted(self, "model_")
-        x = torch.from_numpy(self._prepare(check_array(X, dtype=np.float64)))
-        with torch.no_grad():
-            return self.model_.encode(x.to(next(self.model_.parameters()).device))[0].cpu().numpy()
+        return latent_means(self.model_, self._prepare(check_array(X, dtype=np.float64)))
 
     def score_with(self, X, score: str, n_samples: int | None = None) -> np.ndarray:
         """Another of the fitted VAE's scores (higher = more normal), without refitting."""
@@ -365,13 +376,13 @@ class FusionDetector(BaseDetector):
                     det.set_params(vae=shared[0])
             self.detectors_.append(det.fit(X))
         ref = X[subsample(len(X), self.reference_rows, self.random_state)]
-        self.references_ = [np.sort(d.score_samples(ref)) for d in self.detectors_]
+        self.references_ = [d.score_samples(ref) for d in self.detectors_]
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)
 
 
-class SemiSupervisedDetector(BaseDetector):
+class SemiSupervisedDetector(_ScaledInput, BaseDetector):
     """M2 with two classes (0 normal, 1 anomaly) fitted on X and partial labels y.
 
     ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
@@ -417,7 +428,7 @@ class SemiSupervisedDetector(BaseDetector):
     def _parts(self, X: np.ndarray) -> list[np.ndarray]:
         from vaelab.semisupervised import class_elbo, class_probabilities
 
-        x = ((X - self.mean_) / self.scale_).astype(np.float32)
+        x = self._prepare(X)
         log_normal = np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
         return [class_elbo(self.model_, x, 0, seed=self.random_state), log_normal]
 
@@ -427,17 +438,15 @@ class SemiSupervisedDetector(BaseDetector):
         if not 0 < self.anomaly_prior < 1:
             raise ValueError(f"anomaly_prior must be in (0, 1); got {self.anomaly_prior}")
         self.mean_, self.scale_ = feature_scaling(X)
-        likelihood = "bernoulli" if not self.mean_.any() and (self.scale_ == 1).all() else "gaussian"
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
                              alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior))
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
-        x = ((X - self.mean_) / self.scale_).astype(np.float32)
-        self.model_ = train_m2(x, self._y, config, train, likelihood=likelihood,
+        self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
                                labelled_share=self.labelled_share)
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
-        self.references_ = [np.sort(p) for p in self._parts(ref)]
+        self.references_ = self._parts(ref)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return fuse(self._parts(X), self.references_, "rank")
@@ -477,8 +486,8 @@ def _fusion(partner: str, rule: str):
 # name -> factory(latent_dim, epochs, seed)
 DETECTORS = {
     **{f"vae-{s}": _vae(s) for s in SCORES},
-    **{f"latent-{e}": _latent(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde")},
-    **{f"raw-{e}": _raw(e) for e in ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde", "pca-recon")},
+    **{f"latent-{e}": _latent(e) for e in LATENT_ESTIMATORS},
+    **{f"raw-{e}": _raw(e) for e in RAW_ESTIMATORS},
     **{name: _fusion(partner, rule) for name, (partner, rule) in FUSIONS.items()},
 }
 

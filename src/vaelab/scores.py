@@ -92,6 +92,16 @@ SCORES: dict[str, ScoreSpec] = {
 }
 
 
+@torch.no_grad()
+def latent_means(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """The means of q(z|x), (n, latent_dim), computed in batches on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+    return torch.cat([model.encode(x[i:i + batch_size].to(device, torch.float32))[0].cpu()
+                      for i in range(0, x.shape[0], batch_size)]).numpy()
+
+
 def _row_cost(model: nn.Module, x: torch.Tensor) -> int:
     """Bytes the decoder needs per (sample, row): the widest activations, float32."""
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]

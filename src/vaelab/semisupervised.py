@@ -61,51 +61,38 @@ def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: Train
 
 
 @torch.no_grad()
+def _per_row(m2: torch.nn.Module, x: np.ndarray, fn, batch: int) -> np.ndarray:
+    """``fn(batch tensor on the model's device)`` over ``x`` in batches, concatenated on the CPU."""
+    device = next(m2.parameters()).device
+    return torch.cat([fn(torch.from_numpy(x[i:i + batch]).to(device)).cpu()
+                      for i in range(0, len(x), batch)]).numpy()
+
+
 def class_probabilities(m2: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     """q(y|x) for every row, (n, n_classes)."""
-    device = next(m2.parameters()).device
-    out = [torch.softmax(m2.classify(torch.from_numpy(x[i:i + batch]).to(device)).float(), -1).cpu()
-           for i in range(0, len(x), batch)]
-    return torch.cat(out).numpy()
+    return _per_row(m2, x, lambda xb: torch.softmax(m2.classify(xb).float(), -1), batch)
 
 
-@torch.no_grad()
 def marginal_elbo(m2: torch.nn.Module, x: np.ndarray, seed: int = 0, batch: int = 1024) -> np.ndarray:
     """U(x), M2's bound on log p(x) with y marginalised (one z draw per class), per row."""
     from vaelab.runtime import make_generator
 
-    device = next(m2.parameters()).device
-    gen = make_generator(seed, device)
-    out = [m2.unlabelled_elbo(torch.from_numpy(x[i:i + batch]).to(device), gen).cpu()
-           for i in range(0, len(x), batch)]
-    return torch.cat(out).double().numpy()
+    gen = make_generator(seed, next(m2.parameters()).device)
+    return _per_row(m2, x, lambda xb: m2.unlabelled_elbo(xb, gen).double(), batch)
 
 
-@torch.no_grad()
 def class_elbo(m2: torch.nn.Module, x: np.ndarray, label: int, seed: int = 0, batch: int = 1024) -> np.ndarray:
     """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row."""
     from vaelab.runtime import make_generator
 
-    device = next(m2.parameters()).device
-    gen = make_generator(seed, device)
-    out = []
-    for i in range(0, len(x), batch):
-        xb = torch.from_numpy(x[i:i + batch]).to(device)
-        out.append(m2.labelled_elbo(xb, torch.full((len(xb),), label, device=device), gen).cpu())
-    return torch.cat(out).double().numpy()
+    gen = make_generator(seed, next(m2.parameters()).device)
+    return _per_row(m2, x, lambda xb: m2.labelled_elbo(
+        xb, torch.full((len(xb),), label, device=xb.device), gen).double(), batch)
 
 
 def error_rate(m2: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     """Share of rows whose most probable class under q(y|x) is wrong."""
     return float((class_probabilities(m2, x).argmax(1) != y).mean())
-
-
-@torch.no_grad()
-def latent_means(vae: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """M1 features: the means of q(z|x) of a trained VAE."""
-    device = next(vae.parameters()).device
-    return torch.cat([vae.encode(torch.from_numpy(x[i:i + batch]).to(device))[0].cpu()
-                      for i in range(0, len(x), batch)]).numpy()
 
 
 def conditional_figures(m2: torch.nn.Module, x_test: np.ndarray, y_test: np.ndarray, shape: tuple[int, int],

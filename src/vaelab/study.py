@@ -28,11 +28,11 @@ import torch
 from vaelab import __version__, embedding, plots, ranking
 from vaelab.checkpoint import load_model, versions
 from vaelab.config import Config, load_config, model_identity
-from vaelab.data import Dataset, load_dataset
+from vaelab.data import Dataset, load_dataset, load_grey
 from vaelab.experiment import CHECKPOINT_FILE, MODEL_FILE, monte_carlo_samples, train_model
 from vaelab.fileio import atomic_path, fingerprint, write_json, write_text
 from vaelab.runtime import resolve_device
-from vaelab.scores import SCORES, score_array
+from vaelab.scores import SCORES, latent_means, score_array
 from vaelab.training import training_identity
 
 
@@ -72,12 +72,19 @@ class Study:
         self.run_dir = Path(run_dir)
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.dataset: Dataset | None = None
+        self._grey: Dataset | None = None
 
     # ---- helpers -----------------------------------------------------------
     def data(self) -> Dataset:
         if self.dataset is None:
             self.dataset = load_dataset(self.config.data)
         return self.dataset
+
+    def grey_data(self) -> Dataset:
+        """The data with grey pixels, as the anomaly, synthetic and semi-supervised stages score it."""
+        if self._grey is None:
+            self._grey = load_grey(self.config.data)
+        return self._grey
 
     def model_config(self, latent: int) -> Config:
         return self.config.replace(model=self.config.model.__class__(
@@ -111,9 +118,7 @@ class Study:
             results[name] = score_array(model, x, name, n_samples=samples[name], batch_size=cfg.batch_size,
                                         memory_mb=cfg.memory_mb, seed=cfg.seed,
                                         progress=_row_progress(len(x), f"{name} z{latent}"))
-        with torch.no_grad():
-            means = torch.cat([model.encode(torch.from_numpy(x[i:i + 4096]).to(next(model.parameters()).device))[0].cpu()
-                               for i in range(0, len(x), 4096)]).numpy()
+        means = latent_means(model, x)
         with atomic_path(self.path("scores", f"z{latent}.npz")) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, rank=results[rank], elbo=results["elbo"], latent_mean=means)
@@ -230,7 +235,7 @@ class Study:
         """The anomaly benchmark of ``config.anomaly`` in ``anomaly/`` (its cells resume on their own)."""
         from vaelab.benchmark.anomaly import AnomalyBenchmark, summary
 
-        bench = AnomalyBenchmark(self.config, self.path("anomaly"), say=self.say)
+        bench = AnomalyBenchmark(self.config, self.path("anomaly"), say=self.say, data=self.grey_data())
         rows = bench.run()
         figures = [_figure(f"anomaly/figures/{f['file']}", "Anomaly detection", f["caption"], i)
                    for i, f in enumerate(bench.figure_entries)]
@@ -250,7 +255,7 @@ class Study:
         models = {d: load_model(self.path("models", f"z{d}", MODEL_FILE), device)[0]
                   for d in self.config.study.latent_dims}
         out = Path(out_dir) if out_dir else self.path("synthetic")
-        result = SyntheticBenchmark(self.config, out, models, say=self.say).run()
+        result = SyntheticBenchmark(self.config, out, models, say=self.say, data=self.grey_data()).run()
         prefix = "synthetic/figures" if out_dir is None else str(out / "figures")
         result["figures"] = [_figure(f"{prefix}/{f['file']}", "Synthetic anomalies", f["caption"], i)
                              for i, f in enumerate(result["figures"])]
@@ -267,7 +272,7 @@ class Study:
         from vaelab.models import resolve_likelihood
 
         cfg, sc = self.config, self.config.semisupervised
-        data = load_dataset(dc.replace(cfg.data, binarize="none"))
+        data = self.grey_data()
         classes = None if data.train.y is None else np.unique(data.train.y)
         if classes is None or not np.array_equal(classes, np.arange(len(classes))):
             raise DataError("the semi-supervised stage needs class labels 0..K-1", data.source)
@@ -361,23 +366,21 @@ class Study:
         curves = ledger.run("curves", fingerprint(sorted(v for k, v in fps.items() if k.startswith("train"))),
                             [self.path("figures", "training_curves.png")], self.curves)
         figures += maps["figures"] + curves["figures"]
+        c = cfg.to_dict()
         anomaly = None
         if cfg.anomaly.protocols:
-            c = cfg.to_dict()
             anomaly = ledger.run("anomaly", fingerprint(data_fp, c["model"], c["train"], c["score"], c["anomaly"],
                                                         st.latent_dims),
                                  [self.path("anomaly", "results.json")], self.anomaly)
             figures += anomaly["figures"]
         synthetic = None
         if cfg.synthetic.types:
-            c = cfg.to_dict()
             synthetic = ledger.run("synthetic", fingerprint([fps[f"train{d}"] for d in st.latent_dims], c["score"],
                                                             c["anomaly"], c["synthetic"]),
                                    [self.path("synthetic", "results.json")], lambda: self.synthetic(train=False))
             figures += synthetic["figures"]
         semi = None
         if cfg.semisupervised.labels:
-            c = cfg.to_dict()
             semi = ledger.run("semisupervised", fingerprint(data_fp, c["model"], c["train"], c["semisupervised"]),
                               [self.path("semisupervised", "m2.safetensors")], self.semisupervised)
             figures += semi["figures"]

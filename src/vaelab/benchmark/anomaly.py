@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab.config import Config
-from vaelab.data import load_dataset
+from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
 from vaelab.benchmark.scoring import (LIKELIHOOD, cell_done, load_cell, raw_scores, save_cell, vae_scores,
                                       with_fusions)
@@ -71,7 +71,8 @@ def _vae_cell(config: Config, split: ProtocolSplit, ref: np.ndarray, latent: int
 class AnomalyBenchmark:
     """Runs (or continues) the benchmark of ``config.anomaly`` into ``out_dir``."""
 
-    def __init__(self, config: Config, out_dir: str | Path, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, out_dir: str | Path, say: Callable[[str], None] | None = None,
+                 data: Dataset | None = None) -> None:
         if not config.anomaly.protocols:
             from vaelab.errors import ConfigError
 
@@ -80,7 +81,7 @@ class AnomalyBenchmark:
         self.out_dir = Path(out_dir)
         self.say = say or (lambda line: None)
         self.latent_dims = config.anomaly.latent_dims or config.study.latent_dims
-        data = load_dataset(dataclasses.replace(config.data, binarize="none"))  # grey values, no random draws
+        data = data or load_grey(config.data)
         if data.train.y is None or data.test.y is None:
             from vaelab.errors import DataError
 

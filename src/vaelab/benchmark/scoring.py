@@ -23,9 +23,10 @@ LIKELIHOOD = "vae-iwae"  # the likelihood part of every fusion
 
 
 def monte_carlo(config: Config) -> dict[str, int]:
-    """The sample counts of the likelihood scores in the benchmarks."""
-    return {"iwae": config.anomaly.iwae_samples, "recon-prob": config.score.recon_samples,
-            "elbo": config.score.elbo_samples}
+    """The sample counts of the likelihood scores in the benchmarks: ``score``'s, with K from ``anomaly``."""
+    from vaelab.experiment import monte_carlo_samples
+
+    return {**monte_carlo_samples(config.score), "iwae": config.anomaly.iwae_samples}
 
 
 def vae_scores(vae: Any, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,

@@ -29,7 +29,7 @@ import torch
 
 from vaelab.benchmark.scoring import cell_done, load_cell, raw_scores, save_cell, vae_scores, with_fusions
 from vaelab.config import Config
-from vaelab.data import Dataset, load_dataset
+from vaelab.data import Dataset, load_grey
 from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
 from vaelab.errors import DataError
 from vaelab.evaluation import detection_metrics
@@ -61,7 +61,7 @@ class SyntheticBenchmark:
     """Runs (or continues) the synthetic-anomaly benchmark with trained ``models`` (latent size -> VAE)."""
 
     def __init__(self, config: Config, out_dir: str | Path, models: dict[int, torch.nn.Module],
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, data: Dataset | None = None) -> None:
         sc = config.synthetic
         if not sc.types:
             from vaelab.errors import ConfigError
@@ -69,7 +69,7 @@ class SyntheticBenchmark:
             raise ConfigError("synthetic.types is empty: name the anomaly types to inject")
         self.config, self.out_dir, self.models = config, Path(out_dir), models
         self.say = say or (lambda line: None)
-        self.data: Dataset = load_dataset(dataclasses.replace(config.data, binarize="none"))
+        self.data: Dataset = data or load_grey(config.data)
         if self.data.kind != "image" or self.data.image_shape is None:
             raise DataError("synthetic image anomalies need image data", self.data.source)
         self.shape = tuple(self.data.image_shape[-2:])

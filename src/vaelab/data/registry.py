@@ -62,6 +62,14 @@ def load_rows(cfg: DataConfig, preprocessing: Preprocessing) -> Split:
     return Split(x, y)
 
 
+def load_grey(cfg: DataConfig) -> Dataset:
+    """``cfg``'s data set with pixels left as grey values in [0, 1] (no binarization, no random draws):
+    what the detectors and benchmarks score."""
+    import dataclasses
+
+    return load_dataset(dataclasses.replace(cfg, binarize="none"))
+
+
 def load_dataset(cfg: DataConfig, preprocessing: Preprocessing | None = None) -> Dataset:
     """Load, split, preprocess and binarize the data described by ``cfg``.
 
