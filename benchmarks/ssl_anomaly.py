@@ -7,7 +7,11 @@ the unsupervised baseline, vae-iwae (a VAE's log p(x)), is fitted on the same ro
 labelled anomalies. Test: the whole MNIST test set.
 
     python benchmarks/ssl_anomaly.py --data ../shared/data/mnist.npz [--classes 0,3,6]
-        [--labels 0,5,10,50,100] [--epochs 30] [--pollution 0] [--results ...] [--figure ...]
+        [--labels 0,5,10,50,100] [--epochs 30] [--pollution 0] [--cells DIR] [--results ...] [--figure ...]
+
+With ``--cells DIR`` each finished normal class is kept there (JSON keyed by a fingerprint of its
+settings): an interrupted run goes on where it stopped, and runs over different classes can share
+the directory and be tabulated together.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.fileio import write_text
+from vaelab.fileio import cached_json, fingerprint, write_text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--pollution", type=float, default=0.0)
     parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--cells", type=Path, help="keep each finished class here and reuse it")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--figure", type=Path)
     args = parser.parse_args(argv)
@@ -47,8 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     for c in classes:
         known = ((c + 1) % 10,)
-        curve = anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, c, known, counts,
-                              epochs=args.epochs, latent_dim=args.latent_dim, pollution=args.pollution, seed=c)
+        settings = {"data": args.data, "train_limit": args.train_limit, "normal": c, "known": known,
+                    "counts": counts, "epochs": args.epochs, "latent_dim": args.latent_dim,
+                    "pollution": args.pollution, "seed": c}
+
+        def run() -> dict[str, object]:
+            return anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, c, known, counts,
+                                 epochs=args.epochs, latent_dim=args.latent_dim, pollution=args.pollution, seed=c)
+
+        curve = (cached_json(args.cells / f"normal{c}-pollution{args.pollution:g}.json", fingerprint(settings), run)
+                 if args.cells else run())
         for n, value in zip(counts, curve["m2"]):
             results[(c, n)] = {"m2": value, "vae": curve["unsupervised"]}
             print(f"normal {c}, known anomaly class {known[0]}, {n} labelled: SemiSupervisedDetector "

@@ -8,19 +8,25 @@ paper's Table 1 (error %, mean ± std over runs) for comparison only.
 
     python benchmarks/ssl_mnist.py --data ../shared/data/mnist.npz --m1-run runs/seed \
         [--labels 100,600,1000,3000] [--seeds 1] [--m2-epochs 20] [--m1m2-epochs 100] \
-        [--results benchmarks/results/ssl_mnist.md] [--figures docs/ssl]
+        [--cells runs/ssl_mnist] [--results benchmarks/results/ssl_mnist.md] [--figures docs/ssl]
+
+With ``--cells DIR`` every finished (model, labels, seed) run is kept there (its error as JSON
+keyed by a fingerprint of its settings, the M2 weights as safetensors): an interrupted run goes on
+where it stopped, more seeds add to the earlier ones, changed settings redo only their runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from vaelab.config import ModelConfig, TrainConfig, load_config
-from vaelab.fileio import write_text
+from vaelab.fileio import cached_json, fingerprint, write_text
 
 # Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
 PUBLISHED = {
@@ -32,7 +38,7 @@ PUBLISHED = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vaelab.checkpoint import load_model
+    from vaelab.checkpoint import load_model, save_model, tensor_digest
     from vaelab.data import load_grey
     from vaelab.scores import latent_means
     from vaelab.semisupervised import balanced_labels, error_rate, train_m2
@@ -44,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m1-latent", type=int, default=200)
     parser.add_argument("--m1-config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "seed.toml")
     parser.add_argument("--labels", default="100,600,1000,3000")
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 of every model")
+    parser.add_argument("--m2-seeds", type=int, help="M2 on pixels costs ~10x M1+M2: fewer seeds for it")
     parser.add_argument("--models", default="m2,m1m2")
     parser.add_argument("--m2-epochs", type=int, default=20)
     parser.add_argument("--m1m2-epochs", type=int, default=100)
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m1m2-hidden", type=int, default=256)
     parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
     parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
+    parser.add_argument("--cells", type=Path, help="keep each finished run here and reuse it")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
     args = parser.parse_args(argv)
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load_grey(seed_cfg.data)
     x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
     models = args.models.split(",")
-    m1_features = None
+    m1_features, m1_digest = None, None
     if "m1m2" in models:
         Study(seed_cfg, args.m1_run).models()  # trains M1 if the run does not hold it yet
         m1, _ = load_model(args.m1_run / "models" / f"z{args.m1_latent}" / "model.safetensors")
@@ -75,41 +83,53 @@ def main(argv: list[str] | None = None) -> None:
         active = f_train.var(0) > args.m1_active  # Burda et al. (2016)'s active units; the rest carry no signal
         active = active if active.any() else np.ones_like(active)
         m1_features = (f_train[:, active], f_test[:, active])
+        m1_digest = (tensor_digest(m1.state_dict()), args.m1_active)
         print(f"M1: {int(active.sum())} of {len(active)} latent units active", flush=True)
     rows: dict[tuple[str, int], list[float]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in models}
-    last_m2 = {}
-    for n_labels in [int(v) for v in args.labels.split(",")]:
-        for seed in range(args.seeds):
+    m2_files: dict[int, Path] = {}
+    cells = args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-"))
+    m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
+    m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
+    seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
+    for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
+        for n_labels in [int(v) for v in args.labels.split(",")]:
             semi = balanced_labels(y_train, n_labels, seed)
             assert (semi >= 0).sum() == n_labels  # nothing else, and no test label, reaches training
-            m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
-            m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,),
-                                   n_classes=10)
-            for model in models:
-                t0 = time.perf_counter()
+            for model in (m for m in models if seed < seeds[m]):
+                name = f"{model}-{n_labels}-seed{seed}"
                 if model == "m2":
-                    fitted = train_m2(x_train, semi, m2_cfg, TrainConfig(epochs=args.m2_epochs, batch_size=128,
-                                                                         seed=seed, progress=False),
-                                      likelihood="bernoulli", binarize=True)
-                    err = error_rate(fitted, x_test, y_test)
-                    last_m2[n_labels] = fitted
+                    x_fit, x_eval, cfg, epochs, kw = x_train, x_test, m2_cfg, args.m2_epochs, \
+                        {"likelihood": "bernoulli", "binarize": True}
                 else:
-                    f_train, f_test = m1_features
-                    fitted = train_m2(f_train, semi, m1m2_cfg, TrainConfig(epochs=args.m1m2_epochs, batch_size=128,
-                                                                         seed=seed, progress=False),
-                                      likelihood="gaussian")
-                    err = error_rate(fitted, f_test, y_test)
-                seconds[model] += time.perf_counter() - t0
-                rows.setdefault((model, n_labels), []).append(100 * err)
-                print(f"{model} labels={n_labels} seed={seed}: test error {100 * err:.2f}% "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                    (x_fit, x_eval), cfg, epochs, kw = m1_features, m1m2_cfg, args.m1m2_epochs, \
+                        {"likelihood": "gaussian"}
+                fp = fingerprint(name, args.data, args.train_limit, dataclasses.asdict(cfg), epochs, kw,
+                                 m1_digest if model == "m1m2" else None)
+
+                def run() -> dict[str, float]:
+                    t0 = time.perf_counter()
+                    fitted = train_m2(x_fit, semi, cfg, TrainConfig(epochs=epochs, batch_size=128, seed=seed,
+                                                                    progress=False), **kw)
+                    if model == "m2":
+                        save_model(cells / f"{name}.safetensors", fitted, {"fingerprint": fp, "labels": n_labels})
+                    return {"error": 100 * error_rate(fitted, x_eval, y_test), "seconds": time.perf_counter() - t0}
+
+                cell = cached_json(cells / f"{name}.json", fp, run)
+                seconds[model] += cell["seconds"]
+                rows.setdefault((model, n_labels), []).append(cell["error"])
+                if model == "m2":
+                    m2_files[n_labels] = cells / f"{name}.safetensors"
+                print(f"{model} labels={n_labels} seed={seed}: test error {cell['error']:.2f}% "
+                      f"({cell['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (
         [f"M1+M2 {args.m1m2_epochs} epochs on the active latent means of the study's {args.m1_latent}-d VAE"]
         if "m1m2" in models else [])
-    lines = [f"Test error (%) on MNIST; ours: {args.seeds} seed(s), " + ", ".join(runs) +
+    lines = ["Test error (%) on MNIST; ours: mean ± std over " +
+             ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +
+             ", ".join(runs) +
              ". Published: Kingma et al. 2014, Table 1.", "",
              "| labels | ours M2 | ours M1+M2 | paper M1+TSVM | paper M2 | paper M1+M2 |", "|---|---|---|---|---|---|"]
     for n in label_counts:
@@ -123,11 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.results:
         write_text(args.results, text)
-    if args.figures and last_m2:
+    if args.figures and m2_files:
         from vaelab import plots
         from vaelab.semisupervised import conditional_figures
 
-        for file, fig in conditional_figures(last_m2[max(last_m2)], x_test, y_test,
+        m2, _ = load_model(m2_files[max(m2_files)])
+        for file, fig in conditional_figures(m2, x_test, y_test,
                                              tuple(data.image_shape[-2:])).items():
             plots.save_figure(fig, args.figures / file)
 

@@ -1,5 +1,6 @@
 """Every benchmark script runs with tiny arguments (and every script has such a test)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,11 +54,23 @@ def test_tabular_anomaly_smoke(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
 def test_ssl_mnist_smoke(tmp_path):
-    out = _run("ssl_mnist.py", tmp_path, "--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"),
-               "--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"))
+    common = ["--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"), "--cells", str(tmp_path / "c")]
+    out = _run("ssl_mnist.py", tmp_path, *common, "--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"))
     assert "| 100 |" in out and "11.97" in out and (tmp_path / "f" / "m2_style.png").exists()
+    cell = tmp_path / "c" / "m2-100-seed0.json"
+    stored = json.loads(cell.read_text())
+    stored["result"]["error"] = 12.345  # kept runs are reused, and more seeds add to them
+    cell.write_text(json.dumps(stored))
+    out2 = _run("ssl_mnist.py", tmp_path, *common, "--seeds", "2", "--m2-seeds", "1")
+    assert "| 100 | 12.35 | " in out2 and "m1m2 labels=100 seed=1" in out2 and "±" in out2
 
 
 def test_ssl_anomaly_smoke(tmp_path):
-    out = _run("ssl_anomaly.py", tmp_path, "--results", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"))
+    args = ["--results", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"), "--cells", str(tmp_path / "c")]
+    out = _run("ssl_anomaly.py", tmp_path, *args)
     assert "5 labelled" in out and "unsupervised vae-iwae" in out and (tmp_path / "f.png").exists()
+    cell = tmp_path / "c" / "normal0-pollution0.json"
+    stored = json.loads(cell.read_text())
+    stored["result"]["m2"][0] = 0.1234  # a finished class is reused, not retrained
+    cell.write_text(json.dumps(stored))
+    assert "| 0 | 0.123 |" in _run("ssl_anomaly.py", tmp_path, *args)

@@ -118,3 +118,25 @@ def test_semi_supervised_detector_uses_its_few_anomaly_labels():
     assert (with_labels.predict(normal) == -1).mean() == pytest.approx(0.1, abs=0.03)
     with pytest.raises(ValueError, match="y must hold"):
         SemiSupervisedDetector(**kw).fit(x, np.full(len(x), 2))
+
+
+@pytest.mark.parametrize("hidden", [(16,), (16, 8), ()])
+def test_encoding_every_class_at_once_equals_encoding_repeated_rows(hidden):
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(name="m2", latent_dim=3, hidden_dims=hidden, n_classes=4), 12, "bernoulli")
+    x, onehots = torch.rand(5, 12), torch.eye(4)
+    mean, logvar = model.cvae.encode_each(x, onehots)
+    ref_mean, ref_logvar = model.cvae.encode(x.repeat(4, 1), onehots.repeat_interleave(5, 0))
+    assert mean.shape == (4, 5, 3)
+    assert torch.allclose(mean.reshape(20, 3), ref_mean, atol=1e-6)
+    assert torch.allclose(logvar.reshape(20, 3), ref_logvar, atol=1e-6)
+
+
+def test_m2_file_round_trip_takes_its_build_from_the_model(tmp_path, m2):
+    from vaelab.checkpoint import load_model, save_model
+
+    save_model(tmp_path / "m2.safetensors", m2, {"labels": 100})
+    loaded, meta = load_model(tmp_path / "m2.safetensors")
+    assert meta["labels"] == 100 and meta["model"]["n_classes"] == 4
+    x = torch.rand(3, 12)
+    assert torch.equal(loaded.classify(x), m2.classify(x))

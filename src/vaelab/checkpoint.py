@@ -94,12 +94,24 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 # ---- model files -------------------------------------------------------------
+def _own_meta(model: torch.nn.Module) -> dict[str, Any]:
+    """What a vaelab model (VAE, M2) knows of its own build: config, input size, likelihood."""
+    from vaelab.config import Config
+
+    if not all(hasattr(model, a) for a in ("config", "input_dim", "likelihood")):
+        return {}
+    return {"model": Config(model=model.config).to_dict()["model"], "input_dim": model.input_dim,
+            "likelihood": model.likelihood}
+
+
 def save_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
     """Save a model's weights and the metadata that rebuilds it.
 
     ``meta`` must hold ``model`` (the ModelConfig as a dict), ``input_dim``
-    and ``likelihood``; anything else (data, metrics) is carried along.
+    and ``likelihood``, taken from the model's own attributes where it does
+    not; anything else (data, metrics) is carried along.
     """
+    meta = {**_own_meta(model), **meta}
     for key in ("model", "input_dim", "likelihood"):
         if key not in meta:
             raise ValueError(f"model metadata needs {key!r}")

@@ -136,8 +136,8 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         if out["unsupervised"] is None:  # the unlabelled rows do not depend on n (same seed)
             vae = VAEDetector(score="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                               n_samples=100, random_state=seed).fit(split.x_train[split.y_train != 1])
-            out["unsupervised"] = auroc(split.is_anomaly, vae.score_samples(split.x_test))
+            out["unsupervised"] = float(auroc(split.is_anomaly, vae.score_samples(split.x_test)))
         det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                                      random_state=seed).fit(split.x_train, split.y_train)
-        out["m2"].append(auroc(split.is_anomaly, det.score_samples(split.x_test)))
+        out["m2"].append(float(auroc(split.is_anomaly, det.score_samples(split.x_test))))
     return out

@@ -282,9 +282,7 @@ class Study:
         semi = ssl.balanced_labels(data.train.y, sc.labels, cfg.train.seed)
         m2 = ssl.train_m2(data.train.x, semi, m2_config, train, likelihood=likelihood,
                           binarize=data.kind == "image" and cfg.data.binarize == "dynamic")
-        save_model(self.path("semisupervised", "m2.safetensors"), m2,
-                   {"model": Config(model=m2_config).to_dict()["model"], "input_dim": data.n_features,
-                    "likelihood": likelihood, "labels": sc.labels})
+        save_model(self.path("semisupervised", "m2.safetensors"), m2, {"labels": sc.labels})
         error = ssl.error_rate(m2, data.test.x, data.test.y)
         figs = []
         if data.kind == "image" and data.image_shape:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab import distributions as D
 from vaelab.config import ModelConfig
 from vaelab.models.vae import VAE, mlp
 
@@ -56,9 +57,12 @@ class M2(nn.Module):
 
     def elbo_per_class(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """L(x, y) for every class y, (n, n_classes): all classes in one batched pass."""
-        n, k = x.shape[0], self.n_classes
-        ys = torch.arange(k, device=x.device).repeat_interleave(n)
-        return self.labelled_elbo(x.repeat(k, 1), ys, generator).view(k, n).T
+        onehots = torch.eye(self.n_classes, device=x.device, dtype=x.dtype)
+        mean, logvar = self.cvae.encode_each(x, onehots)                        # (k, n, d)
+        z = D.reparameterize(mean, logvar, 1, generator)[0]
+        rec = self.cvae.log_px_given_z(x, z, onehots.unsqueeze(1))              # (k, n)
+        kl = D.kl_diag_standard_normal(mean.float(), logvar.float())
+        return (rec - kl + self.log_prior.unsqueeze(1)).T
 
     def unlabelled_elbo(self, x: torch.Tensor, generator: torch.Generator | None = None,
                         logits: torch.Tensor | None = None) -> torch.Tensor:

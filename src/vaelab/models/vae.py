@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vaelab import distributions as D
@@ -83,6 +84,22 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x[,c]): mean and clamped log-variance, each (n, latent_dim)."""
         h = self.enc_act(self.encoder(self._with(x, c)))
+        return self.enc_mean(h), self._clamp(self.enc_logvar(h))
+
+    def encode_each(self, x: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x,c) for every row of x under every condition c, each (k, n, latent_dim) for k conditions.
+
+        Equal to ``encode`` on the repeated rows, but the first layer's x part, W_x x + b, is
+        computed once per row and the condition's part W_c c once per condition.
+        """
+        first = self.encoder[0] if isinstance(self.encoder, nn.Sequential) else None
+        if first is None:  # no hidden layer: nothing to share
+            k, n = conditions.shape[0], x.shape[0]
+            mean, logvar = self.encode(x.repeat(k, 1), conditions.repeat_interleave(n, 0))
+            return mean.view(k, n, -1), logvar.view(k, n, -1)
+        w_x, w_c = first.weight[:, :self.input_dim], first.weight[:, self.input_dim:]
+        h = F.linear(x, w_x, first.bias).unsqueeze(0) + F.linear(conditions.to(x.dtype), w_c).unsqueeze(1)
+        h = self.enc_act(self.encoder[1:](h))
         return self.enc_mean(h), self._clamp(self.enc_logvar(h))
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
