@@ -137,6 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {n} | {fmt(rows[('m2', n)]) if ('m2', n) in rows else ''} | "
                      f"{fmt(rows[('m1m2', n)]) if ('m1m2', n) in rows else ''} | {pub.get('M1+TSVM', '')} | "
                      f"{pub.get('M2', '')} | {pub.get('M1+M2', '')} |")
+    if m2_files:  # does M2's decoder use the class? (10% = ignores it; judge: 3-NN on the training digits)
+        from vaelab.semisupervised import conditional_agreement, knn_judge
+
+        judge = knn_judge(x_train, y_train)
+        lines += ["", "M2 conditional samples E[x|y=c, z] that a 3-nearest-neighbour classifier of the training "
+                  "digits puts in class c (last seed; 10% = the decoder ignores y): " + ", ".join(
+                      f"{n} labels {100 * conditional_agreement(load_model(f)[0], judge=judge):.0f}%"
+                      for n, f in sorted(m2_files.items()))]
     lines.append("")
     lines.append("Training seconds in all: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
     text = "\n".join(lines) + "\n"

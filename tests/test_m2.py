@@ -140,3 +140,13 @@ def test_m2_file_round_trip_takes_its_build_from_the_model(tmp_path, m2):
     assert meta["labels"] == 100 and meta["model"]["n_classes"] == 4
     x = torch.rand(3, 12)
     assert torch.equal(loaded.classify(x), m2.classify(x))
+
+
+def test_conditional_agreement_is_chance_when_the_decoder_ignores_the_class(m2):
+    from vaelab.semisupervised import conditional_agreement
+
+    with torch.no_grad():
+        m2.cvae.decoder[0].weight[:, m2.config.latent_dim:] = 0.0  # p(x|y,z) = p(x|z)
+    assert conditional_agreement(m2, per_class=25) == pytest.approx(1 / m2.n_classes)
+    # a judge that recognises every row as what it was asked to draw
+    assert conditional_agreement(m2, per_class=5, judge=lambda x: np.repeat(np.arange(len(x) // 5), 5)) == 1.0

@@ -264,7 +264,7 @@ class SemiSupervisedConfig:
 
     labels: int = 100                   # labelled training rows for the M2 classifier; 0 = no stage
     epochs: int = 20
-    latent_dim: int = 16                # M2's z
+    latent_dim: int = 4                 # M2's z: small, or z carries the class and the decoder ignores y
     normal_class: int = 0               # the anomaly curve: this class is normal ...
     known_anomaly_classes: tuple[int, ...] = (1,)  # ... labelled anomalies come from these
     anomaly_labels: tuple[int, ...] = (0, 5, 10, 50)

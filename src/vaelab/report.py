@@ -99,7 +99,10 @@ def _semisupervised_table(semi: dict[str, Any]) -> str:
     curve = semi["curve"]
     head = "".join(f"<th>{n}</th>" for n in curve["counts"])
     row = "".join(f"<td>{v:.3f}</td>" for v in curve["m2"])
-    return (f"<p>M2 with {semi['labels']} labels: test error {100 * semi['error_rate']:.2f}%.</p>"
+    agreement = (f" Conditional samples of class c that a 3-nearest-neighbour classifier of the training "
+                 f"digits also calls c: {100 * semi['agreement']:.0f}% (10% would mean the decoder ignores "
+                 f"the class).") if "agreement" in semi else ""
+    return (f"<p>M2 with {semi['labels']} labels: test error {100 * semi['error_rate']:.2f}%.{agreement}</p>"
             f"<p>Test AUROC, class {semi['normal_class']} normal, by number of labelled anomalies "
             f"(unsupervised vae-iwae: {curve['unsupervised']:.3f})</p>"
             f"<table><tr><th>labelled anomalies</th>{head}</tr><tr><td>AUROC</td>{row}</tr></table>")

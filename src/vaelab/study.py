@@ -284,6 +284,7 @@ class Study:
                           binarize=data.kind == "image" and cfg.data.binarize == "dynamic")
         save_model(self.path("semisupervised", "m2.safetensors"), m2, {"labels": sc.labels})
         error = ssl.error_rate(m2, data.test.x, data.test.y)
+        agreement = ssl.conditional_agreement(m2, seed=cfg.train.seed, judge=ssl.knn_judge(data.train.x, data.train.y))
         figs = []
         if data.kind == "image" and data.image_shape:
             for i, (file, fig) in enumerate(ssl.conditional_figures(m2, data.test.x, data.test.y,
@@ -304,7 +305,7 @@ class Study:
         figs.append(_figure("figures/ssl_anomaly_curve.png", "Semi-supervised",
                             f"Test AUROC with class {sc.normal_class} normal and every other class an anomaly, "
                             f"as labelled anomalies from class(es) {list(sc.known_anomaly_classes)} are added.", 9))
-        return {"figures": figs, "labels": sc.labels, "error_rate": error, "curve": curve,
+        return {"figures": figs, "labels": sc.labels, "error_rate": error, "agreement": agreement, "curve": curve,
                 "normal_class": sc.normal_class}
 
     def _save(self, fig, file: str) -> None:
@@ -388,7 +389,7 @@ class Study:
             **({"anomaly": {"summary": anomaly["summary"], "classes": anomaly["classes"]}} if anomaly else {}),
             **({"synthetic": {k: synthetic[k] for k in ("best", "probe", "severities", "types")}}
                if synthetic else {}),
-            **({"semisupervised": {k: semi[k] for k in ("labels", "error_rate", "curve", "normal_class")}}
+            **({"semisupervised": {k: semi[k] for k in ("labels", "error_rate", "agreement", "curve", "normal_class")}}
                if semi else {}),
             "data": {"name": self.data().name, "source": self.data().source, **self.data().info},
             "run": {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
