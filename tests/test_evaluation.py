@@ -6,7 +6,7 @@ from sklearn.metrics import roc_auc_score
 
 from vaelab.data.protocols import leave_one_class_out, one_vs_rest
 from vaelab.detectors import FusionDetector, RawDetector
-from vaelab.evaluation import auroc, average_precision, bootstrap
+from vaelab.evaluation import auroc, auroc_by_group, average_precision, bootstrap
 
 
 def test_auroc_matches_scikit_learn_with_ties():
@@ -18,6 +18,16 @@ def test_auroc_matches_scikit_learn_with_ties():
     assert 0 < average_precision(y, score) <= 1
     with pytest.raises(ValueError):
         auroc([0, 0], [1, 2])
+
+
+def test_auroc_by_group_splits_the_anomalies_and_keeps_every_normal():
+    is_anomaly = np.array([0, 0, 0, 1, 1, 1, 1])
+    known = np.array([0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    score = np.array([5.0, 4.0, 3.0, 0.0, 1.0, 4.5, 2.0])  # known anomalies lowest; one novel one looks normal
+    out = auroc_by_group("m2", is_anomaly, known, score)
+    assert out["m2_known"] == 1.0
+    assert out["m2_novel"] == pytest.approx(auroc([0, 0, 0, 1, 1], [5.0, 4.0, 3.0, 4.5, 2.0]))
+    assert out["m2"] == pytest.approx(auroc(is_anomaly, score)) and out["m2_novel"] < out["m2"] < 1
 
 
 def test_bootstrap_interval_contains_the_value():

@@ -23,6 +23,20 @@ def auroc(is_anomaly: np.ndarray, normal_score: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+# key suffix -> which test anomalies an AUROC is over (normal test rows always included)
+ANOMALY_GROUPS = {"": "all test anomalies", "_known": "known anomaly classes", "_novel": "novel anomaly classes"}
+
+
+def auroc_by_group(name: str, is_anomaly: np.ndarray, known: np.ndarray, normal_score: np.ndarray) -> dict[str, float]:
+    """AUROC against all anomalies, against those with ``known`` set and against the rest, keyed
+    ``name`` + the :data:`ANOMALY_GROUPS` suffix; every normal row is in each."""
+    is_anomaly, normal_score = np.asarray(is_anomaly), np.asarray(normal_score)
+    normal = is_anomaly == 0
+    known = np.asarray(known, dtype=bool)
+    masks = {"": np.ones(len(normal), dtype=bool), "_known": normal | known, "_novel": normal | ~known}
+    return {name + key: auroc(is_anomaly[masks[key]], normal_score[masks[key]]) for key in ANOMALY_GROUPS}
+
+
 def average_precision(is_anomaly: np.ndarray, normal_score: np.ndarray) -> float:
     """Average precision of -score for finding anomalies."""
     from sklearn.metrics import average_precision_score

@@ -189,21 +189,23 @@ def roc_panels(panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarra
     return fig
 
 
-def label_curve(counts: Sequence[int], curves: dict[str, Sequence[float]], baseline: float | None,
-                baseline_label: str, xlabel: str, ylabel: str = "test AUROC"):
-    """Metric against the number of labels: one line per curve (the first drawn boldest), a dashed baseline."""
+def label_curve(counts: Sequence[int], curves: dict[str, Sequence[float]], baselines: dict[str, float],
+                xlabel: str, ylabel: str = "test AUROC", highlighted: int = 1):
+    """Metric against the number of labels: the first ``highlighted`` curves in colour (with
+    markers and a legend entry), any others thin and grey; baseline i dashed in curve i's colour."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for i, (label, values) in enumerate(curves.items()):
-        ax.plot(counts, values, "o-" if i == 0 else "-", lw=2 if i == 0 else 0.8, alpha=1 if i == 0 else 0.5,
-                color="C0" if i == 0 else "grey", label=label if i == 0 else None)
-    if baseline is not None:
-        ax.axhline(baseline, color="C1", ls="--", label=baseline_label)
+        bold = i < highlighted
+        ax.plot(counts, values, "o-" if bold else "-", lw=2 if bold else 0.8, alpha=1 if bold else 0.5,
+                color=f"C{i}" if bold else "grey", label=label if bold else None)
+    for i, (label, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=label)
     ax.set_xscale("symlog", linthresh=max(1, min([c for c in counts if c > 0], default=1)))
     ax.set_xticks(list(counts), [str(c) for c in counts])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -98,14 +98,18 @@ def _synthetic_tables(synthetic: dict[str, Any]) -> str:
 def _semisupervised_table(semi: dict[str, Any]) -> str:
     curve = semi["curve"]
     head = "".join(f"<th>{n}</th>" for n in curve["counts"])
-    row = "".join(f"<td>{v:.3f}</td>" for v in curve["m2"])
+    from vaelab.evaluation import ANOMALY_GROUPS
+
+    rows = "".join(f"<tr><td>{label}</td>" + "".join(f"<td>{v:.3f}</td>" for v in curve["m2" + key])
+                   + f"<td>{curve['unsupervised' + key]:.3f}</td></tr>"
+                   for key, label in ANOMALY_GROUPS.items() if "m2" + key in curve)
     agreement = (f" Conditional samples of class c that a 3-nearest-neighbour classifier of the training "
                  f"digits also calls c: {100 * semi['agreement']:.0f}% (10% would mean the decoder ignores "
                  f"the class).") if "agreement" in semi else ""
     return (f"<p>M2 with {semi['labels']} labels: test error {100 * semi['error_rate']:.2f}%.{agreement}</p>"
-            f"<p>Test AUROC, class {semi['normal_class']} normal, by number of labelled anomalies "
-            f"(unsupervised vae-iwae: {curve['unsupervised']:.3f})</p>"
-            f"<table><tr><th>labelled anomalies</th>{head}</tr><tr><td>AUROC</td>{row}</tr></table>")
+            f"<p>Test AUROC of the SemiSupervisedDetector, class {semi['normal_class']} normal, by number of "
+            "labelled anomalies; last column: the unsupervised vae-iwae detector</p>"
+            f"<table><tr><th>test anomalies</th>{head}<th>vae-iwae</th></tr>{rows}</table>")
 
 
 def build_report(run_dir: str | Path) -> str:

@@ -151,20 +151,40 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                   hidden_dims: tuple[int, ...] = (400,)) -> dict[str, object]:
     """Test AUROC of the SemiSupervisedDetector for each number of labelled anomalies (Deep SAD
     protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
-    labelled anomalies."""
+    labelled anomalies.
+
+    Besides the AUROC over all test anomalies ("m2", "unsupervised"), each is also given against
+    the known anomaly classes alone ("..._known": normal test rows and anomalies of the classes
+    the labels came from) and against the novel ones ("..._novel": every other anomaly class), so
+    that a user sees whether labels teach the detector more than the classes they were drawn from.
+    """
     from vaelab.data.protocols import semi_supervised_one_vs_rest
     from vaelab.detectors import SemiSupervisedDetector, VAEDetector
-    from vaelab.evaluation import auroc
+    from vaelab.evaluation import auroc_by_group
 
-    out: dict[str, object] = {"counts": list(counts), "m2": [], "unsupervised": None}
+    known_test = np.isin(y_test, known_classes)
+    out: dict[str, object] = {"counts": list(counts), "m2": [], "m2_known": [], "m2_novel": []}
     for n in counts:
         split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
                                             pollution=pollution, seed=seed)
-        if out["unsupervised"] is None:  # the unlabelled rows do not depend on n (same seed)
+        if "unsupervised" not in out:  # the unlabelled rows do not depend on n (same seed)
             vae = VAEDetector(score="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                               n_samples=100, random_state=seed).fit(split.x_train[split.y_train != 1])
-            out["unsupervised"] = float(auroc(split.is_anomaly, vae.score_samples(split.x_test)))
+            out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
         det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                                      random_state=seed).fit(split.x_train, split.y_train)
-        out["m2"].append(float(auroc(split.is_anomaly, det.score_samples(split.x_test))))
+        for key, value in auroc_by_group("m2", split.is_anomaly, known_test, det.score_samples(split.x_test)).items():
+            out[key].append(value)
     return out
+
+
+def curve_groups(curves: list[dict[str, object]]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The mean over ``curves`` (from :func:`anomaly_curve`) of the detector's AUROC per test
+    group, and of the unsupervised baseline's: the lines and dashed baselines of a label curve."""
+    from vaelab.evaluation import ANOMALY_GROUPS
+
+    lines = {f"M2, {label}": np.mean([c["m2" + key] for c in curves], axis=0).tolist()
+             for key, label in ANOMALY_GROUPS.items()}
+    base = {f"vae-iwae, {label}": float(np.mean([c["unsupervised" + key] for c in curves]))
+            for key, label in ANOMALY_GROUPS.items()}
+    return lines, base

@@ -299,9 +299,8 @@ class Study:
                                   tuple(sc.known_anomaly_classes), list(sc.anomaly_labels), epochs=sc.epochs,
                                   latent_dim=sc.latent_dim, pollution=sc.pollution, seed=cfg.train.seed,
                                   hidden_dims=tuple(cfg.model.hidden_dims))
-        self._save(plots.label_curve(curve["counts"], {"SemiSupervisedDetector (M2)": curve["m2"]},
-                                     curve["unsupervised"], "unsupervised vae-iwae", "labelled anomalies"),
-                   "ssl_anomaly_curve.png")
+        self._save(plots.label_curve(curve["counts"], *ssl.curve_groups([curve]), "labelled anomalies",
+                                     highlighted=3), "ssl_anomaly_curve.png")
         figs.append(_figure("figures/ssl_anomaly_curve.png", "Semi-supervised",
                             f"Test AUROC with class {sc.normal_class} normal and every other class an anomaly, "
                             f"as labelled anomalies from class(es) {list(sc.known_anomaly_classes)} are added.", 9))
