@@ -28,6 +28,7 @@ from vaelab.fileio import cached_json, fingerprint, write_text
 def main(argv: list[str] | None = None) -> None:
     from vaelab.config import DataConfig
     from vaelab.data import load_grey
+    from vaelab.detectors import SemiSupervisedDetector
     from vaelab.semisupervised import anomaly_curve
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         known = ((c + 1) % 10,)
         settings = {"data": args.data, "train_limit": args.train_limit, "normal": c, "known": known,
                     "counts": counts, "epochs": args.epochs, "latent_dim": args.latent_dim,
-                    "pollution": args.pollution, "seed": c, "cell_format": 2}
+                    "pollution": args.pollution, "seed": c, "cell_format": 2,
+                    "rule": SemiSupervisedDetector.fusion_rule}
 
         def run() -> dict[str, object]:
             return anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, c, known, counts,

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from vaelab.data.protocols import leave_one_class_out, one_vs_rest
-from vaelab.detectors import FusionDetector, RawDetector
+from vaelab.detectors import FusionDetector, RawDetector, fuse
 from vaelab.evaluation import auroc, auroc_by_group, average_precision, bootstrap
 
 
@@ -62,7 +62,16 @@ def test_pollution_adds_the_asked_fraction_of_anomalies():
     assert all((row == x[y != 7]).all(1).any() for row in polluted_rows)
 
 
-@pytest.mark.parametrize("rule", ["rank", "zsum"])
+def test_fisher_fusion_lets_one_extreme_part_flag_a_row():
+    reference = [np.arange(100.0), np.arange(100.0)]
+    one_extreme, two_moderate = [-1.0, 99.0], [30.0, 30.0]  # (p = 1/101, 1) and (p = 32/101 twice)
+    scores = [np.array([one_extreme[i], two_moderate[i]]) for i in range(2)]
+    rank, fisher = fuse(scores, reference, "rank"), fuse(scores, reference, "fisher")
+    assert rank[0] > rank[1] and fisher[0] < fisher[1]
+    assert fisher[1] == pytest.approx(2 * np.log(32 / 101))
+
+
+@pytest.mark.parametrize("rule", ["rank", "fisher", "zsum"])
 def test_fusion_combines_and_keeps_the_sign(rule):
     rng = np.random.default_rng(3)
     train = rng.normal(size=(400, 5))

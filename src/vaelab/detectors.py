@@ -26,7 +26,7 @@ def predictions(scores: np.ndarray, offset: float) -> np.ndarray:
     return np.where(np.asarray(scores) - offset >= 0, 1, -1)
 
 
-FUSION_RULES = ("rank", "zsum")
+FUSION_RULES = ("rank", "fisher", "zsum")
 
 
 def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> np.ndarray:
@@ -34,7 +34,10 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
 
     ``references[i]`` holds score ``i`` on normal training rows. ``rank``: the
     mean over scores of each value's empirical CDF among its reference (in
-    [0, 1]). ``zsum``: the sum of the scores standardized with their
+    [0, 1]). ``fisher``: Fisher's combination of those CDF values read as
+    one-sided p-values, sum_i log p_i with p_i = (rank + 1) / (n_ref + 1):
+    one very low p-value is enough to make a row anomalous, where ``rank``
+    averages it away. ``zsum``: the sum of the scores standardized with their
     reference's mean and standard deviation; for log-density scores this is a
     sum of standardized log-density terms.
     """
@@ -43,8 +46,11 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
     parts = []
     for s, ref in zip(scores, references, strict=True):
         ref = np.sort(np.asarray(ref, dtype=np.float64))
+        below = np.searchsorted(ref, s, side="right")
         if rule == "rank":
-            parts.append(np.searchsorted(ref, s, side="right") / len(ref))
+            parts.append(below / len(ref))
+        elif rule == "fisher":
+            parts.append(np.log((below + 1) / (len(ref) + 1)))
         else:
             parts.append((np.asarray(s) - ref.mean()) / (ref.std() + 1e-12))
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
@@ -387,13 +393,17 @@ class SemiSupervisedDetector(_ScaledInput, BaseDetector):
 
     ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
     unlabelled rows (y=None: all unlabelled). The class prior p(anomaly) is
-    ``anomaly_prior``. Score (higher = more normal), by :func:`fuse`'s ``rank``
-    rule: the mean of the empirical CDF positions, among the non-anomalous
-    training rows, of (a) L(x, normal), M2's bound on log p(x, y=normal) (how
-    likely x is as a normal point: the generative view) and (b) log q(normal|x)
-    (the classifier: the discriminative view). Not U(x), the bound with y
-    marginalised: M2 also models the labelled anomalies, so U rates them likely.
+    ``anomaly_prior``. Score (higher = more normal), by :func:`fuse`'s ``fisher``
+    rule: log p_a + log p_b, where p is the empirical CDF position, among the
+    non-anomalous training rows, of (a) L(x, normal), M2's bound on
+    log p(x, y=normal) (how likely x is as a normal point: the generative view,
+    which catches novel kinds of anomaly) and (b) log q(normal|x) (the
+    classifier: the discriminative view, which catches the known kinds). Either
+    part alone can flag a row. Not U(x), the bound with y marginalised: M2 also
+    models the labelled anomalies, so U rates them likely.
     """
+
+    fusion_rule = "fisher"  # how the two parts are combined (see fuse)
 
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
@@ -449,7 +459,7 @@ class SemiSupervisedDetector(_ScaledInput, BaseDetector):
         self.references_ = self._parts(ref)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return fuse(self._parts(X), self.references_, "rank")
+        return fuse(self._parts(X), self.references_, self.fusion_rule)
 
 
 def _vae(score: str):
