@@ -69,7 +69,7 @@ def test_ssl_anomaly_smoke(tmp_path):
     args = ["--results", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"), "--cells", str(tmp_path / "c")]
     out = _run("ssl_anomaly.py", tmp_path, *args)
     assert "5 labelled" in out and "unsupervised vae-iwae" in out and (tmp_path / "f.png").exists()
-    assert "| known anomaly classes |" in out and "| novel anomaly classes |" in out
+    assert "| known anomaly classes |" in out and "| novel anomaly classes |" in out and "mean-rank fusion" in out
     cell = tmp_path / "c" / "normal0-pollution0.json"
     stored = json.loads(cell.read_text())
     stored["result"]["m2"][0] = 0.1234  # a finished class is reused, not retrained

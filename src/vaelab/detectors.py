@@ -106,11 +106,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def score_samples(self, X) -> np.ndarray:
         """Higher means more normal."""
+        return self._score(self._checked(X))
+
+    def _checked(self, X) -> np.ndarray:
+        """X as a float array, after checking that the detector is fitted and X has its features."""
         check_is_fitted(self, "offset_")
         X = check_array(X, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; the detector was fitted on {self.n_features_in_}")
-        return self._score(X)
+        return X
 
     def decision_function(self, X) -> np.ndarray:
         return self.score_samples(X) - self.offset_
@@ -435,12 +439,17 @@ class SemiSupervisedDetector(_ScaledInput, BaseDetector):
     def _set_threshold(self, X: np.ndarray):
         return super()._set_threshold(X[self._y != 1] if hasattr(self, "_y") else X)
 
-    def _parts(self, X: np.ndarray) -> list[np.ndarray]:
+    def score_parts(self, X) -> dict[str, np.ndarray]:
+        """The two parts the score combines, each higher = more normal: "likelihood",
+        L(x, normal), and "classifier", log q(normal|x)."""
+        return self._parts(self._checked(X))
+
+    def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         from vaelab.semisupervised import class_elbo, class_probabilities
 
         x = self._prepare(X)
         log_normal = np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
-        return [class_elbo(self.model_, x, 0, seed=self.random_state), log_normal]
+        return {"likelihood": class_elbo(self.model_, x, 0, seed=self.random_state), "classifier": log_normal}
 
     def _fit(self, X: np.ndarray) -> None:
         from vaelab.semisupervised import train_m2
@@ -456,10 +465,14 @@ class SemiSupervisedDetector(_ScaledInput, BaseDetector):
                                labelled_share=self.labelled_share)
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
-        self.references_ = self._parts(ref)
+        self.references_ = list(self._parts(ref).values())
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return fuse(self._parts(X), self.references_, self.fusion_rule)
+        return self.fuse_parts(self._parts(X))
+
+    def fuse_parts(self, parts: dict[str, np.ndarray], rule: str | None = None) -> np.ndarray:
+        """The score from :meth:`score_parts`' output, by ``rule`` (default: the detector's)."""
+        return fuse(list(parts.values()), self.references_, rule or self.fusion_rule)
 
 
 def _vae(score: str):

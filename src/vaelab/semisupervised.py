@@ -145,6 +145,12 @@ def conditional_figures(m2: torch.nn.Module, x_test: np.ndarray, y_test: np.ndar
     return {"m2_conditional.png": samples, "m2_style.png": transfer}
 
 
+# the SemiSupervisedDetector's score and the alternatives an anomaly curve also records
+SCORE_VARIANTS = {"m2": "SemiSupervisedDetector", "likelihood_part": "its likelihood part alone",
+                  "classifier_part": "its classifier part alone",
+                  "rank_fusion": "both parts, mean-rank fusion instead of Fisher's"}
+
+
 def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
                   latent_dim: int, pollution: float = 0.0, seed: int = 0,
@@ -153,17 +159,19 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
     labelled anomalies.
 
-    Besides the AUROC over all test anomalies ("m2", "unsupervised"), each is also given against
-    the known anomaly classes alone ("..._known": normal test rows and anomalies of the classes
-    the labels came from) and against the novel ones ("..._novel": every other anomaly class), so
-    that a user sees whether labels teach the detector more than the classes they were drawn from.
+    Keys: "m2" (the detector) and, from the same fitted models, "likelihood_part",
+    "classifier_part" and "rank_fusion" (:data:`SCORE_VARIANTS`): one AUROC per count;
+    "unsupervised": one AUROC. Each also with the suffix "_known" (against the known anomaly
+    classes alone: normal test rows and anomalies of the classes the labels came from) and
+    "_novel" (against every other anomaly class), so that a user sees whether labels teach the
+    detector more than the classes they were drawn from.
     """
     from vaelab.data.protocols import semi_supervised_one_vs_rest
     from vaelab.detectors import SemiSupervisedDetector, VAEDetector
-    from vaelab.evaluation import auroc_by_group
+    from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group
 
     known_test = np.isin(y_test, known_classes)
-    out: dict[str, object] = {"counts": list(counts), "m2": [], "m2_known": [], "m2_novel": []}
+    out: dict[str, object] = {"counts": list(counts), **{v + g: [] for v in SCORE_VARIANTS for g in ANOMALY_GROUPS}}
     for n in counts:
         split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
                                             pollution=pollution, seed=seed)
@@ -173,8 +181,12 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
             out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
         det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                                      random_state=seed).fit(split.x_train, split.y_train)
-        for key, value in auroc_by_group("m2", split.is_anomaly, known_test, det.score_samples(split.x_test)).items():
-            out[key].append(value)
+        parts = det.score_parts(split.x_test)
+        scores = {"m2": det.fuse_parts(parts), "likelihood_part": parts["likelihood"],
+                  "classifier_part": parts["classifier"], "rank_fusion": det.fuse_parts(parts, "rank")}
+        for variant, score in scores.items():
+            for key, value in auroc_by_group(variant, split.is_anomaly, known_test, score).items():
+                out[key].append(value)
     return out
 
 
