@@ -46,13 +46,11 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
     parts = []
     for s, ref in zip(scores, references, strict=True):
         ref = np.sort(np.asarray(ref, dtype=np.float64))
-        below = np.searchsorted(ref, s, side="right")
-        if rule == "rank":
-            parts.append(below / len(ref))
-        elif rule == "fisher":
-            parts.append(np.log((below + 1) / (len(ref) + 1)))
-        else:
+        if rule == "zsum":
             parts.append((np.asarray(s) - ref.mean()) / (ref.std() + 1e-12))
+            continue
+        below = np.searchsorted(ref, s, side="right")  # the empirical CDF position, for rank and fisher
+        parts.append(below / len(ref) if rule == "rank" else np.log((below + 1) / (len(ref) + 1)))
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
 
 

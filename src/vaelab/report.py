@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.errors import VaelabError
+from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.fileio import write_text
 
 SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection",
@@ -98,8 +99,6 @@ def _synthetic_tables(synthetic: dict[str, Any]) -> str:
 def _semisupervised_table(semi: dict[str, Any]) -> str:
     curve = semi["curve"]
     head = "".join(f"<th>{n}</th>" for n in curve["counts"])
-    from vaelab.evaluation import ANOMALY_GROUPS
-
     rows = "".join(f"<tr><td>{label}</td>" + "".join(f"<td>{v:.3f}</td>" for v in curve["m2" + key])
                    + f"<td>{curve['unsupervised' + key]:.3f}</td></tr>"
                    for key, label in ANOMALY_GROUPS.items() if "m2" + key in curve)
