@@ -15,19 +15,9 @@ def _model_file(tmp_path):
     config = ModelConfig(latent_dim=3, hidden_dims=(16,))
     model = VAE(20, config, "bernoulli")
     path = tmp_path / "m.safetensors"
-    ckpt.save_model(path, model, {"model": {"latent_dim": 3, "hidden_dims": [16]}, "input_dim": 20,
+    save_model(path, model, {"model": {"latent_dim": 3, "hidden_dims": [16]}, "input_dim": 20,
                                   "likelihood": "bernoulli", "metrics": {"val_elbo": -1.5}})
     return model, path
-
-
-def test_save_load_gives_equal_tensors_and_metadata(tmp_path):
-    model, path = _model_file(tmp_path)
-    loaded, meta = ckpt.load_model(path)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert k == k2 and torch.equal(a, b)
-    assert meta["metrics"] == {"val_elbo": -1.5} and meta["versions"]["torch"] == torch.__version__
-    sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar["tensor_sha256"] == meta["tensor_sha256"]
 
 
 def test_file_is_plain_safetensors_without_pickle(tmp_path):
@@ -44,7 +34,7 @@ def test_truncated_file_is_refused(tmp_path):
     for size in (4, 100, len(blob) // 2, len(blob) - 1):
         path.write_bytes(blob[:size])
         with pytest.raises(ModelFileError) as info:
-            ckpt.load_model(path)
+            load_model(path)
         assert str(path) in str(info.value)
 
 
@@ -54,7 +44,7 @@ def test_tampered_tensor_bytes_are_refused(tmp_path):
     blob[-5] ^= 0xFF
     path.write_bytes(bytes(blob))
     with pytest.raises(ModelFileError, match="does not match its recorded SHA-256"):
-        ckpt.load_model(path)
+        load_model(path)
 
 
 def test_tampered_header_is_refused(tmp_path):
@@ -63,17 +53,7 @@ def test_tampered_header_is_refused(tmp_path):
     blob[12] = ord("#")
     path.write_bytes(bytes(blob))
     with pytest.raises(ModelFileError):
-        ckpt.load_model(path)
-
-
-def test_missing_and_foreign_files(tmp_path):
-    with pytest.raises(ModelFileError, match="not found"):
-        ckpt.load_model(tmp_path / "none.safetensors")
-    from safetensors.torch import save_file
-
-    save_file({"w": torch.zeros(2)}, tmp_path / "plain.safetensors")
-    with pytest.raises(ModelFileError, match="not a vaelab file"):
-        ckpt.load_model(tmp_path / "plain.safetensors")
+        load_model(path)
 
 
 def test_optimizer_state_round_trip():

@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-
 from vaelab.data.protocols import leave_one_class_out, one_vs_rest
 from vaelab.detectors import FusionDetector, RawDetector, fuse
 from vaelab.evaluation import auroc, auroc_by_group, average_precision, bootstrap
+import torch
+from tests.conftest import tiny_config
+from vaelab.config import ModelConfig, TrainConfig
+from vaelab.models import build_model
+from vaelab.data.labels import balanced_labels, epoch_rows
+from vaelab.evaluation import error_rate
+from vaelab.scores import marginal_elbo
+from vaelab.training import train_m2
 
 
 def test_auroc_matches_scikit_learn_with_ties():
@@ -38,45 +45,17 @@ def test_bootstrap_interval_contains_the_value():
     assert ci.low < ci.value < ci.high and ci.high - ci.low < 0.2
 
 
-def _labelled():
-    rng = np.random.default_rng(2)
-    y_train, y_test = rng.integers(0, 10, 1000), rng.integers(0, 10, 300)
-    return rng.random((1000, 4)), y_train, rng.random((300, 4)), y_test
+@pytest.fixture
+def m2():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(name="m2", latent_dim=3, hidden_dims=(16,), n_classes=4, logvar_min=-80.0), 12, "bernoulli")
 
 
-def test_protocols_keep_anomalies_out_of_training():
-    x, y, xt, yt = _labelled()
-    loco = leave_one_class_out(x, y, xt, yt, anomaly_class=3)
-    assert len(loco.x_train) == (y != 3).sum() and loco.train_polluted.sum() == 0
-    assert np.array_equal(loco.is_anomaly, (yt == 3).astype(int))
-    assert not any((row == x[y == 3]).all(1).any() for row in loco.x_train)
-    ovr = one_vs_rest(x, y, xt, yt, normal_class=7)
-    assert len(ovr.x_train) == (y == 7).sum() and np.array_equal(ovr.is_anomaly, (yt != 7).astype(int))
+def test_conditional_agreement_is_chance_when_the_decoder_ignores_the_class(m2):
+    from vaelab.evaluation import conditional_agreement
 
-
-def test_pollution_adds_the_asked_fraction_of_anomalies():
-    x, y, xt, yt = _labelled()
-    split = one_vs_rest(x, y, xt, yt, normal_class=7, pollution=0.1, seed=0)
-    assert split.train_polluted.mean() == pytest.approx(0.1, abs=0.01)
-    polluted_rows = split.x_train[split.train_polluted == 1]
-    assert all((row == x[y != 7]).all(1).any() for row in polluted_rows)
-
-
-def test_fisher_fusion_lets_one_extreme_part_flag_a_row():
-    reference = [np.arange(100.0), np.arange(100.0)]
-    one_extreme, two_moderate = [-1.0, 99.0], [30.0, 30.0]  # (p = 1/101, 1) and (p = 32/101 twice)
-    scores = [np.array([one_extreme[i], two_moderate[i]]) for i in range(2)]
-    rank, fisher = fuse(scores, reference, "rank"), fuse(scores, reference, "fisher")
-    assert rank[0] > rank[1] and fisher[0] < fisher[1]
-    assert fisher[1] == pytest.approx(2 * np.log(32 / 101))
-
-
-@pytest.mark.parametrize("rule", ["rank", "fisher", "zsum"])
-def test_fusion_combines_and_keeps_the_sign(rule):
-    rng = np.random.default_rng(3)
-    train = rng.normal(size=(400, 5))
-    test = np.vstack([rng.normal(size=(100, 5)), rng.normal(size=(20, 5)) + 4])
-    y = np.r_[np.zeros(100), np.ones(20)]
-    fusion = FusionDetector((RawDetector("gmm", pca_components=None), RawDetector("iforest", pca_components=None)),
-                            rule=rule).fit(train)
-    assert len(fusion.detectors_) == 2 and auroc(y, fusion.score_samples(test)) > 0.95
+    with torch.no_grad():
+        m2.cvae.decoder[0].weight[:, m2.config.latent_dim:] = 0.0  # p(x|y,z) = p(x|z)
+    assert conditional_agreement(m2, per_class=25) == pytest.approx(1 / m2.n_classes)
+    # a judge that recognises every row as what it was asked to draw
+    assert conditional_agreement(m2, per_class=5, judge=lambda x: np.repeat(np.arange(len(x) // 5), 5)) == 1.0

@@ -1,32 +1,21 @@
-"""Atomic writes and stored results keyed by what they were computed from."""
+"""Atomic writes and fingerprints."""
 
 import json
 
 import pytest
 
-from vaelab.fileio import cached_json, fingerprint
+from vaelab.fileio import fingerprint, write_json
 
 
-def test_cached_json_computes_once_per_fingerprint(tmp_path):
-    calls = []
-    compute = lambda: calls.append(1) or {"value": len(calls)}  # noqa: E731
-    path = tmp_path / "cells" / "a.json"
-    assert cached_json(path, fingerprint("a", 1), compute) == {"value": 1}
-    assert cached_json(path, fingerprint("a", 1), compute) == {"value": 1}  # reused
-    assert len(calls) == 1
-    assert cached_json(path, fingerprint("a", 2), compute) == {"value": 2}  # other settings: redone
-    assert json.loads(path.read_text())["fingerprint"] == fingerprint("a", 2)
+def test_fingerprint_depends_on_every_part_and_not_on_key_order():
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+    assert fingerprint("a", 1) != fingerprint("a", 2) != fingerprint("b", 2)
 
 
-def test_cached_json_redoes_a_damaged_file_and_keeps_nothing_on_failure(tmp_path):
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text('{"fingerprint": "x", "res')  # cut short
-    assert cached_json(path, "x", lambda: {"v": 1}) == {"v": 1}
-
-    def fail():
-        raise RuntimeError("interrupted")
-
-    other = tmp_path / "b.json"
-    with pytest.raises(RuntimeError):
-        cached_json(other, "x", fail)
-    assert list(tmp_path.iterdir()) == [path]
+    write_json(path, {"v": 1})
+    with pytest.raises(ValueError):
+        write_json(path, {"v": float("nan")})  # refused: not valid JSON
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -1,4 +1,4 @@
-"""Model files and training checkpoints: safetensors plus JSON metadata.
+"""Tensor files (model files, checkpoints, detector files): safetensors plus JSON metadata.
 
 A file holds named tensors and a JSON metadata document embedded in the
 safetensors header, with a SHA-256 digest of the tensor bytes. Loading parses
@@ -91,50 +91,6 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if tensor_digest(tensors) != meta.get("tensor_sha256"):
         raise ModelFileError("tensor data does not match its recorded SHA-256 (file modified or corrupt)", path)
     return tensors, meta
-
-
-# ---- model files -------------------------------------------------------------
-def _own_meta(model: torch.nn.Module) -> dict[str, Any]:
-    """What a vaelab model (VAE, M2) knows of its own build: config, input size, likelihood."""
-    from vaelab.config import Config
-
-    if not all(hasattr(model, a) for a in ("config", "input_dim", "likelihood")):
-        return {}
-    return {"model": Config(model=model.config).to_dict()["model"], "input_dim": model.input_dim,
-            "likelihood": model.likelihood}
-
-
-def save_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
-    """Save a model's weights and the metadata that rebuilds it.
-
-    ``meta`` must hold ``model`` (the ModelConfig as a dict), ``input_dim``
-    and ``likelihood``, taken from the model's own attributes where it does
-    not; anything else (data, metrics) is carried along.
-    """
-    meta = {**_own_meta(model), **meta}
-    for key in ("model", "input_dim", "likelihood"):
-        if key not in meta:
-            raise ValueError(f"model metadata needs {key!r}")
-    save_tensors(path, dict(model.state_dict()), {**meta, "kind": "model", "versions": versions()})
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a model from a file written by :func:`save_model` (no code is executed)."""
-    from vaelab.config import Config
-    from vaelab.errors import ConfigError
-    from vaelab.models import build_model
-
-    path = Path(path)
-    tensors, meta = load_tensors(path)
-    if meta.get("kind") != "model":
-        raise ModelFileError(f"not a model file (kind {meta.get('kind')!r})", path)
-    try:
-        config = Config.from_dict({"model": meta["model"]}).model
-        model = build_model(config, int(meta["input_dim"]), meta["likelihood"])
-        model.load_state_dict(tensors, strict=True)
-    except (ConfigError, KeyError, RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"model metadata does not match its weights ({exc})", path) from None
-    return model.to(device).eval(), meta
 
 
 # ---- training checkpoints ----------------------------------------------------

@@ -56,10 +56,10 @@ TRAIN_FLAGS = {"data": "data.name", "latent_dim": "model.latent_dim", "epochs": 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vaelab.experiment import train_model
+    from vaelab.experiments.training_run import train_model
 
     config = build_config(args, TRAIN_FLAGS)
-    run = train_model(config, args.out, resume=args.resume)
+    run = train_model(config, args.out, existing="resume" if args.resume else "refuse")
     metrics = run.meta["metrics"]
     print(f"trained {metrics['epochs']} epochs: train ELBO {metrics['train_elbo']:.2f}, "
           f"val ELBO {metrics['val_elbo']:.2f} nats; model in {run.out_dir / 'model.safetensors'}")
@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaelab.experiment import load_run, rows_for_scoring, score_rows
+    from vaelab.experiments.training_run import load_run, rows_for_scoring, score_rows
     from vaelab.fileio import atomic_path
 
     config = build_config(args, {})
@@ -90,9 +90,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaelab.data.arrays import load_path
+    from vaelab.data import load_path
     from vaelab.data.dataset import fit_preprocessing
-    from vaelab.detectors import make_detector, predictions
+    from vaelab.detectors import BaseDetector, make_detector, predictions
     from vaelab.errors import DataError
     from vaelab.fileio import atomic_path
 
@@ -108,16 +108,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise VaelabError("give either --train (fit a detector) or --load (a saved detector file)")
     x_test, y_test = rows(args.test)
     if args.load is not None:
-        from vaelab.detector_files import load_detector
-
-        detector = load_detector(args.load)
+        detector = BaseDetector.load(args.load)
         name, source = type(detector).__name__, f"loaded from {args.load}"
     else:
         x_train, _ = rows(args.train)
         if x_test.shape[1] != x_train.shape[1]:
             raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
         name = args.detector or DEFAULT_DETECTOR
-        detector = make_detector(name, args.latent_dim, args.epochs, args.seed)
+        detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed)
         detector.set_params(contamination=args.contamination)
         detector.fit(x_train)
         source = f"fitted on {len(x_train)} rows of {args.train}"
@@ -126,9 +124,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     scores = detector.score_samples(x_test)
     labels = predictions(scores, detector.offset_)
     if args.save is not None:
-        from vaelab.detector_files import save_detector
-
-        save_detector(args.save, detector)
+        detector.save(args.save)
     with atomic_path(args.out) as tmp:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write("row," + ("label," if y_test is not None else "") + "score,prediction\n")
@@ -153,19 +149,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaelab.study import run_study, study_table
+    from vaelab.experiments.study import run_study
+    from vaelab.report import study_table, write_report
 
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
     metrics = run_study(config, out)
+    write_report(out)
     print(study_table(metrics))
     print(f"\nnats per test point; report: {out / 'report.html'}")
     return 0
 
 
-BENCHMARK_FLAGS = {"data": "data.name", "data_path": "data.path", "seed": "train.seed", "device": "train.device"}
-ANOMALY_FLAGS = {**BENCHMARK_FLAGS, "protocols": "anomaly.protocols", "classes": "anomaly.classes",
-                 "latent_dims": "anomaly.latent_dims"}
+# --latent-dims always names the sizes an experiment covers (study.latent_dims); the anomaly benchmark
+# then runs all of them (its own subset, anomaly.latent_dims, is cleared).
+BENCHMARK_FLAGS = {"data": "data.name", "data_path": "data.path", "seed": "train.seed", "device": "train.device",
+                   "latent_dims": "study.latent_dims"}
+ANOMALY_FLAGS = {**BENCHMARK_FLAGS, "protocols": "anomaly.protocols", "classes": "anomaly.classes"}
 
 
 def _filled(config: Config, section: str, key: str, default: object) -> Config:
@@ -181,8 +181,11 @@ def _say(line: str) -> None:
 
 
 def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
-    from vaelab.benchmark.anomaly import AnomalyBenchmark, summary
+    from vaelab.experiments.anomaly import AnomalyBenchmark
+    from vaelab.experiments.anomaly_tables import summary
 
+    if args.latent_dims:
+        args.set = [*(args.set or []), "anomaly.latent_dims=[]"]
     config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
     bench = AnomalyBenchmark(config, args.out, say=_say)
     rows = bench.run()
@@ -194,13 +197,12 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
-SYNTHETIC_FLAGS = {**BENCHMARK_FLAGS, "types": "synthetic.types", "severities": "synthetic.severities",
-                   "latent_dims": "study.latent_dims"}
+SYNTHETIC_FLAGS = {**BENCHMARK_FLAGS, "types": "synthetic.types", "severities": "synthetic.severities"}
 
 
 def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
     from vaelab.config import IMAGE_ANOMALY_TYPES
-    from vaelab.study import Study
+    from vaelab.experiments.study import Study
 
     config = _filled(build_config(args, SYNTHETIC_FLAGS), "synthetic", "types", IMAGE_ANOMALY_TYPES)
     study = Study(config, args.run or args.out / "study", say=_say)

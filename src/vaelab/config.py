@@ -1,7 +1,7 @@
 """Dataclass configs for every setting: TOML in, validated, TOML out.
 
 A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
-``[score]``, ``[study]``, ``[anomaly]``, ``[synthetic]``, ``[semisupervised]``); every key is a field of the section's dataclass. Command-line
+``[score]``, ``[detector]``, ``[study]``, ``[anomaly]``, ``[synthetic]``, ``[semisupervised]``); every key is a field of the section's dataclass. Command-line
 overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 ``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
 (falling back to a plain string).
@@ -109,17 +109,6 @@ class ModelConfig:
         _check(self.logvar_min < self.logvar_max, "model.logvar_min must be < model.logvar_max")
 
 
-M2_FIELDS = ("n_classes", "alpha", "class_prior")
-
-
-def model_identity(model: dict[str, Any]) -> dict[str, Any]:
-    """The model settings (as a dict) that shape a model of its kind: the M2 settings count only for
-    M2, so adding them did not change the identity of the VAEs trained before."""
-    if model.get("name", "vae") == "m2":
-        return dict(model)
-    return {k: v for k, v in model.items() if k not in M2_FIELDS}
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """The training loop's settings."""
@@ -143,6 +132,25 @@ class TrainConfig:
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
 
 
+# Model settings that count only for M2, so adding them did not change the identity of earlier VAEs.
+M2_FIELDS = ("n_classes", "alpha", "class_prior")
+# Training settings that may differ between a run and its resumption (they do not change the weights
+# of the epochs already trained).
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "eval_batch_size", "device")
+
+
+def identity(config: "Config | Mapping[str, Any]") -> dict[str, Any]:
+    """The one answer to "is this the same model?": the settings that determine a trained model's
+    weights epoch by epoch (data, the model's build, the training settings but those in
+    :data:`RESUMABLE_CHANGES`). Takes a Config or its dict form (as stored in checkpoints)."""
+    c = config.to_dict() if isinstance(config, Config) else config
+    model = dict(c.get("model") or {})
+    if model.get("name", "vae") != "m2":
+        model = {k: v for k, v in model.items() if k not in M2_FIELDS}
+    train = {k: v for k, v in (c.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
+    return {"data": c.get("data"), "model": model, "train": train}
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """Monte-Carlo settings of the likelihood scores."""
@@ -157,6 +165,29 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         for key in ("iwae_samples", "recon_samples", "elbo_samples", "batch_size", "memory_mb"):
             _check(getattr(self, key) >= 1, f"score.{key} must be >= 1; got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Settings of the detectors that `vaelab detect`, the study and the benchmarks build through the
+    registry (:mod:`vaelab.detectors.registry`)."""
+
+    threshold_rows: int = 2000      # training rows whose scores set the contamination threshold
+    reference_rows: int = 2000      # training rows whose scores the fusion rules compare against
+    max_fit_rows: int = 10000       # kernel estimators fit on at most this many training rows
+    iwae_samples: int = 100         # K of log p(x) in vae-iwae and in every fusion's likelihood part
+    ocsvm_nu: float = 0.1           # the one-class SVMs' bound on the share of training outliers
+    gmm_components: int = 10
+    gmm_full_max_dim: int = 50      # full covariances up to this many features, diagonal beyond
+    iforest_estimators: int = 200
+    nystroem_components: int = 500  # kernel features of ocsvm-nystroem
+    pca_components: int = 50        # raw baselines work on this many principal components
+
+    def __post_init__(self) -> None:
+        for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
+                    "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components"):
+            _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
+        _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
 
 
 @dataclass(frozen=True)
@@ -199,8 +230,8 @@ class AnomalyConfig:
 
     One VAE per (protocol, class, latent size) on grey pixels gives every
     likelihood score and the latent codes; raw-data baselines are fitted once
-    per (protocol, class). ``model`` and ``train`` settings apply, with the
-    epochs given here.
+    per (protocol, class). ``model``, ``train`` and ``detector`` settings apply,
+    with the epochs given here. An empty ``latent_dims`` means ``study.latent_dims``.
     """
 
     protocols: tuple[str, ...] = ("loco",)  # loco (An & Cho 2015) and/or ovr (Ruff et al. 2018); [] = none
@@ -208,11 +239,8 @@ class AnomalyConfig:
     latent_dims: tuple[int, ...] = (5,)  # empty: study.latent_dims
     loco_epochs: int = 20
     ovr_epochs: int = 60
-    iwae_samples: int = 100
     latent_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde")
     raw_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde", "pca-recon")
-    max_fit_rows: int = 10000           # kernel estimators fit on at most this many training rows
-    reference_rows: int = 2000          # training rows whose scores the fusion rules use
     pollution: float = 0.0              # fraction of anomalies put into training
 
     def __post_init__(self) -> None:
@@ -223,7 +251,7 @@ class AnomalyConfig:
         for e in self.raw_estimators:
             _check_choice(e, RAW_ESTIMATORS, "anomaly.raw_estimators")
         _check(all(d >= 1 for d in self.latent_dims), "anomaly.latent_dims must list positive sizes")
-        for key in ("loco_epochs", "ovr_epochs", "iwae_samples", "max_fit_rows", "reference_rows"):
+        for key in ("loco_epochs", "ovr_epochs"):
             _check(getattr(self, key) >= 1, f"anomaly.{key} must be >= 1")
         _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
 
@@ -292,10 +320,15 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     semisupervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
+
+    def __post_init__(self) -> None:
+        extra = sorted(set(self.anomaly.latent_dims) - set(self.study.latent_dims))
+        _check(not extra, f"anomaly.latent_dims must be among study.latent_dims; {extra[0] if extra else ''} is not")
 
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -311,6 +344,10 @@ class Config:
 
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
+
+    def with_latent_dim(self, latent_dim: int) -> "Config":
+        """This config with ``model.latent_dim`` set: the one home of a model's latent size."""
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, latent_dim=int(latent_dim)))
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Anomaly-detection metrics: AUROC and average precision with bootstrap intervals.
+"""Metrics: AUROC and average precision with intervals for detectors; error rate and
+conditional agreement for the semi-supervised M2.
 
 Labels: 1 marks an anomaly, 0 a normal point. Detector scores follow the
 scikit-learn sign (higher = more normal), so metrics use their negation.
@@ -7,8 +8,13 @@ scikit-learn sign (higher = more normal), so metrics use their negation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+import torch
+
+from vaelab.runtime import make_generator
+from vaelab.scores import class_probabilities
 
 
 def auroc(is_anomaly: np.ndarray, normal_score: np.ndarray) -> float:
@@ -102,3 +108,34 @@ def detection_metrics(is_anomaly: np.ndarray, normal_score: np.ndarray) -> dict[
     ci = auroc_interval(is_anomaly, normal_score)
     return {"auroc": ci.value, "auroc_low": ci.low, "auroc_high": ci.high,
             "ap": average_precision(is_anomaly, normal_score)}
+
+
+# ---- semi-supervised classification (M2) ------------------------------------
+def error_rate(m2: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows whose most probable class under q(y|x) is wrong."""
+    return float((class_probabilities(m2, x).argmax(1) != y).mean())
+
+
+@torch.no_grad()
+def conditional_agreement(m2: torch.nn.Module, per_class: int = 100, seed: int = 0,
+                          judge: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
+    """Share of conditional samples E[x|y=c, z], z ~ p(z), that ``judge`` (rows -> class) puts in class c.
+
+    Near 1 when the decoder draws the class from y; near 1/n_classes when it ignores y (z then
+    carries the class and the rows of a conditional grid look alike). The default judge is the
+    model's own classifier q(y|x); pass an independent classifier to rule out a model that only
+    fools itself.
+    """
+    k, device = m2.n_classes, next(m2.parameters()).device
+    z = torch.randn((per_class, m2.config.latent_dim), generator=make_generator(seed, "cpu")).to(device)
+    samples = torch.cat([m2.sample(torch.full((per_class,), c, device=device), z) for c in range(k)]).cpu().numpy()
+    judge = judge or (lambda x: class_probabilities(m2, x).argmax(1))
+    return float((judge(samples) == np.repeat(np.arange(k), per_class)).mean())
+
+
+def knn_judge(x: np.ndarray, y: np.ndarray, k: int = 3) -> Callable[[np.ndarray], np.ndarray]:
+    """An independent judge of generated rows for :func:`conditional_agreement`: k-nearest
+    neighbours over labelled rows (evaluation only; these labels never reach M2's training)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=k).fit(x, y).predict

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from vaelab.fileio import atomic_path
+
 
 def _plt():
     import matplotlib
@@ -210,10 +212,21 @@ def label_curve(counts: Sequence[int], curves: dict[str, Sequence[float]], basel
     return fig
 
 
+def m2_figures(samples: np.ndarray, inputs: np.ndarray, transfer: np.ndarray, shape: tuple[int, int],
+               n_classes: int) -> dict[str, object]:
+    """Two figures of an image M2: ``samples`` (n_classes x n_classes rows: one row per class, one z
+    per column) and style transfer: ``inputs`` (one test digit per column) above ``transfer`` (each
+    input's z rendered as every class, class by class)."""
+    grid = image_grid(samples, shape, n_classes, row_labels=[str(c) for c in range(n_classes)],
+                      title="M2 samples: one row per class, one z per column")
+    style = image_grid(np.concatenate([inputs, transfer]), shape, len(inputs),
+                       row_labels=["input", *map(str, range(n_classes))],
+                       title="M2 style transfer: each test digit's z rendered as every class")
+    return {"m2_conditional.png": grid, "m2_style.png": style}
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     """Write ``fig`` as PNG atomically and close it."""
-    from vaelab.fileio import atomic_path
-
     plt = _plt()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")

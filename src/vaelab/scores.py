@@ -1,4 +1,5 @@
-"""Likelihood scores: pure per-row functions of a trained model and a data batch.
+"""Likelihood scores: pure per-row functions of a trained model and a data batch, and their
+batched evaluation over whole arrays (the VAE's scores, and M2's class bounds and classifier).
 
 Every function takes ``x`` of shape (n, d) and returns a tensor of shape (n,)
 in nats. Sign: for ``elbo``, ``iwae_log_px`` and ``reconstruction_log_prob``
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 from vaelab import distributions as D
+from vaelab.config import ScoreConfig
+from vaelab.runtime import make_generator
 
 
 def elbo(model: nn.Module, x: torch.Tensor, n_samples: int = 1,
@@ -120,8 +123,6 @@ def score_array(model: nn.Module, x: np.ndarray | torch.Tensor, score: str, *,
     ``batch_size`` and the samples in chunks that keep the decoder's work
     tensors under ``memory_mb``. Deterministic for a given ``seed``.
     """
-    from vaelab.runtime import make_generator
-
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
     model.eval()
@@ -145,3 +146,35 @@ def score_array(model: nn.Module, x: np.ndarray | torch.Tensor, score: str, *,
         if progress is not None:
             progress(xb.shape[0])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def monte_carlo_samples(score: ScoreConfig) -> dict[str, int]:
+    """The number of samples each Monte-Carlo score draws under ``score``'s settings."""
+    return {"iwae": score.iwae_samples, "recon-prob": score.recon_samples, "elbo": score.elbo_samples}
+
+
+# ---- M2's scores (Kingma et al. 2014), per row over whole arrays -----------------
+@torch.no_grad()
+def _m2_per_row(m2: nn.Module, x: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor], batch: int) -> np.ndarray:
+    """``fn(batch tensor on the model's device)`` over ``x`` in batches, concatenated on the CPU."""
+    device = next(m2.parameters()).device
+    return torch.cat([fn(torch.from_numpy(x[i:i + batch]).to(device)).cpu()
+                      for i in range(0, len(x), batch)]).numpy()
+
+
+def class_probabilities(m2: nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """q(y|x) for every row, (n, n_classes)."""
+    return _m2_per_row(m2, x, lambda xb: torch.softmax(m2.classify(xb).float(), -1), batch)
+
+
+def marginal_elbo(m2: nn.Module, x: np.ndarray, seed: int = 0, batch: int = 1024) -> np.ndarray:
+    """U(x), M2's bound on log p(x) with y marginalised (one z draw per class), per row (nats)."""
+    gen = make_generator(seed, next(m2.parameters()).device)
+    return _m2_per_row(m2, x, lambda xb: m2.unlabelled_elbo(xb, gen).double(), batch)
+
+
+def class_elbo(m2: nn.Module, x: np.ndarray, label: int, seed: int = 0, batch: int = 1024) -> np.ndarray:
+    """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row (nats)."""
+    gen = make_generator(seed, next(m2.parameters()).device)
+    return _m2_per_row(m2, x, lambda xb: m2.labelled_elbo(
+        xb, torch.full((len(xb),), label, device=xb.device), gen).double(), batch)

@@ -13,6 +13,7 @@ end; resuming from one gives weights bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -20,18 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from vaelab import checkpoint as ckpt
-from vaelab.config import TrainConfig
+from vaelab.config import ModelConfig, TrainConfig, identity
+from vaelab.data.labels import epoch_rows
 from vaelab.errors import TrainingDiverged, VaelabError
-from vaelab.runtime import autocast, make_generator, resolve_device
+from vaelab.models import build_model
+from vaelab.runtime import autocast, make_generator, resolve_device, seeded_init
 
 Batch = dict[str, torch.Tensor]
 Transform = Callable[[Batch, torch.Generator], Batch]
-# Settings that may differ between a run and its resumption.
-RESUMABLE_CHANGES = {"epochs", "progress", "checkpoint_every", "eval_batch_size", "device"}
 
 
 @dataclass
@@ -71,14 +73,6 @@ def evaluate_elbo(model: nn.Module, tensors: Batch, batch_size: int, seed: int,
             total += float(out.elbo.double().sum())
             n += out.elbo.shape[0]
     return total / max(n, 1)
-
-
-def training_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config (as a dict) that determine the trained weights."""
-    from vaelab.config import model_identity
-
-    train = {k: v for k, v in config.get("train", {}).items() if k not in RESUMABLE_CHANGES}
-    return {"data": config.get("data"), "model": model_identity(config.get("model") or {}), "train": train}
 
 
 def _config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
@@ -139,7 +133,7 @@ class Trainer:
         tensors, meta = ckpt.load_tensors(path)
         if meta.get("kind") != "checkpoint":
             raise VaelabError("not a training checkpoint", path)
-        diff = _config_difference(training_identity(meta["config"]), training_identity(self.run_config))
+        diff = _config_difference(identity(meta["config"]), identity(self.run_config))
         if diff:
             raise VaelabError(f"cannot resume with a different config ({diff})", path)
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -208,6 +202,22 @@ class Trainer:
         result.seconds = time.perf_counter() - start
         self.model.eval()
         return result
+
+
+def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
+             labelled_share: float = 0.2, binarize: bool = False,
+             log: Callable[[str], None] | None = None) -> nn.Module:
+    """An M2 model (``model.name`` is set to m2) trained by the one loop on rows ``x`` with labels
+    ``y_semi`` (-1 unknown); the labelled rows are repeated to ``labelled_share`` of each epoch."""
+    config = dataclasses.replace(model, name="m2")
+    with seeded_init(train.seed):
+        m2 = build_model(config, x.shape[1], likelihood)
+    rows = epoch_rows(y_semi, labelled_share)
+    trainer = Trainer(m2, train, run_config={"model": dataclasses.asdict(config)}, log=log,
+                      transform=dynamic_binarization if binarize else None)
+    trainer.fit({"x": torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32)),
+                 "y": torch.from_numpy(y_semi[rows])})
+    return trainer.model.eval()
 
 
 def _progress(config: TrainConfig, initial: int):

@@ -115,20 +115,3 @@ def load_table(path: str | Path, label_column: str = "label") -> RawData:
             raise DataError(f"column {column!r} has a missing or infinite value at row {row}", path)
     x = frame.to_numpy(dtype=np.float64)
     return RawData(kind="tabular", x_train=x, y_train=y, feature_names=tuple(map(str, frame.columns)))
-
-
-def load_path(path: str | Path, label_column: str = "label") -> RawData:
-    """Dispatch on a file's suffix (or an IDX directory)."""
-    from vaelab.data.mnist import load_idx_dir
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError("file not found", path)
-    if path.is_dir():
-        return load_idx_dir(path)
-    if path.suffix in TABLE_SUFFIXES:
-        return load_table(path, label_column)
-    if path.suffix in ARRAY_SUFFIXES:
-        return load_array_file(path)
-    raise DataError(f"unknown file type {path.suffix!r}; use .npz, .npy, .csv, .parquet "
-                    "or a directory of IDX files", path)

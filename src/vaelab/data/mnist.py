@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaelab.data.arrays import read_npz
 from vaelab.data.dataset import RawData
 from vaelab.data.download import download
 from vaelab.errors import DataError
@@ -79,8 +80,6 @@ def load_idx_dir(directory: str | Path) -> RawData:
 
 def load_npz(path: str | Path) -> RawData:
     """MNIST from an .npz with x_train, y_train, x_test, y_test."""
-    from vaelab.data.arrays import read_npz
-
     arrays = read_npz(path)
     missing = [k for k in FILES if k not in arrays]
     if missing:

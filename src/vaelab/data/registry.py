@@ -1,15 +1,20 @@
-"""Named data sets and the one entry point that turns a DataConfig into a Dataset."""
+"""Named data sets, the suffix dispatch for user files, and the one entry point that turns a
+DataConfig into a Dataset."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from vaelab.config import DataConfig
-from vaelab.data.arrays import load_path
+from vaelab.data.arrays import ARRAY_SUFFIXES, TABLE_SUFFIXES, load_array_file, load_table
 from vaelab.data.dataset import Dataset, Preprocessing, RawData, Split, binarize_fixed, prepare
 from vaelab.data.embedded import load_mnist5k, mnist5k_path
-from vaelab.data.mnist import default_cache_dir, load_mnist
+from vaelab.data.mnist import default_cache_dir, load_idx_dir, load_mnist
+from vaelab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,21 @@ DATASETS: dict[str, DatasetInfo] = {
         "mnist", "MNIST, 70,000 digits: .npz, IDX directory or checked download; 50k/10k/10k split",
         _mnist_where, lambda cfg: load_mnist(cfg.path, cfg.cache_dir, cfg.download)),
 }
+
+
+def load_path(path: str | Path, label_column: str = "label") -> RawData:
+    """Dispatch on a file's suffix (or an IDX directory)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError("file not found", path)
+    if path.is_dir():
+        return load_idx_dir(path)
+    if path.suffix in TABLE_SUFFIXES:
+        return load_table(path, label_column)
+    if path.suffix in ARRAY_SUFFIXES:
+        return load_array_file(path)
+    raise DataError(f"unknown file type {path.suffix!r}; use .npz, .npy, .csv, .parquet "
+                    "or a directory of IDX files", path)
 
 
 def load_raw(cfg: DataConfig) -> RawData:
@@ -65,8 +85,6 @@ def load_rows(cfg: DataConfig, preprocessing: Preprocessing) -> Split:
 def load_grey(cfg: DataConfig) -> Dataset:
     """``cfg``'s data set with pixels left as grey values in [0, 1] (no binarization, no random draws):
     what the detectors and benchmarks score."""
-    import dataclasses
-
     return load_dataset(dataclasses.replace(cfg, binarize="none"))
 
 
@@ -74,8 +92,20 @@ def load_dataset(cfg: DataConfig, preprocessing: Preprocessing | None = None) ->
     """Load, split, preprocess and binarize the data described by ``cfg``.
 
     Pass the ``preprocessing`` stored with a model to prepare new data in the
-    model's units instead of refitting it.
+    model's units instead of refitting it. The result is cached per process (units of work
+    in one process share it), so callers must treat its arrays as read-only.
     """
+    if preprocessing is None:
+        return _cached_dataset(cfg)
+    return _prepared(cfg, preprocessing)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dataset(cfg: DataConfig) -> Dataset:
+    return _prepared(cfg, None)
+
+
+def _prepared(cfg: DataConfig, preprocessing: Preprocessing | None) -> Dataset:
     raw = load_raw(cfg)
     return prepare(raw, name=cfg.name, source=source_of(cfg), val_size=cfg.val_size,
                    test_size=cfg.test_size, split_seed=cfg.split_seed, binarize=cfg.binarize,

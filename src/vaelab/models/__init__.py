@@ -1,32 +1,9 @@
-"""Model registry: config name -> constructor."""
+"""Models: the VAE, M2, the registry that builds them from a config, and their files."""
 
-from __future__ import annotations
-
-from typing import Callable
-
-from torch import nn
-
-from vaelab.config import ModelConfig
+from vaelab.models.files import load_model, save_model, weights_fingerprint
 from vaelab.models.m2 import M2, M2Output
+from vaelab.models.registry import MODELS, build_model, resolve_likelihood
 from vaelab.models.vae import VAE, VAEOutput
 
-MODELS: dict[str, Callable[[int, ModelConfig, str], nn.Module]] = {"vae": VAE, "m2": M2}
-
-
-def resolve_likelihood(config: ModelConfig, data_kind: str) -> str:
-    """``auto`` means Bernoulli for image data and Gaussian for tabular data."""
-    if config.likelihood != "auto":
-        return config.likelihood
-    return "bernoulli" if data_kind == "image" else "gaussian"
-
-
-def build_model(config: ModelConfig, input_dim: int, likelihood: str) -> nn.Module:
-    """Construct the model named by ``config.name``."""
-    from vaelab.errors import ConfigError
-
-    if config.name not in MODELS:
-        raise ConfigError(f"unknown model.name {config.name!r}; known: {', '.join(MODELS)}")
-    return MODELS[config.name](input_dim, config, likelihood)
-
-
-__all__ = ["M2", "M2Output", "MODELS", "VAE", "VAEOutput", "build_model", "resolve_likelihood"]
+__all__ = ["M2", "M2Output", "MODELS", "VAE", "VAEOutput", "build_model", "load_model", "resolve_likelihood",
+           "save_model", "weights_fingerprint"]

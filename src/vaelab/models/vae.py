@@ -4,7 +4,7 @@ Generative story: z ~ N(0, I) in R^latent_dim; x | z ~ p_theta(x | z), a
 Bernoulli (logits) or diagonal Gaussian whose parameters an MLP computes
 from z. Inference: q_phi(z | x) = N(mu(x), diag(exp(logvar(x)))), another MLP.
 The module only parameterises these distributions; objectives and scores
-live in :mod:`vaelab.models.objectives` and :mod:`vaelab.scores`.
+live in :mod:`vaelab.scores` and :mod:`vaelab.training`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,24 @@
+"""Anomaly detectors with scikit-learn conventions (higher ``score_samples`` = more normal).
+
+    base            the contract, thresholds, files (save / load without pickle)
+    estimators      density and support estimators (KDE, GMM, OC-SVM, isolation forest)
+    vae             VAEDetector: likelihood scores of a VAE
+    latent_raw      LatentDetector (estimator on latent means), RawDetector (baselines)
+    fusion          fuse() and FusionDetector
+    semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies
+    registry        names -> detectors, for every caller
+"""
+
+from vaelab.detectors.base import BaseDetector, predictions, subsample
+from vaelab.detectors.estimators import GaussianKDE
+from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
+from vaelab.detectors.latent_raw import LatentDetector, RawDetector
+from vaelab.detectors.registry import DETECTORS, FUSIONS, LIKELIHOOD, make_detector, with_fusions
+from vaelab.detectors.semisupervised import SemiSupervisedDetector
+from vaelab.detectors.vae import VAEDetector
+
+load_detector = BaseDetector.load
+
+__all__ = ["BaseDetector", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE", "LIKELIHOOD",
+           "LatentDetector", "RawDetector", "SemiSupervisedDetector", "VAEDetector", "fuse", "load_detector",
+           "make_detector", "predictions", "subsample", "with_fusions"]

@@ -1,0 +1,90 @@
+"""Fusion: combining several normality scores of the same rows, as a rule and as a detector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, subsample
+from vaelab.detectors.latent_raw import LatentDetector
+from vaelab.detectors.vae import VAEDetector
+
+FUSION_RULES = ("rank", "fisher", "zsum")
+
+
+def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> np.ndarray:
+    """Combine normality scores (higher = more normal) of the same rows.
+
+    ``references[i]`` holds score ``i`` on normal training rows. ``rank``: the
+    mean over scores of each value's empirical CDF among its reference (in
+    [0, 1]). ``fisher``: Fisher's combination of those CDF values read as
+    one-sided p-values, sum_i log p_i with p_i = (rank + 1) / (n_ref + 1):
+    one very low p-value is enough to make a row anomalous, where ``rank``
+    averages it away. ``zsum``: the sum of the scores standardized with their
+    reference's mean and standard deviation; for log-density scores this is a
+    sum of standardized log-density terms.
+    """
+    if rule not in FUSION_RULES:
+        raise ValueError(f"unknown rule {rule!r}; use {' or '.join(FUSION_RULES)}")
+    parts = []
+    for s, ref in zip(scores, references, strict=True):
+        ref = np.sort(np.asarray(ref, dtype=np.float64))
+        if rule == "zsum":
+            parts.append((np.asarray(s) - ref.mean()) / (ref.std() + 1e-12))
+            continue
+        below = np.searchsorted(ref, s, side="right")  # the empirical CDF position, for rank and fisher
+        parts.append(below / len(ref) if rule == "rank" else np.log((below + 1) / (len(ref) + 1)))
+    return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
+
+
+class FusionDetector(BaseDetector):
+    """Combines its detectors' scores (higher = more normal) by :func:`fuse`'s ``rule``.
+
+    Each unfitted detector is cloned and fitted on X (a fitted one is used as it
+    is); the references are their scores on (at most ``reference_rows`` of) the
+    training rows. A ``LatentDetector`` without its own ``vae`` reuses the first
+    fitted ``VAEDetector`` of the same latent size among the detectors, so
+    likelihood and latent codes come from one model.
+    """
+
+    def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
+                 reference_rows: int | None = 2000, contamination: float = 0.1, threshold_rows: int | None = 2000,
+                 random_state: int = 0) -> None:
+        super().__init__(contamination, threshold_rows)
+        self.detectors = detectors
+        self.rule = rule
+        self.reference_rows = reference_rows
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray) -> None:
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; use {' or '.join(FUSION_RULES)}")
+        if not self.detectors:
+            raise ValueError("FusionDetector needs at least one detector")
+        self.detectors_ = []
+        for det in self.detectors:
+            if is_fitted(det):
+                self.detectors_.append(det)
+                continue
+            det = clone(det)
+            if isinstance(det, LatentDetector) and det.vae is None:
+                shared = [d for d in self.detectors_ if isinstance(d, VAEDetector) and d.latent_dim == det.latent_dim]
+                if shared:
+                    det.set_params(vae=shared[0])
+            self.detectors_.append(det.fit(X))
+        ref = X[subsample(len(X), self.reference_rows, self.random_state)]
+        self.references_ = [d.score_samples(ref) for d in self.detectors_]
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)
+
+    def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
+        for i, ref in enumerate(self.references_):
+            writer.array(f"{prefix}ref{i}", ref)
+        return {"parts": [writer.nested(d, f"{prefix}part{i}.") for i, d in enumerate(self.detectors_)]}
+
+    def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
+        self.detectors_ = [reader.nested(m, f"{prefix}part{i}.") for i, m in enumerate(meta["parts"])]
+        self.references_ = [reader.array(f"{prefix}ref{i}") for i in range(len(self.detectors_))]

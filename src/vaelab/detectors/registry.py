@@ -1,0 +1,88 @@
+"""The one registry of detectors by name, used by the CLI, the study and the benchmarks alike.
+
+Names: ``vae-<score>`` (:class:`VAEDetector`), ``latent-<estimator>``
+(:class:`LatentDetector`), ``raw-<estimator>`` (:class:`RawDetector`) and the
+fusions of :data:`FUSIONS` (:class:`FusionDetector`: the ``vae-iwae`` log p(x)
+with a partner detector of the same VAE). Every setting comes from a
+:class:`~vaelab.config.Config`: the ``[detector]`` section, ``model.hidden_dims``
+and the ``train`` batch size, learning rate and device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vaelab.config import Config
+from vaelab.detectors.base import BaseDetector
+from vaelab.detectors.estimators import ESTIMATOR_SETTINGS, ESTIMATORS
+from vaelab.detectors.fusion import FusionDetector, fuse
+from vaelab.detectors.latent_raw import LatentDetector, RawDetector
+from vaelab.detectors.vae import VAEDetector
+from vaelab.errors import ConfigError
+from vaelab.scores import SCORES
+
+LIKELIHOOD = "vae-iwae"  # the likelihood part of every fusion
+# The fusions: name -> (the partner detector's registry name, rule); the likelihood part is LIKELIHOOD.
+FUSIONS = {
+    "fusion-raw-rank": ("raw-iforest", "rank"),
+    "fusion-latent-rank": ("latent-ocsvm", "rank"),
+    "fusion-latent-zsum": ("latent-gmm", "zsum"),
+}
+VAE_NAMES = tuple(f"vae-{s}" for s in SCORES)
+LATENT_NAMES = tuple(f"latent-{e}" for e in ESTIMATORS)
+RAW_NAMES = tuple(f"raw-{e}" for e in (*ESTIMATORS, "pca-recon"))
+DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)
+
+
+def monte_carlo_samples(config: Config) -> dict[str, int]:
+    """Samples each VAE score draws inside a detector: K for iwae from ``[detector]``, L for recon-prob
+    and elbo draws from ``[score]``."""
+    return {"iwae": config.detector.iwae_samples, "recon-prob": config.score.recon_samples,
+            "elbo": config.score.elbo_samples}
+
+
+def estimator_name(name: str) -> str:
+    """The estimator of a ``latent-*`` or ``raw-*`` name (``latent-gmm`` -> ``gmm``)."""
+    return name.split("-", 1)[1]
+
+
+def make_detector(name: str, config: Config | None = None, *, latent_dim: int | None = None,
+                  epochs: int | None = None, seed: int | None = None, vae: VAEDetector | None = None) -> BaseDetector:
+    """The detector registered as ``name``, unfitted, with ``config``'s settings (defaults if None).
+
+    ``latent_dim`` defaults to ``model.latent_dim``, ``epochs`` to ``train.epochs`` and ``seed`` to
+    ``train.seed``; ``vae``, a fitted VAEDetector, is shared by a latent detector instead of fitting its own.
+    """
+    config = config or Config()
+    latent_dim = config.model.latent_dim if latent_dim is None else latent_dim
+    epochs = config.train.epochs if epochs is None else epochs
+    seed = config.train.seed if seed is None else seed
+    det = config.detector
+    common = {"threshold_rows": det.threshold_rows, "random_state": seed}
+    estimator = {"max_fit_rows": det.max_fit_rows, **{k: getattr(det, k) for k in ESTIMATOR_SETTINGS}, **common}
+    if name in VAE_NAMES:
+        score = name[len("vae-"):]
+        return VAEDetector(score_name=score, latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims),
+                           epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
+                           n_samples=monte_carlo_samples(config).get(score), device=config.train.device, **common)
+    if name in LATENT_NAMES:
+        return LatentDetector(estimator_name(name), vae=vae, latent_dim=latent_dim, epochs=epochs, **estimator)
+    if name in RAW_NAMES:
+        return RawDetector(estimator_name(name), pca_components=det.pca_components, **estimator)
+    if name in FUSIONS:
+        partner, rule = FUSIONS[name]
+        parts = (make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed),
+                 make_detector(partner, config, latent_dim=latent_dim, epochs=epochs, seed=seed))
+        return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, **common)
+    raise ConfigError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+
+
+def with_fusions(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``tests`` plus every fusion of :data:`FUSIONS` whose parts are present, computed from the
+    parts' scores on the test rows and on the reference rows exactly as :class:`FusionDetector`
+    combines them (the benchmarks store the parts once and fuse them afterwards)."""
+    out = dict(tests)
+    for name, (partner, rule) in FUSIONS.items():
+        if LIKELIHOOD in tests and partner in tests:
+            out[name] = fuse([tests[LIKELIHOOD], tests[partner]], [refs[LIKELIHOOD], refs[partner]], rule)
+    return out

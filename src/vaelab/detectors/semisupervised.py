@@ -1,0 +1,104 @@
+"""SemiSupervisedDetector: M2 (Kingma et al. 2014) with two classes and a few labelled anomalies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_array
+
+from vaelab.config import ModelConfig, TrainConfig
+from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
+from vaelab.detectors.fusion import fuse
+from vaelab.detectors.vae import ScaledInput, model_state, restore_model
+from vaelab.scores import class_elbo, class_probabilities
+from vaelab.training import train_m2
+
+
+class SemiSupervisedDetector(ScaledInput, BaseDetector):
+    """M2 with two classes (0 normal, 1 anomaly) fitted on X and partial labels y.
+
+    ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
+    unlabelled rows (y=None: all unlabelled). The class prior p(anomaly) is
+    ``anomaly_prior``. Score (higher = more normal), by :func:`fuse`'s ``fisher``
+    rule: log p_a + log p_b, where p is the empirical CDF position, among the
+    non-anomalous training rows, of (a) L(x, normal), M2's bound on
+    log p(x, y=normal) (how likely x is as a normal point: the generative view,
+    which catches novel kinds of anomaly) and (b) log q(normal|x) (the
+    classifier: the discriminative view, which catches the known kinds). Either
+    part alone can flag a row. Not U(x), the bound with y marginalised: M2 also
+    models the labelled anomalies, so U rates them likely.
+    """
+
+    fusion_rule = "fisher"  # how the two parts are combined (see fuse)
+
+    def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
+                 labelled_share: float = 0.2, reference_rows: int | None = 2000, contamination: float = 0.1,
+                 threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu") -> None:
+        super().__init__(contamination, threshold_rows)
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.alpha = alpha
+        self.anomaly_prior = anomaly_prior
+        self.labelled_share = labelled_share
+        self.reference_rows = reference_rows
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y=None):
+        X = check_array(X, dtype=np.float64)
+        y = np.full(len(X), -1) if y is None else np.asarray(y).astype(np.int64)
+        if y.shape != (len(X),) or not np.isin(y, (-1, 0, 1)).all():
+            raise ValueError("y must hold one of -1 (unlabelled), 0 (normal), 1 (anomaly) per row")
+        self._y = y
+        try:
+            return super().fit(X)
+        finally:
+            del self._y
+
+    def _set_threshold(self, X: np.ndarray):
+        return super()._set_threshold(X[self._y != 1] if hasattr(self, "_y") else X)
+
+    def score_parts(self, X) -> dict[str, np.ndarray]:
+        """The two parts the score combines, each higher = more normal: "likelihood",
+        L(x, normal), and "classifier", log q(normal|x)."""
+        return self._parts(self._checked(X))
+
+    def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        x = self._prepare(X)
+        log_normal = np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
+        return {"likelihood": class_elbo(self.model_, x, 0, seed=self.random_state), "classifier": log_normal}
+
+    def _fit(self, X: np.ndarray) -> None:
+        if not 0 < self.anomaly_prior < 1:
+            raise ValueError(f"anomaly_prior must be in (0, 1); got {self.anomaly_prior}")
+        self.mean_, self.scale_ = feature_scaling(X)
+        config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
+                             alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior))
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
+                            device=self.device, progress=False)
+        self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
+                               labelled_share=self.labelled_share)
+        normal = np.flatnonzero(self._y != 1)
+        ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
+        self.references_ = list(self._parts(ref).values())
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return self.fuse_parts(self._parts(X))
+
+    def fuse_parts(self, parts: dict[str, np.ndarray], rule: str | None = None) -> np.ndarray:
+        """The score from :meth:`score_parts`' output, by ``rule`` (default: the detector's)."""
+        return fuse(list(parts.values()), self.references_, rule or self.fusion_rule)
+
+    def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
+        for i, ref in enumerate(self.references_):
+            writer.array(f"{prefix}ref{i}", ref)
+        return model_state(writer, prefix, self.model_, self.mean_, self.scale_)
+
+    def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
+        self.model_, self.mean_, self.scale_ = restore_model(meta, reader, prefix)
+        self.references_ = [reader.array(f"{prefix}ref{i}") for i in range(2)]

@@ -1,0 +1,112 @@
+"""Tables of the anomaly benchmark: summaries, Markdown beside published results, CSV / JSON files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelab.config import Config
+from vaelab.fileio import write_json, write_text
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean AUROC and AP over classes per (protocol, latent size, detector), best first."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["protocol"], r["latent_dim"], r["detector"]), []).append(r)
+    out = [{"protocol": p, "latent_dim": d, "detector": name, "n_classes": len(g),
+            "mean_auroc": float(np.mean([r["auroc"] for r in g])), "mean_ap": float(np.mean([r["ap"] for r in g])),
+            "min_auroc": float(np.min([r["auroc"] for r in g]))}
+           for (p, d, name), g in groups.items()]
+    return sorted(out, key=lambda r: (r["protocol"], -r["mean_auroc"]))
+
+
+PROTOCOL_TITLES = {"loco": "leave-one-class-out (class c is the anomaly)",
+                   "ovr": "one-vs-rest (class c is normal)"}
+
+
+def markdown_tables(rows: list[dict[str, Any]]) -> str:
+    """Per protocol: AUROC per class and mean, one line per detector and latent size."""
+    lines = []
+    for p in dict.fromkeys(r["protocol"] for r in rows):
+        sub = [r for r in rows if r["protocol"] == p]
+        classes = sorted({r["class"] for r in sub})
+        lines += [f"### {PROTOCOL_TITLES[p]}", "",
+                  "| detector | latent | " + " | ".join(str(c) for c in classes) + " | mean |",
+                  "|---|---|" + "---|" * (len(classes) + 1)]
+        by_key: dict[tuple, dict[int, float]] = {}
+        for r in sub:
+            by_key.setdefault((r["detector"], r["latent_dim"]), {})[r["class"]] = r["auroc"]
+        order = sorted(by_key, key=lambda k: -np.mean(list(by_key[k].values())))
+        for det, d in order:
+            vals = by_key[(det, d)]
+            cells = " | ".join(f"{vals[c]:.3f}" if c in vals else "" for c in classes)
+            lines.append(f"| {det} | {d or 'raw'} | {cells} | **{np.mean(list(vals.values())):.3f}** |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# Published AUROC per MNIST class (0-9), for comparison only; see the README for the sources.
+PUBLISHED = {
+    "loco": {
+        "An & Cho 2015, VAE reconstruction probability": (0.917, 0.136, 0.921, 0.781, 0.808, 0.862, 0.848, 0.596,
+                                                           0.895, 0.545),
+        "Tonnaer (thesis, Table 3.3), VAE ELBO, latent 2": (0.96, 0.73, 0.97, 0.94, 0.73, 0.92, 0.95, 0.77, 0.92,
+                                                            0.66),
+        "Tonnaer (thesis, Table 3.3), VAE ELBO, latent 32": (0.81, 0.09, 0.92, 0.87, 0.78, 0.86, 0.87, 0.51, 0.89,
+                                                             0.58),
+    },
+    "ovr": {
+        "Ruff et al. 2018, OC-SVM": (0.986, 0.995, 0.825, 0.881, 0.949, 0.771, 0.965, 0.937, 0.889, 0.931),
+        "Ruff et al. 2018, KDE": (0.971, 0.989, 0.790, 0.862, 0.879, 0.738, 0.876, 0.914, 0.792, 0.882),
+        "Ruff et al. 2018, isolation forest": (0.980, 0.973, 0.886, 0.899, 0.927, 0.855, 0.956, 0.920, 0.899, 0.935),
+        "Ruff et al. 2018, one-class Deep SVDD": (0.980, 0.997, 0.917, 0.919, 0.949, 0.885, 0.983, 0.946, 0.939,
+                                                  0.965),
+    },
+}
+COMPARED = {"loco": ("vae-recon-prob", "vae-iwae", "latent-ocsvm", "raw-ocsvm"),
+            "ovr": ("raw-ocsvm", "raw-kde", "raw-iforest", "vae-iwae", "latent-ocsvm")}
+
+
+def published_comparison(rows: list[dict[str, Any]]) -> str:
+    """Per protocol: a few of our detectors (each at its best latent size) and the best one,
+    beside the published per-class AUROC on MNIST."""
+    lines = []
+    for p in dict.fromkeys(r["protocol"] for r in rows):
+        sub = [r for r in rows if r["protocol"] == p]
+        classes = sorted({r["class"] for r in sub})
+        if classes != list(range(10)):
+            continue
+        means = {}
+        for r in sub:
+            means.setdefault((r["detector"], r["latent_dim"]), []).append(r["auroc"])
+        best_of = lambda det: max((k for k in means if k[0] == det), key=lambda k: np.mean(means[k]))  # noqa: E731
+        picks = [best_of(d) for d in COMPARED[p] if any(k[0] == d for k in means)]
+        overall = max(means, key=lambda k: np.mean(means[k]))
+        picks += [overall] if overall not in picks else []
+        lines += [f"### {PROTOCOL_TITLES[p]}: vaelab beside published results", "",
+                  "| | " + " | ".join(map(str, classes)) + " | mean |", "|---|" + "---|" * (len(classes) + 1)]
+        for det, d in picks:
+            vals = {r["class"]: r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == (det, d)}
+            label = f"vaelab {det}" + (f" (latent {d})" if d else "") + (" — best mean" if (det, d) == overall else "")
+            lines.append(f"| {label} | " + " | ".join(f"{vals[c]:.3f}" for c in classes) +
+                         f" | **{np.mean(list(vals.values())):.3f}** |")
+        for name, vals in PUBLISHED[p].items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_tables(rows: list[dict[str, Any]], out_dir: Path, config: Config) -> None:
+    """results.csv (one row per cell and detector), results.json (rows + summary), results.md."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / "results.csv", buf.getvalue())
+    write_json(out_dir / "results.json", {"config": config.to_dict()["anomaly"], "rows": rows,
+                                          "summary": summary(rows)})
+    write_text(out_dir / "results.md", published_comparison(rows) + "\n" + markdown_tables(rows))

@@ -1,0 +1,79 @@
+"""Every registered detector's scores from one fitted VAE and from the raw features, for the benchmarks.
+
+Each scoring function returns ``(scores, references, seconds)``: dicts keyed by
+the detector's registry name, holding its scores (higher = more normal) on the
+evaluation rows, on the reference rows (normal training rows that the fusion
+rules use) and its fit + score time. The detectors are built by the registry
+with the run's config, so what is measured is what ``vaelab detect`` ships;
+one VAE gives every ``vae-*`` score and the codes of every ``latent-*``
+detector, and the fusions are computed afterwards from the stored parts
+(:func:`vaelab.detectors.with_fusions`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vaelab.config import Config
+from vaelab.detectors import VAEDetector, make_detector
+from vaelab.detectors.registry import VAE_NAMES, monte_carlo_samples
+from vaelab.fileio import atomic_path
+
+Scores = dict[str, np.ndarray]
+
+
+def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
+               config: Config) -> tuple[Scores, Scores, dict[str, float]]:
+    """Every ``vae-*`` score of the fitted ``vae`` and every latent detector of
+    ``config.anomaly.latent_estimators`` fitted on the latent means of ``x_fit``."""
+    samples = monte_carlo_samples(config)
+    tests, refs, seconds = {}, {}, {}
+    for name in VAE_NAMES:
+        score = name[len("vae-"):]
+        t0 = time.perf_counter()
+        tests[name] = vae.score_with(x_eval, score, samples.get(score))
+        seconds[name] = time.perf_counter() - t0
+        refs[name] = vae.score_with(ref, score, samples.get(score))
+    for est in config.anomaly.latent_estimators:
+        name = f"latent-{est}"
+        t0 = time.perf_counter()
+        det = make_detector(name, config, latent_dim=vae.latent_dim, vae=vae).fit(x_fit)
+        tests[name] = det.score_samples(x_eval)
+        seconds[name] = time.perf_counter() - t0
+        refs[name] = det.score_samples(ref)
+    return tests, refs, seconds
+
+
+def raw_scores(x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
+               config: Config) -> tuple[Scores, Scores, dict[str, float]]:
+    """The raw-feature baselines of ``config.anomaly.raw_estimators`` fitted on ``x_fit``."""
+    tests, refs, seconds = {}, {}, {}
+    for est in config.anomaly.raw_estimators:
+        name = f"raw-{est}"
+        t0 = time.perf_counter()
+        det = make_detector(name, config).fit(x_fit)
+        tests[name] = det.score_samples(x_eval)
+        seconds[name] = time.perf_counter() - t0
+        refs[name] = det.score_samples(ref)
+    return tests, refs, seconds
+
+
+def save_scores(path: Path, is_anomaly: np.ndarray, tests: Scores, refs: Scores) -> None:
+    """One cell's scores as an .npz (atomically): labels, test and reference scores by detector."""
+    arrays = {"is_anomaly": is_anomaly}
+    arrays.update({f"test/{k}": v for k, v in tests.items()})
+    arrays.update({f"ref/{k}": v for k, v in refs.items()})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_scores(path: Path) -> tuple[np.ndarray, Scores, Scores]:
+    """(is_anomaly, test scores by detector, reference scores by detector) from :func:`save_scores`."""
+    with np.load(path) as z:
+        tests = {k[5:]: z[k] for k in z.files if k.startswith("test/")}
+        refs = {k[4:]: z[k] for k in z.files if k.startswith("ref/")}
+        return z["is_anomaly"], tests, refs

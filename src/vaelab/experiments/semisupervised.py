@@ -1,0 +1,144 @@
+"""Semi-supervised experiments: the M2 stage of the study (error rate, conditional samples, style
+transfer) and the anomaly curve of the SemiSupervisedDetector as labelled anomalies grow (Deep SAD
+protocol), each a unit of work."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab import plots
+from vaelab.config import Config
+from vaelab.data import load_grey
+from vaelab.data.labels import balanced_labels
+from vaelab.data.protocols import semi_supervised_one_vs_rest
+from vaelab.detectors import SemiSupervisedDetector, VAEDetector
+from vaelab.errors import DataError
+from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
+from vaelab.experiments.units import Unit
+from vaelab.models import resolve_likelihood, save_model
+from vaelab.runtime import make_generator
+from vaelab.training import train_m2
+
+
+@torch.no_grad()
+def m2_figures(m2: torch.nn.Module, x_test: np.ndarray, y_test: np.ndarray, shape: tuple[int, int],
+               seed: int = 0) -> dict[str, object]:
+    """The conditional-sample grid (one row per class, one z per column) and the style transfer of one
+    test digit per class rendered as every class, drawn by :func:`vaelab.plots.m2_figures`."""
+    k, device = m2.n_classes, next(m2.parameters()).device
+    z = torch.randn((k, m2.config.latent_dim), generator=make_generator(seed, "cpu")).to(device)
+    grid = torch.cat([m2.sample(torch.full((k,), c, device=device), z) for c in range(k)]).cpu().numpy()
+    picks = np.array([np.flatnonzero(y_test == c)[0] for c in range(k) if (y_test == c).any()])
+    style = m2.style(torch.from_numpy(x_test[picks]).to(device), torch.from_numpy(y_test[picks]).to(device))
+    transfer = np.concatenate([m2.sample(torch.full((len(picks),), c, device=device), style).cpu().numpy()
+                               for c in range(k)])
+    return plots.m2_figures(grid, x_test[picks], transfer, shape, k)
+
+
+def figure_entry(file: str, section: str, caption: str, order: float) -> dict[str, Any]:
+    """A figure as the report lists it (``file`` relative to the run directory)."""
+    return {"file": file, "section": section, "caption": caption, "order": order}
+
+
+def run_m2_stage(unit: Unit, root: Path) -> dict[str, Any]:
+    """M2 with a few labels: test error, conditional agreement, figures and the anomaly curve."""
+    cfg = Config.from_dict(unit.params["config"])
+    sc = cfg.semisupervised
+    data = load_grey(cfg.data)
+    classes = None if data.train.y is None else np.unique(data.train.y)
+    if classes is None or not np.array_equal(classes, np.arange(len(classes))):
+        raise DataError("the semi-supervised stage needs class labels 0..K-1", data.source)
+    likelihood = resolve_likelihood(cfg.model, data.kind)
+    m2_config = dataclasses.replace(cfg.model, name="m2", latent_dim=sc.latent_dim, n_classes=len(classes))
+    train = dataclasses.replace(cfg.train, epochs=sc.epochs, progress=False, **unit.runtime)
+    semi = balanced_labels(data.train.y, sc.labels, cfg.train.seed)
+    m2 = train_m2(data.train.x, semi, m2_config, train, likelihood=likelihood,
+                  binarize=data.kind == "image" and cfg.data.binarize == "dynamic")
+    save_model(root / "semisupervised" / "m2.safetensors", m2, {"labels": sc.labels})
+    error = error_rate(m2, data.test.x, data.test.y)
+    agreement = conditional_agreement(m2, seed=cfg.train.seed, judge=knn_judge(data.train.x, data.train.y))
+    figs = []
+    if data.kind == "image" and data.image_shape:
+        drawn = m2_figures(m2, data.test.x, data.test.y, tuple(data.image_shape[-2:]), cfg.train.seed)
+        for i, (file, fig) in enumerate(drawn.items()):
+            plots.save_figure(fig, root / "figures" / file)
+            figs.append(figure_entry(f"figures/{file}", "Semi-supervised",
+                                     "Conditional samples: one row per class, the same z down each column."
+                                     if i == 0 else "Style transfer: the z of one test digit per class (top "
+                                     "row) decoded as every class.", i))
+    curve = anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, sc.normal_class,
+                          tuple(sc.known_anomaly_classes), list(sc.anomaly_labels), epochs=sc.epochs,
+                          latent_dim=sc.latent_dim, pollution=sc.pollution, seed=cfg.train.seed,
+                          hidden_dims=tuple(cfg.model.hidden_dims))
+    plots.save_figure(plots.label_curve(curve["counts"], *curve_groups([curve]), "labelled anomalies",
+                                        highlighted=3), root / "figures" / "ssl_anomaly_curve.png")
+    figs.append(figure_entry("figures/ssl_anomaly_curve.png", "Semi-supervised",
+                             f"Test AUROC with class {sc.normal_class} normal and every other class an anomaly, "
+                             f"as labelled anomalies from class(es) {list(sc.known_anomaly_classes)} are added.", 9))
+    return {"figures": figs, "files": [f["file"] for f in figs], "labels": sc.labels, "error_rate": error,
+            "agreement": agreement, "curve": curve, "normal_class": sc.normal_class}
+
+
+def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
+    """One normal class of the semi-supervised anomaly benchmark (``benchmarks/ssl_anomaly.py``)."""
+    p = unit.params
+    data = load_grey(Config.from_dict(p["config"]).data)
+    return anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, p["normal"], tuple(p["known"]),
+                         list(p["counts"]), epochs=p["epochs"], latent_dim=p["latent_dim"],
+                         pollution=p["pollution"], seed=p["seed"])
+
+
+# the SemiSupervisedDetector's score and the alternatives an anomaly curve also records
+SCORE_VARIANTS = {"m2": "SemiSupervisedDetector", "likelihood_part": "its likelihood part alone",
+                  "classifier_part": "its classifier part alone",
+                  "rank_fusion": "both parts, mean-rank fusion instead of Fisher's"}
+
+
+def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                  normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
+                  latent_dim: int, pollution: float = 0.0, seed: int = 0,
+                  hidden_dims: tuple[int, ...] = (400,)) -> dict[str, object]:
+    """Test AUROC of the SemiSupervisedDetector for each number of labelled anomalies (Deep SAD
+    protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
+    labelled anomalies.
+
+    Keys: "m2" (the detector) and, from the same fitted models, "likelihood_part",
+    "classifier_part" and "rank_fusion" (:data:`SCORE_VARIANTS`): one AUROC per count;
+    "unsupervised": one AUROC. Each also with the suffix "_known" (against the known anomaly
+    classes alone: normal test rows and anomalies of the classes the labels came from) and
+    "_novel" (against every other anomaly class), so that a user sees whether labels teach the
+    detector more than the classes they were drawn from.
+    """
+    known_test = np.isin(y_test, known_classes)
+    out: dict[str, object] = {"counts": list(counts), **{v + g: [] for v in SCORE_VARIANTS for g in ANOMALY_GROUPS}}
+    for n in counts:
+        split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
+                                            pollution=pollution, seed=seed)
+        if "unsupervised" not in out:  # the unlabelled rows do not depend on n (same seed)
+            vae = VAEDetector(score_name="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                              n_samples=100, random_state=seed).fit(split.x_train[split.y_train != 1])
+            out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
+        det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                                     random_state=seed).fit(split.x_train, split.y_train)
+        parts = det.score_parts(split.x_test)
+        scores = {"m2": det.fuse_parts(parts), "likelihood_part": parts["likelihood"],
+                  "classifier_part": parts["classifier"], "rank_fusion": det.fuse_parts(parts, "rank")}
+        for variant, score in scores.items():
+            for key, value in auroc_by_group(variant, split.is_anomaly, known_test, score).items():
+                out[key].append(value)
+    return out
+
+
+def curve_groups(curves: list[dict[str, object]]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The mean over ``curves`` (from :func:`anomaly_curve`) of the detector's AUROC per test
+    group, and of the unsupervised baseline's: the lines and dashed baselines of a label curve."""
+    lines = {f"M2, {label}": np.mean([c["m2" + key] for c in curves], axis=0).tolist()
+             for key, label in ANOMALY_GROUPS.items()}
+    base = {f"vae-iwae, {label}": float(np.mean([c["unsupervised" + key] for c in curves]))
+            for key, label in ANOMALY_GROUPS.items()}
+    return lines, base

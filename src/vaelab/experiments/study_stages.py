@@ -1,0 +1,196 @@
+"""The study's stages, each a unit function ``stage(unit, root) -> result`` over a run directory:
+train one VAE, score the test points, draw its figures, t-SNE maps, and training curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab import embedding, plots, ranking
+from vaelab.config import Config
+from vaelab.data import load_dataset
+from vaelab.experiments.semisupervised import figure_entry
+from vaelab.experiments.training_run import MODEL_FILE, train_model
+from vaelab.experiments.units import Unit
+from vaelab.fileio import atomic_path
+from vaelab.models import load_model
+from vaelab.runtime import resolve_device
+from vaelab.scores import SCORES, latent_means, monte_carlo_samples, score_array
+
+
+def _config(unit: Unit) -> Config:
+    """The unit's config, with its runtime settings (device, progress) applied."""
+    config = Config.from_dict(unit.params["config"])
+    runtime = {k: v for k, v in unit.runtime.items() if k in ("device", "progress")}
+    return config.replace(train=config.train.__class__(**{**config.train.__dict__, **runtime})) if runtime else config
+
+
+def _save(root: Path, fig, file: str) -> None:
+    plots.save_figure(fig, root / "figures" / file)
+
+
+def train(unit: Unit, root: Path) -> dict[str, Any]:
+    """One VAE of ``model.latent_dim`` into ``models/z<d>`` (resuming its checkpoint where it has one)."""
+    config = _config(unit)
+    run = train_model(config, root / "models" / f"z{config.model.latent_dim}", existing="continue",
+                      dataset=load_dataset(config.data))
+    m = run.meta["metrics"]
+    return {"epochs": m["epochs"], "train_seconds": m["train_seconds"], "val_elbo": m["val_elbo"],
+            "train_elbo": m["train_elbo"]}
+
+
+def scores(unit: Unit, root: Path) -> dict[str, Any]:
+    """Every test point's ranking score, ELBO and latent mean under one trained VAE."""
+    config = _config(unit)
+    latent = config.model.latent_dim
+    model, _ = load_model(root / "models" / f"z{latent}" / MODEL_FILE, resolve_device(config.train.device))
+    x = load_dataset(config.data).test.x
+    cfg, rank = config.score, config.study.rank_score
+    samples = monte_carlo_samples(cfg)
+    results = {}
+    for name in dict.fromkeys([rank, "elbo"]):
+        results[name] = score_array(model, x, name, n_samples=samples[name], batch_size=cfg.batch_size,
+                                    memory_mb=cfg.memory_mb, seed=cfg.seed,
+                                    progress=_row_progress(len(x), f"{name} z{latent}") if config.train.progress
+                                    else None)
+    means = latent_means(model, x)
+    with atomic_path(root / unit.outputs[0]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, rank=results[rank], elbo=results["elbo"], latent_mean=means)
+    return {"test_elbo": float(results["elbo"].mean()), "test_rank": float(results[rank].mean()),
+            "rank_score": rank, "rank_samples": samples[rank]}
+
+
+def figures(unit: Unit, root: Path) -> dict[str, Any]:
+    """Decoder samples, latent traversals, likelihood ranking grids and histograms of one latent size."""
+    config, latent = _config(unit), unit.params["latent_dim"]
+    ds, st = load_dataset(config.data), config.study
+    figs: list[dict[str, Any]] = []
+    model, _ = load_model(root / "models" / f"z{latent}" / MODEL_FILE, "cpu")
+    scores = np.load(root / "scores" / f"z{latent}.npz")["rank"]
+    name = f"z{latent}"
+    order = unit.params["order"]
+    label = SCORES[st.rank_score].description.split(" (")[0]
+    low = ranking.least_likely(scores, st.n_ranked)
+    if ds.kind == "image" and ds.image_shape and len(ds.image_shape) == 2:
+        shape = ds.image_shape
+        gen = torch.Generator().manual_seed(st.seed)
+        with torch.no_grad():
+            samples = model.sample(st.n_prior_samples, gen).numpy()
+        cols = int(np.ceil(np.sqrt(st.n_prior_samples)))
+        _save(root, plots.image_grid(samples, shape, cols, title=f"latent size {latent}: decoder means of z ~ p(z)"),
+                   f"samples_{name}.png")
+        figs.append(figure_entry(f"figures/samples_{name}.png", "Decoder samples",
+                            f"Latent size {latent}: E[x|z] for {st.n_prior_samples} draws z ~ N(0, I).", order))
+        if latent in (2, 3):
+            pairs = [(0, 1)] if latent == 2 else [(0, 1), (0, 2), (1, 2)]
+            for a, b in pairs:
+                z = torch.from_numpy(ranking.latent_grid(latent, (a, b), st.traversal_steps))
+                with torch.no_grad():
+                    imgs = model.decoder_mean(z).numpy()
+                file = f"traversal_{name}_{a}{b}.png"
+                _save(root, plots.image_grid(imgs, shape, st.traversal_steps, cell=0.5,
+                                            title=f"latent size {latent}: axes z{a} (down) x z{b} (across)"), file)
+                figs.append(figure_entry(f"figures/{file}", "Decoder samples",
+                                    f"Latent size {latent}: decoded grid over z{a} (rows) and z{b} (columns) "
+                                    "at the 5%..95% prior quantiles, other axes 0.", order + 0.1))
+        y = ds.test.y
+        high = ranking.most_likely(scores, st.n_ranked)
+        cols = int(np.ceil(np.sqrt(st.n_ranked)))
+        for kind, idx in (("least", low), ("most", high)):
+            titles = [f"{'' if y is None else y[i]} {scores[i]:.1f}" for i in idx]
+            file = f"rank_{kind}_{name}.png"
+            _save(root, plots.image_grid(ds.test.x[idx], shape, cols, titles=titles,
+                                        title=f"latent size {latent}: {st.n_ranked} {kind} likely test points"), file)
+            figs.append(figure_entry(f"figures/{file}", "Likelihood ranking",
+                                f"Latent size {latent}, global: the {st.n_ranked} {kind} likely of "
+                                f"{len(scores)} test points by {label}; titles give label and score (nats).",
+                                order + (0.1 if kind == "least" else 0.2)))
+        if y is not None:
+            per_class = ranking.least_likely_per_class(scores, y, st.n_per_class)
+            idx = np.concatenate([per_class[k] for k in sorted(per_class)])
+            titles = [f"{scores[i]:.0f}" for i in idx]
+            file = f"rank_conditional_{name}.png"
+            _save(root, plots.image_grid(ds.test.x[idx], shape, st.n_per_class, titles=titles,
+                                        row_labels=[str(k) for k in sorted(per_class)],
+                                        title=f"latent size {latent}: least likely per class"), file)
+            figs.append(figure_entry(f"figures/{file}", "Likelihood ranking",
+                                f"Latent size {latent}, conditional: the {st.n_per_class} least likely test "
+                                "points of each class (one row per class, least likely first).", order + 0.3))
+    if ds.test.y is not None:
+        file = f"hist_{name}.png"
+        _save(root, plots.histograms_by_class(scores, ds.test.y, f"latent size {latent}: {label} per class",
+                                             f"{label} (nats)"), file)
+        figs.append(figure_entry(f"figures/{file}", "Likelihood ranking",
+                            f"Latent size {latent}: distribution of {label} over the test points of each class.",
+                            order + 0.4))
+    return {"figures": figs, "files": [f["file"] for f in figs], "least_likely": [int(i) for i in low],
+            "least_likely_scores": [float(scores[i]) for i in low]}
+
+
+def tsne(unit: Unit, root: Path) -> dict[str, Any]:
+    """A t-SNE map of the test points: of the pixels (PCA first) or of one latent size's means."""
+    config, key = _config(unit), unit.params["key"]
+    st, test = config.study, load_dataset(config.data).test
+    idx = embedding.subset(len(test), st.tsne_points, st.seed)
+    if key == "pixels":
+        x = embedding.pca(test.x[idx], st.pca_dims, st.seed)
+    else:
+        x = np.load(root / "scores" / f"{key}.npz")["latent_mean"][idx]
+    points = embedding.tsne(x, st.tsne_perplexity, st.seed, n_jobs=os.cpu_count() or 1)
+    with atomic_path(root / unit.outputs[0]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, points)
+    return {"points": int(len(idx))}
+
+def maps(unit: Unit, root: Path) -> dict[str, Any]:
+    """The t-SNE maps side by side, and the raw latent means of 2- and 3-dimensional codes."""
+    config = _config(unit)
+    st, ds = config.study, load_dataset(config.data)
+    idx = embedding.subset(len(ds.test), st.tsne_points, st.seed)
+    y = None if ds.test.y is None else ds.test.y[idx]
+    panels = [(f"pixels (PCA {st.pca_dims} then t-SNE)", np.load(root / "embeddings" / "tsne_pixels.npy"))]
+    panels += [(f"latent means, size {d}", np.load(root / "embeddings" / f"tsne_z{d}.npy"))
+               for d in st.latent_dims]
+    _save(root, plots.map_panel(panels, y), "tsne.png")
+    figs = [figure_entry("figures/tsne.png", "Latent space",
+                    f"t-SNE maps of the same {len(idx)} test points: raw pixels beside the latent means "
+                    "of each latent size, coloured by label.", 0)]
+    for d in st.latent_dims:
+        if d in (2, 3):
+            means = np.load(root / "scores" / f"z{d}.npz")["latent_mean"][idx]
+            pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)]
+            fig = plots.map_panel([(f"size {d}: z{a} vs z{b}", means[:, [a, b]]) for a, b in pairs], y,
+                                  ncols=len(pairs))
+            _save(root, fig, f"latent_scatter_z{d}.png")
+            figs.append(figure_entry(f"figures/latent_scatter_z{d}.png", "Latent space",
+                                f"Latent size {d}: the raw latent means, axis pair by axis pair.", 1 + d))
+    return {"figures": figs, "files": [f["file"] for f in figs]}
+
+
+def curves(unit: Unit, root: Path) -> dict[str, Any]:
+    """Train and validation ELBO per epoch of every latent size."""
+    histories = {f"z{d}": json.loads((root / "models" / f"z{d}" / "history.json").read_text())
+                 for d in _config(unit).study.latent_dims}
+    _save(root, plots.training_curves(histories), "training_curves.png")
+    return {"figures": [figure_entry("figures/training_curves.png", "Training",
+                                     "Train (dashed) and validation (solid) ELBO per epoch for each latent size.", 0)]}
+
+
+
+def _row_progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+    return update

@@ -1,0 +1,272 @@
+"""Synthetic anomalies of known types: which detectors see which type, and what the latent space says.
+
+Test images get anomalies of each type in ``config.synthetic.types`` at each
+severity (:mod:`vaelab.data.synthetic`); every detector of the anomaly
+benchmark scores them, with the study's trained VAEs (one per latent size)
+and the raw-pixel baselines. Results:
+
+- AUROC per severity x type x detector x latent size (each type's anomalies
+  against the normal rows of the same test set);
+- a linear probe: cross-validated accuracy of predicting the type (normal
+  included) from the latent means versus from the raw pixels;
+- the mean shift of each type's latent means from the normals', in units of
+  the normals' spread;
+- t-SNE maps of latent means coloured by type, beside one of the pixels.
+
+Scores live in resumable units (``cells/raw.npz``, ``cells/z<d>.npz``) keyed by
+the test set, the settings and the model weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vaelab import embedding, plots
+from vaelab.config import Config, DataConfig, SyntheticConfig
+from vaelab.data import Dataset, load_grey
+from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
+from vaelab.detectors import VAEDetector, subsample, with_fusions
+from vaelab.errors import ConfigError, DataError
+from vaelab.evaluation import detection_metrics
+from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
+from vaelab.experiments.synthetic_tables import best_per_type, markdown
+from vaelab.experiments.units import Unit, UnitStore, config_part
+from vaelab.fileio import write_json, write_text
+from vaelab.models import load_model
+
+EXAMPLES = 8  # clean images per row of the examples figure
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """Every severity's test set, concatenated: rows, type, severity, class label."""
+
+    x: np.ndarray
+    kind: np.ndarray
+    severity: np.ndarray
+    label: np.ndarray | None
+
+
+@functools.lru_cache(maxsize=2)
+def eval_set(data_config: DataConfig, synthetic: SyntheticConfig) -> EvalSet:
+    """Every severity's test set of ``synthetic``'s anomaly types in the test images of ``data_config``."""
+    data = load_grey(data_config)
+    if data.kind != "image" or data.image_shape is None:
+        raise DataError("synthetic image anomalies need image data", data.source)
+    shape = tuple(data.image_shape[-2:])
+    sets = [image_test_set(data.test.x, shape, list(synthetic.types), synthetic.fraction, s, synthetic.seed,
+                           data.test.y) for s in synthetic.severities]
+    return EvalSet(np.concatenate([t.x for t in sets]), np.concatenate([t.kind for t in sets]),
+                   np.concatenate([np.full(len(t.x), s) for t, s in zip(sets, synthetic.severities)]),
+                   None if data.test.y is None else np.concatenate([t.label for t in sets]))
+
+
+def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, model_fingerprint: str = "") -> Unit:
+    """The unit that scores the test set with the raw baselines (``latent_dim`` 0) or with the
+    detectors of one trained VAE (``model_file``, identified by ``model_fingerprint``: the unit that
+    trained it, or a hash of its weights)."""
+    c = config.to_dict()
+    settings = config_part(c, data=None, synthetic=None, detector=None, train=["seed"],
+                           anomaly=["raw_estimators"] if latent_dim == 0 else ["latent_estimators"],
+                           **({} if latent_dim == 0 else {"score": None}))
+    name = "raw" if latent_dim == 0 else f"z{latent_dim}"
+    return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
+                params={"config": settings, "latent_dim": latent_dim}, outputs=(f"cells/{name}.npz",),
+                after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
+
+
+def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
+    """Score the synthetic test set with one cell's detectors; the latent means ride along."""
+    config = Config.from_dict(unit.params["config"])
+    data, ev = load_grey(config.data), eval_set(config.data, config.synthetic)
+    ref = data.train.x[subsample(len(data.train.x), config.detector.reference_rows, config.train.seed)]
+    if unit.params["latent_dim"] == 0:
+        tests, refs, seconds = raw_scores(data.train.x, ev.x, ref, config)
+    else:
+        model, _ = load_model(unit.runtime["model_file"])
+        vae = VAEDetector.from_model(model, score_name="iwae", n_samples=config.detector.iwae_samples,
+                                     random_state=config.train.seed)
+        tests, refs, seconds = vae_scores(vae, data.train.x, ev.x, ref, config)
+        tests = {**tests, **{f"mean/{j}": col for j, col in enumerate(vae.encode(ev.x).T)}}
+    save_scores(root / unit.outputs[0], (ev.kind != NORMAL).astype(np.int64), tests, refs)
+    return {"seconds": seconds}
+
+
+class SyntheticBenchmark:
+    """The synthetic-anomaly benchmark with trained models (latent size -> (model file, the fingerprint
+    of the unit that trained it: the cells depend on it))."""
+
+    def __init__(self, config: Config, out_dir: str | Path, models: dict[int, tuple[Path, str]],
+                 say: Callable[[str], None] | None = None) -> None:
+        sc = config.synthetic
+        if not sc.types:
+            raise ConfigError("synthetic.types is empty: name the anomaly types to inject")
+        self.config, self.out_dir, self.models = config, Path(out_dir), models
+        self.store = UnitStore(self.out_dir, say)
+        self.data: Dataset = load_grey(config.data)
+        self.eval = eval_set(config.data, sc)
+        self.shape = tuple(self.data.image_shape[-2:])
+
+    # ---- cells -------------------------------------------------------------
+    def units(self) -> list[Unit]:
+        """The raw cell, then one cell per model."""
+        return [cell_unit(self.config, 0), *(cell_unit(self.config, d, file, fp)
+                                             for d, (file, fp) in sorted(self.models.items()))]
+
+    def scores(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
+        """(test scores by detector, reference scores, latent means or None) of a finished cell."""
+        _, tests, refs = load_scores(self.out_dir / unit.outputs[0])
+        cols = sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
+        means = np.stack([tests.pop(k) for k in cols], axis=1) if cols else None
+        return tests, refs, means
+
+    # ---- analysis ----------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Every missing cell, then every table and figure."""
+        self.store.run_all(self.units())
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Every table and figure from the finished cells; returns the summary for metrics.json and the report."""
+        sc, ev = self.config.synthetic, self.eval
+        units = self.units()
+        raw_tests, raw_refs, _ = self.scores(units[0])
+        rows: list[dict[str, Any]] = []
+        means: dict[int, np.ndarray] = {}
+        for unit in units:
+            latent = unit.params["latent_dim"]
+            if latent:
+                tests, refs, means[latent] = self.scores(unit)
+                scores = {k: v for k, v in with_fusions({**tests, **raw_tests}, {**refs, **raw_refs}).items()
+                          if k not in raw_tests}
+            else:
+                scores = raw_tests
+            for s in sc.severities:
+                for t in sc.types:
+                    rows_t = (ev.severity == s) & ((ev.kind == NORMAL) | (ev.kind == t))
+                    y = (ev.kind[rows_t] == t).astype(int)
+                    rows += [{"severity": s, "type": t, "latent_dim": latent, "detector": name,
+                              **detection_metrics(y, v[rows_t])} for name, v in scores.items()]
+        probe = self.probe(means)
+        shift = self.shift(means)
+        self.write(rows, probe, shift)
+        figures = self.figures(rows, means, shift)
+        return {"figures": figures, "best": best_per_type(rows), "probe": probe, "severities": list(sc.severities),
+                "types": list(sc.types)}
+
+    def probe(self, means: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+        """Cross-validated accuracy of a linear classifier of the type (normal included)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        sc, ev = self.config.synthetic, self.eval
+        out = []
+        for s in sc.severities:
+            idx = self._probe_rows(s)
+            y = ev.kind[idx]
+            folds = StratifiedKFold(sc.probe_folds, shuffle=True, random_state=sc.seed)
+            features = {"pixels": ev.x[idx], **{f"z{d}": m[idx] for d, m in means.items()}}
+            for name, X in features.items():
+                clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+                pred = cross_val_predict(clf, X, y, cv=folds)
+                out.append({"severity": s, "features": name, "accuracy": float((pred == y).mean()),
+                            "chance": float(1 / len(np.unique(y))),
+                            "per_type": {t: float((pred[y == t] == t).mean()) for t in np.unique(y)}})
+        return out
+
+    def _probe_rows(self, severity: float) -> np.ndarray:
+        """Every anomaly of a severity and as many normals as there are anomalies of one type."""
+        ev, sc = self.eval, self.config.synthetic
+        at = np.flatnonzero(ev.severity == severity)
+        anomalies = at[ev.kind[at] != NORMAL]
+        normals = at[ev.kind[at] == NORMAL]
+        n_each = len(anomalies) // len(sc.types)
+        picked = np.random.default_rng(sc.seed).choice(normals, size=min(n_each, len(normals)), replace=False)
+        return np.sort(np.concatenate([anomalies, picked]))
+
+    def shift(self, means: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+        """Distance between each type's mean code and the normals', in normal-spread units:
+        ||mean_t - mean_normal|| / sqrt(sum of the normals' per-dimension variances)."""
+        ev, sc = self.eval, self.config.synthetic
+        out = []
+        for d, m in means.items():
+            for s in sc.severities:
+                at = ev.severity == s
+                normal = m[at & (ev.kind == NORMAL)]
+                spread = float(np.sqrt(normal.var(0).sum()))
+                for t in sc.types:
+                    mt = m[at & (ev.kind == t)]
+                    out.append({"latent_dim": d, "severity": s, "type": t,
+                                "shift": float(np.linalg.norm(mt.mean(0) - normal.mean(0)) / spread),
+                                "spread_ratio": float(np.sqrt(mt.var(0).sum())) / spread})
+        return out
+
+    # ---- outputs -----------------------------------------------------------
+    def write(self, rows, probe, shift) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.out_dir / "results.csv", buf.getvalue())
+        write_json(self.out_dir / "results.json", {"config": self.config.to_dict()["synthetic"], "rows": rows,
+                                                   "probe": probe, "shift": shift,
+                                                   "types": {t: describe(t) for t in self.config.synthetic.types}})
+        write_text(self.out_dir / "results.md", markdown(rows, probe, shift, list(self.config.synthetic.types)))
+
+    def figures(self, rows, means: dict[int, np.ndarray], shift) -> list[dict[str, Any]]:
+        sc, ev, fig_dir = self.config.synthetic, self.eval, self.out_dir / "figures"
+        entries = []
+        clean = self.data.test.x[:EXAMPLES]
+        grid = [clean] + [inject(t, clean, self.shape, s, seed=sc.seed, pool=self.data.test.x[EXAMPLES:])
+                          for s in sc.severities for t in sc.types]
+        labels = ["clean"] + [f"{t} {s:g}" for s in sc.severities for t in sc.types]
+        plots.save_figure(plots.image_grid(np.concatenate(grid), self.shape, EXAMPLES, row_labels=labels,
+                                           title="the anomaly types at each severity"), fig_dir / "synthetic_examples.png")
+        entries.append({"file": "synthetic_examples.png", "caption": "Each anomaly type at each severity, applied "
+                        "to the same test images. " + " ".join(f"{t}: {describe(t)}" for t in sc.types)})
+        for s in sc.severities:
+            sub = [r for r in rows if r["severity"] == s]
+            keys = sorted({(r["detector"], r["latent_dim"]) for r in sub},
+                          key=lambda k: -np.mean([r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == k]))
+            lookup = {(r["detector"], r["latent_dim"], r["type"]): r["auroc"] for r in sub}
+            table = np.array([[lookup[(*k, t)] for t in sc.types] for k in keys])
+            table = np.c_[table, table.mean(1)]
+            fig = plots.heatmap(table, [f"{det} ({'raw' if d == 0 else f'z{d}'})" for det, d in keys],
+                                [*sc.types, "mean"], f"AUROC per anomaly type, severity {s:g}")
+            file = f"synthetic_auroc_sev{s:g}.png"
+            plots.save_figure(fig, fig_dir / file)
+            entries.append({"file": file, "caption": f"AUROC of each detector (rows, best mean first) for each "
+                            f"anomaly type (columns) at severity {s:g}: that type's anomalies against the normal "
+                            "test digits."})
+        top = max(sc.severities)
+        at = np.flatnonzero(ev.severity == top)
+        normals = at[ev.kind[at] == NORMAL]
+        normals = normals[embedding.subset(len(normals), sc.tsne_normals, sc.seed)]
+        keep = np.sort(np.concatenate([at[ev.kind[at] != NORMAL], normals]))
+        panels = [("pixels (PCA 50 then t-SNE)", embedding.tsne(embedding.pca(ev.x[keep], 50, sc.seed), seed=sc.seed))]
+        panels += [(f"latent means, size {d}", embedding.tsne(m[keep], seed=sc.seed)) for d, m in sorted(means.items())]
+        plots.save_figure(plots.map_panel(panels, ev.kind[keep]), fig_dir / "synthetic_tsne.png")
+        entries.append({"file": "synthetic_tsne.png", "caption": f"t-SNE of {len(keep)} test points at severity "
+                        f"{top:g} ({len(normals)} normal, the rest anomalies), coloured by "
+                        "anomaly type: pixels beside the latent means of each size."})
+        dims = sorted(means)
+        table = np.array([[next(r["shift"] for r in shift if (r["type"], r["latent_dim"], r["severity"]) == (t, d, s))
+                           for d in dims for s in sc.severities] for t in sc.types])
+        fig = plots.heatmap(table, list(sc.types), [f"z{d} sev {s:g}" for d in dims for s in sc.severities],
+                            "latent mean shift from the normals (normal-spread units)", vmin=0.0,
+                            vmax=float(max(1.0, table.max())), cmap="viridis")
+        plots.save_figure(fig, fig_dir / "synthetic_shift.png")
+        entries.append({"file": "synthetic_shift.png", "caption": "How far each type moves the mean latent code "
+                        "from the normals' mean, in units of the normals' spread (0: no shift)."})
+        return entries
+
+

@@ -1,0 +1,27 @@
+"""M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from vaelab.config import ModelConfig, TrainConfig
+from vaelab.models import build_model
+from vaelab.data.labels import balanced_labels, epoch_rows
+from vaelab.evaluation import error_rate
+from vaelab.scores import marginal_elbo
+from vaelab.training import train_m2
+
+
+def test_balanced_labels_and_epoch_rows():
+    y = np.repeat(np.arange(5), 40)
+    semi = balanced_labels(y, 10, seed=0)
+    assert (semi >= 0).sum() == 10 and np.bincount(semi[semi >= 0]).tolist() == [2] * 5
+    assert np.array_equal(semi[semi >= 0], y[semi >= 0])  # a kept label is the true one
+    rows = epoch_rows(semi, 0.2)
+    share = (semi[rows] >= 0).mean()
+    assert 0.15 < share < 0.25 and set(np.flatnonzero(semi < 0)) <= set(rows)
+    with pytest.raises(ValueError):
+        balanced_labels(y, 7, seed=0)
+
+

@@ -1,0 +1,43 @@
+"""Loaders, splits, preprocessing and the checked download."""
+
+import functools
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaelab.config import DataConfig
+from vaelab.data import load_dataset
+from vaelab.data import mnist as M
+from vaelab.data import load_path
+from vaelab.data.dataset import binarize_fixed
+from vaelab.data.download import download, sha256_file
+from vaelab.errors import DataError
+
+
+def test_mnist5k_is_embedded_split_reproducibly_and_disjointly():
+    a = load_dataset(DataConfig(binarize="none"))
+    b = load_dataset(DataConfig(binarize="none"))
+    assert (len(a.train), len(a.val), len(a.test)) == (3600, 400, 1000)
+    assert a.kind == "image" and a.image_shape == (28, 28) and a.n_features == 784
+    assert np.array_equal(a.train.x, b.train.x) and np.array_equal(a.test.y, b.test.y)
+    assert 0.0 <= a.train.x.min() and a.train.x.max() == 1.0
+    assert np.bincount(a.test.y).tolist() == [100] * 10  # stratified
+    rows = {r.tobytes() for r in a.train.x}
+    assert not any(r.tobytes() in rows for r in a.test.x)
+    other = load_dataset(DataConfig(binarize="none", split_seed=1))
+    assert not np.array_equal(a.test.x, other.test.x)
+
+
+def test_unknown_suffix_and_missing_file(tmp_path):
+    (tmp_path / "x.txt").write_text("1")
+    with pytest.raises(DataError, match="unknown file type"):
+        load_path(tmp_path / "x.txt")
+    with pytest.raises(DataError, match="not found"):
+        load_path(tmp_path / "nope.csv")
+
+

@@ -1,0 +1,149 @@
+"""The detector contract: validation, files for every kind (no pickle), clone, scikit-learn's own checks."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from vaelab.config import Config
+from vaelab.detectors import (DETECTORS, BaseDetector, FusionDetector, LatentDetector, RawDetector,
+                              SemiSupervisedDetector, VAEDetector, make_detector)
+from vaelab.errors import ModelFileError
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Correlated 8-d Gaussian normals; anomalies off the normals' low-dimensional structure."""
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 8))
+    normal = rng.normal(size=(600, 2)) @ basis + 0.1 * rng.normal(size=(600, 8))
+    test_normal = rng.normal(size=(200, 2)) @ basis + 0.1 * rng.normal(size=(200, 8))
+    anomalies = rng.normal(size=(50, 8)) * 1.5
+    x_test = np.vstack([test_normal, anomalies])
+    is_anomaly = np.r_[np.zeros(200), np.ones(50)]
+    return normal, x_test, is_anomaly
+
+
+def test_detectors_refuse_bad_input(blobs):
+    train, _, _ = blobs
+    det = RawDetector("iforest").fit(train)
+    with pytest.raises(ValueError, match="features"):
+        det.score_samples(train[:, :3])
+    with pytest.raises(ValueError):
+        RawDetector("nope").fit(train)
+    with pytest.raises(ValueError, match="contamination"):
+        RawDetector("iforest", contamination=0.7).fit(train)
+
+
+def _vae(**kw):
+    return VAEDetector(latent_dim=2, hidden_dims=(16,), epochs=3, n_samples=8, **kw)
+
+
+FILE_CASES = {
+    "vae-iwae": lambda: _vae(score_name="iwae"),
+    "latent-ocsvm": lambda: LatentDetector("ocsvm", vae=_vae()),
+    "latent-gmm": lambda: LatentDetector("gmm", vae=_vae()),
+    "raw-iforest": lambda: RawDetector("iforest", pca_components=3),
+    "raw-kde": lambda: RawDetector("kde", pca_components=None),
+    "raw-ocsvm-nystroem": lambda: RawDetector("ocsvm-nystroem", pca_components=4),
+    "raw-pca-recon": lambda: RawDetector("pca-recon", pca_components=2),
+    "fusion": lambda: FusionDetector((_vae(score_name="iwae"), LatentDetector("ocsvm", latent_dim=2)), rule="zsum"),
+    "semisupervised": lambda: SemiSupervisedDetector(latent_dim=2, hidden_dims=(16,), epochs=2),
+}
+
+
+@pytest.mark.parametrize("name", list(FILE_CASES))
+def test_every_kind_round_trips_and_scores_identically(blobs, tmp_path, name):
+    train, test, _ = blobs
+    det = FILE_CASES[name]()
+    if isinstance(det, LatentDetector):
+        det.vae.fit(train)
+    det.fit(train)
+    path = tmp_path / "det.safetensors"
+    det.save(path)
+    loaded = BaseDetector.load(path)
+    assert type(loaded) is type(det) and loaded.offset_ == det.offset_
+    assert loaded.get_params(deep=False).keys() == det.get_params(deep=False).keys()
+    assert np.allclose(loaded.score_samples(test), det.score_samples(test), rtol=1e-6, atol=1e-8)
+    assert np.array_equal(loaded.predict(test), det.predict(test))
+    assert b"pickle" not in path.read_bytes()[:64]
+
+
+def test_a_changed_file_is_refused(blobs, tmp_path):
+    train, _, _ = blobs
+    path = tmp_path / "det.safetensors"
+    RawDetector("gmm", pca_components=None).fit(train).save(path)
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError):
+        BaseDetector.load(path)
+
+
+def test_a_prefitted_vae_survives_clone_and_an_unfitted_one_does_not(blobs):
+    train, test, _ = blobs
+    vae = _vae().fit(train)
+    latent = clone(LatentDetector("gmm", vae=vae))
+    assert latent.vae is vae
+    assert np.array_equal(latent.fit(train).vae_.encode(test), vae.encode(test))
+    fresh = clone(LatentDetector("gmm", vae=_vae()))
+    assert not hasattr(fresh.vae, "model_")
+    fusion = clone(FusionDetector((vae, RawDetector("iforest"))))
+    assert fusion.detectors[0] is vae and fusion.detectors[1] is not None
+
+
+# scikit-learn's own estimator checks. The checks listed here contradict the current design, each for
+# the reason given; both are issue 14's (a row's score independent of its batch), which changes every
+# stored number and so is not part of this behaviour-preserving restructuring.
+MONTE_CARLO = ("a Monte-Carlo score draws from one seeded generator per call in row order, so a row's "
+               "draws depend on the rows before it")
+FLOAT32 = ("the network runs in float32, whose products differ in the last bits between a batch of one "
+           "row and a batch of many (BLAS blocking); scores agree to ~1e-6, the check asks 1e-7")
+PARTIAL_LABELS = ("the check fits with arbitrary class targets y; this detector's y is a partial anomaly label "
+                  "(-1 unknown, 0 normal, 1 anomaly) and it refuses any other value rather than guess")
+PARTIAL_LABEL_CHECKS = ("check_classifier_data_not_an_array", "check_dict_unchanged", "check_dont_overwrite_parameters",
+                        "check_dtype_object", "check_estimators_dtypes", "check_estimators_fit_returns_self",
+                        "check_estimators_overwrite_params", "check_f_contiguous_array_estimator",
+                        "check_fit2d_1feature", "check_fit2d_1sample", "check_fit2d_predict1d",
+                        "check_fit_score_takes_y", "check_n_features_in_after_fitting",
+                        "check_positive_only_tag_during_fit", "check_readonly_memmap_input")
+EXPECTED_FAILURES = {
+    "VAEDetector": {"check_methods_sample_order_invariance": MONTE_CARLO,
+                    "check_methods_subset_invariance": f"{MONTE_CARLO}; recon-error: {FLOAT32}"},
+    "FusionDetector": {"check_methods_sample_order_invariance": MONTE_CARLO,
+                       "check_methods_subset_invariance": MONTE_CARLO},
+    "LatentDetector": {"check_methods_subset_invariance": FLOAT32},
+    "SemiSupervisedDetector": {"check_methods_sample_order_invariance": MONTE_CARLO,
+                               "check_methods_subset_invariance": MONTE_CARLO,
+                               **dict.fromkeys(PARTIAL_LABEL_CHECKS, PARTIAL_LABELS)},
+}
+TINY = Config.from_dict({"model": {"hidden_dims": [8]}, "train": {"batch_size": 32},
+                         "detector": {"iwae_samples": 4, "max_fit_rows": 200, "threshold_rows": 10000,
+                                      "reference_rows": 100, "iforest_estimators": 20, "nystroem_components": 20}})
+
+
+def _tiny(name: str) -> BaseDetector:
+    if name == "semisupervised":
+        return SemiSupervisedDetector(latent_dim=2, hidden_dims=(8,), epochs=1, batch_size=32, reference_rows=100,
+                                      threshold_rows=10000)
+    return make_detector(name, TINY, latent_dim=2, epochs=1)
+
+
+def _expected(estimator) -> dict[str, str]:
+    return EXPECTED_FAILURES.get(type(estimator).__name__, {})
+
+
+# One detector of each class in the default suite; every registered name in the slow one.
+ONE_OF_EACH = ("vae-iwae", "latent-gmm", "raw-kde", "fusion-latent-zsum", "semisupervised")
+
+
+@parametrize_with_checks([_tiny(name) for name in ONE_OF_EACH], expected_failed_checks=_expected)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks([_tiny(name) for name in DETECTORS if name not in ONE_OF_EACH],
+                         expected_failed_checks=_expected)
+def test_scikit_learn_estimator_checks_on_every_registered_detector(estimator, check):
+    check(estimator)

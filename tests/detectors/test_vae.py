@@ -1,0 +1,43 @@
+"""Detectors: the sign convention, thresholds, and detection on data with known anomalies."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from vaelab.detectors import LatentDetector, RawDetector, VAEDetector
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Correlated 8-d Gaussian normals; anomalies off the normals' low-dimensional structure."""
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 8))
+    normal = rng.normal(size=(600, 2)) @ basis + 0.1 * rng.normal(size=(600, 8))
+    test_normal = rng.normal(size=(200, 2)) @ basis + 0.1 * rng.normal(size=(200, 8))
+    anomalies = rng.normal(size=(50, 8)) * 1.5
+    x_test = np.vstack([test_normal, anomalies])
+    is_anomaly = np.r_[np.zeros(200), np.ones(50)]
+    return normal, x_test, is_anomaly
+
+
+def test_vae_and_latent_detectors(blobs):
+    train, x_test, is_anomaly = blobs
+    vae = VAEDetector(score_name="iwae", latent_dim=2, hidden_dims=(32,), epochs=60, batch_size=64,
+                      n_samples=50).fit(train)
+    assert vae.likelihood_ == "gaussian"
+    assert roc_auc_score(is_anomaly, -vae.score_samples(x_test)) > 0.9
+    error = VAEDetector(score_name="recon-error", latent_dim=2, hidden_dims=(32,), epochs=60, batch_size=64).fit(train)
+    assert roc_auc_score(is_anomaly, -error.score_samples(x_test)) > 0.85  # negated error: higher = normal
+    latent = LatentDetector("gmm", vae=vae).fit(train)
+    assert latent.vae_ is vae and latent.score_samples(x_test).shape == (250,)
+    assert set(np.unique(latent.predict(x_test))) <= {-1, 1}
+
+
+def test_vae_detector_is_reproducible_from_its_seed(blobs):
+    train, x_test, _ = blobs
+    fit = lambda seed: VAEDetector(score_name="elbo", latent_dim=2, hidden_dims=(16,), epochs=2,  # noqa: E731
+                                   random_state=seed).fit(train).score_samples(x_test)
+    assert np.array_equal(fit(3), fit(3))
+    assert not np.array_equal(fit(3), fit(4))
+
+

@@ -1,0 +1,109 @@
+"""The anomaly benchmark: cells, resume, fusions equal to FusionDetector, tables, CLI."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_config
+from vaelab.cli import main
+from vaelab.data import load_grey
+from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, subsample, with_fusions
+from vaelab.experiments.anomaly import RAW, AnomalyBenchmark, Cell
+from vaelab.experiments.detector_scores import load_scores
+from vaelab.scores import SCORES
+
+ANOMALY = {"protocols": ["loco", "ovr"], "classes": [1, 7], "latent_dims": [2], "loco_epochs": 2,
+           "ovr_epochs": 3, "latent_estimators": ["iforest", "gmm", "ocsvm"],
+           "raw_estimators": ["iforest", "pca-recon"]}
+SETTINGS = {"anomaly": ANOMALY, "study": {"latent_dims": [2]}, "detector": {"iwae_samples": 5, "reference_rows": 200}}
+
+
+def npz(out, cell):
+    return out / cell.file
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("anomaly")
+    bench = AnomalyBenchmark(tiny_config(**SETTINGS), out)
+    return bench, bench.run(), out
+
+
+def test_every_cell_detector_and_fusion_has_a_row(bench_run):
+    bench, rows, out = bench_run
+    vae = [f"vae-{s}" for s in SCORES] + ["latent-iforest", "latent-gmm", "latent-ocsvm"]
+    fusions = [n for n, (partner, _) in FUSIONS.items() if partner in ("raw-iforest", "latent-ocsvm", "latent-gmm")]
+    expected = {(p, c, 0, f"raw-{e}") for p in ("loco", "ovr") for c in (1, 7) for e in ("iforest", "pca-recon")}
+    expected |= {(p, c, 2, d) for p in ("loco", "ovr") for c in (1, 7) for d in vae + fusions}
+    assert {(r["protocol"], r["class"], r["latent_dim"], r["detector"]) for r in rows} == expected
+    for r in rows:
+        assert 0 <= r["auroc_low"] <= r["auroc"] <= r["auroc_high"] <= 1 and 0 < r["ap"] <= 1
+    with (out / "results.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(rows)
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert {s["n_classes"] for s in summary} == {2}
+    assert "| vae-iwae | 2 |" in (out / "results.md").read_text()
+    for p in ("loco", "ovr"):
+        assert (out / "figures" / f"anomaly_auroc_{p}.png").stat().st_size > 0
+        assert (out / "figures" / f"anomaly_roc_{p}.png").stat().st_size > 0
+
+
+def test_cells_hold_the_protocol_labels(bench_run):
+    bench, _, out = bench_run
+    y_test = load_grey(bench.config.data).test.y
+    is_anomaly, tests, refs = load_scores(npz(out, Cell("loco", 7, 2)))
+    assert np.array_equal(is_anomaly, (y_test == 7).astype(int))
+    is_anomaly, _, _ = load_scores(npz(out, Cell("ovr", 7, RAW)))
+    assert np.array_equal(is_anomaly, (y_test != 7).astype(int))
+    assert all(len(v) == len(y_test) for v in tests.values())
+    assert all(len(v) == 200 for v in refs.values())
+
+
+def test_finished_cells_are_kept_and_changed_settings_redo_only_their_cells(bench_run, tmp_path):
+    bench, rows, out = bench_run
+    stamp = {c.name: npz(out, c).stat().st_mtime_ns for c in bench.cells()}
+    again = AnomalyBenchmark(tiny_config(**SETTINGS), out)
+    assert again.run() == rows
+    assert stamp == {c.name: npz(out, c).stat().st_mtime_ns for c in again.cells()}
+    changed = AnomalyBenchmark(tiny_config(**{**SETTINGS, "anomaly": {**ANOMALY, "protocols": ["loco"], "classes": [1]},
+                                              "score": {"recon_samples": 6}}), out)
+    changed.run()
+    assert npz(out, Cell("loco", 1, RAW)).stat().st_mtime_ns == stamp["loco_c1_raw"]
+    assert npz(out, Cell("loco", 1, 2)).stat().st_mtime_ns != stamp["loco_c1_z2"]
+
+
+def test_benchmark_fusion_is_the_fusion_detector():
+    """Fusing stored component scores gives what FusionDetector computes itself."""
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 12))
+    test = np.vstack([rng.random((40, 12)), rng.random((10, 12)) ** 4])
+    vae = VAEDetector(score_name="iwae", latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=5)
+    raw = RawDetector("iforest", pca_components=None)
+    fusion = FusionDetector((vae, raw), rule="rank", reference_rows=100).fit(x)
+    ref = x[subsample(len(x), 100, 0)]
+    v, r = vae.fit(x), raw.fit(x)
+    tests = {"vae-iwae": v.score_samples(test), "raw-iforest": r.score_samples(test)}
+    refs = {"vae-iwae": v.score_samples(ref), "raw-iforest": r.score_samples(ref)}
+    assert np.allclose(with_fusions(tests, refs)["fusion-raw-rank"], fusion.score_samples(test))
+    assert np.allclose(fuse(list(tests.values()), list(refs.values()), "rank"), fusion.score_samples(test))
+
+
+def test_cli_benchmark_anomaly(tmp_path, capsys):
+    args = ["benchmark", "anomaly", "--out", str(tmp_path / "b"), "--protocol", "ovr", "--classes", "0",
+            "--latent-dims", "2", "--set", "data.train_limit=600", "--set", "model.hidden_dims=[16]",
+            "--set", "anomaly.ovr_epochs=1", "--set", "detector.iwae_samples=4", "--set", "train.progress=false",
+            "--set", "anomaly.latent_estimators=[\"gmm\"]", "--set", "anomaly.raw_estimators=[\"pca-recon\"]"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "vae-iwae" in out and "raw-pca-recon" in out and "mean AUROC" in out
+
+
+def test_cli_benchmark_anomaly_refuses_unlabelled_data(tmp_path, capsys):
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).random((50, 4)))
+    assert main(["benchmark", "anomaly", "--data", str(path), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaelab: error:") and "labels" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
