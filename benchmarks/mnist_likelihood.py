@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from vaelab.config import load_config
+from vaelab.data import load_dataset
+from vaelab.experiments.study import Study
 from vaelab.fileio import write_text
-from vaelab.study import Study, study_table
+from vaelab.report import study_table
 
 # Published reference, for scale (a different architecture): Burda, Grosse &
 # Salakhutdinov (2016), "Importance Weighted Autoencoders", Table 1: VAE with
@@ -50,8 +52,8 @@ def main() -> None:
         f"train.epochs={args.epochs}", f"score.iwae_samples={args.samples}"])
     start = time.perf_counter()
     study = Study(config, args.out)
-    metrics = study.models()
-    ds = study.data()
+    metrics = {"study": {str(d): m for d, m in study.models().items()}}
+    ds = load_dataset(config.data)
     header = (f"MNIST {len(ds.train)}/{len(ds.val)}/{len(ds.test)}, 784-400-z-400-784, batch 512, "
               f"{args.epochs} epochs, dynamic binarization, seed {config.train.seed}; {platform.machine()}, "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}")

@@ -9,8 +9,8 @@ labelled anomalies. Test: the whole MNIST test set.
     python benchmarks/ssl_anomaly.py --data ../shared/data/mnist.npz [--classes 0,3,6]
         [--labels 0,5,10,50,100] [--epochs 30] [--pollution 0] [--cells DIR] [--results ...] [--figure ...]
 
-With ``--cells DIR`` each finished normal class is kept there (JSON keyed by a fingerprint of its
-settings): an interrupted run goes on where it stopped, and runs over different classes can share
+With ``--cells DIR`` each finished normal class is kept there as a unit of work
+(:mod:`vaelab.experiments.units`, ``units/<class>.json`` keyed by a fingerprint of its settings): an interrupted run goes on where it stopped, and runs over different classes can share
 the directory and be tabulated together.
 """
 
@@ -22,14 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.fileio import cached_json, fingerprint, write_text
+from vaelab.fileio import write_text
 
 
 def main(argv: list[str] | None = None) -> None:
+    import dataclasses
+    import tempfile
+
     from vaelab.config import DataConfig
-    from vaelab.data import load_grey
     from vaelab.detectors import SemiSupervisedDetector
-    from vaelab.semisupervised import anomaly_curve
+    from vaelab.experiments.semisupervised import curve_groups
+    from vaelab.experiments.units import Unit, UnitStore
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="MNIST .npz or IDX directory (or a labelled image set name)")
@@ -45,40 +48,31 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     is_name = args.data in ("mnist5k",)
-    data = load_grey(DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
-                                train_limit=args.train_limit))
+    data = DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
+                      train_limit=args.train_limit, binarize="none")
     classes = [int(c) for c in args.classes.split(",")]
     counts = [int(n) for n in args.labels.split(",")]
     curves: dict[int, dict[str, object]] = {}
     t_all = time.perf_counter()
+    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_anomaly-")))
     for c in classes:
         known = ((c + 1) % 10,)
-        settings = {"data": args.data, "train_limit": args.train_limit, "normal": c, "known": known,
-                    "counts": counts, "epochs": args.epochs, "latent_dim": args.latent_dim,
-                    "pollution": args.pollution, "seed": c, "cell_format": 3,
-                    "rule": SemiSupervisedDetector.fusion_rule}
-
-        def run() -> dict[str, object]:
-            start = time.perf_counter()
-            curve = anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, c, known, counts,
-                                  epochs=args.epochs, latent_dim=args.latent_dim, pollution=args.pollution, seed=c)
-            return curve | {"seconds": time.perf_counter() - start}
-
-        curves[c] = (cached_json(args.cells / f"normal{c}-pollution{args.pollution:g}.json", fingerprint(settings), run)
-                     if args.cells else run())
+        unit = Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_curve",
+                    {"config": {"data": dataclasses.asdict(data)}, "normal": c, "known": list(known), "counts": counts,
+                     "epochs": args.epochs, "latent_dim": args.latent_dim, "pollution": args.pollution, "seed": c,
+                     "rule": SemiSupervisedDetector.fusion_rule})
+        curves[c] = {**store.run(unit), "seconds": store.record(unit)["seconds"]}
         for n, value, on_known, on_novel in zip(counts, curves[c]["m2"], curves[c]["m2_known"], curves[c]["m2_novel"]):
             print(f"normal {c}, known anomaly class {known[0]}, {n} labelled: SemiSupervisedDetector {value:.3f} "
                   f"(known class {on_known:.3f}, novel {on_novel:.3f}), unsupervised vae-iwae "
                   f"{curves[c]['unsupervised']:.3f}", flush=True)
-    timed = [curve["seconds"] for curve in curves.values() if "seconds" in curve]
-    stored = f"; compute time stored with {len(timed)} of the classes: {sum(timed):.0f} s" if timed else ""
+    stored = f"; compute time stored with the classes: {sum(curve['seconds'] for curve in curves.values()):.0f} s"
     text = _tables(curves, counts, args) + f"\nThis run: {time.perf_counter() - t_all:.0f} s{stored}.\n"
     print(text)
     if args.results:
         write_text(args.results, text)
     if args.figure:
         from vaelab import plots
-        from vaelab.semisupervised import curve_groups
 
         lines, base = curve_groups(list(curves.values()))
         lines |= {f"normal {c}": curve["m2"] for c, curve in curves.items()}
@@ -90,7 +84,7 @@ def _tables(curves: dict[int, dict[str, object]], counts: list[int], args: argpa
     """Markdown: AUROC per normal class against all test anomalies, then the class mean per
     anomaly group (all, the known class, the novel classes)."""
     from vaelab.evaluation import ANOMALY_GROUPS
-    from vaelab.semisupervised import SCORE_VARIANTS
+    from vaelab.experiments.semisupervised import SCORE_VARIANTS
 
     labelled = " | ".join(f"{n} labelled" for n in counts)
     lines = [f"AUROC on the MNIST test set; one-vs-rest, {args.epochs} epochs, latent {args.latent_dim}, "

@@ -10,8 +10,9 @@ paper's Table 1 (error %, mean ± std over runs) for comparison only.
         [--labels 100,600,1000,3000] [--seeds 1] [--m2-epochs 20] [--m1m2-epochs 100] \
         [--cells runs/ssl_mnist] [--results benchmarks/results/ssl_mnist.md] [--figures docs/ssl]
 
-With ``--cells DIR`` every finished (model, labels, seed) run is kept there (its error as JSON
-keyed by a fingerprint of its settings, the M2 weights as safetensors): an interrupted run goes on
+With ``--cells DIR`` every finished (model, labels, seed) run is kept there as a unit of work
+(:mod:`vaelab.experiments.units`: its error in ``units/<run>.json`` keyed by a fingerprint of its
+settings, the M2 weights as safetensors): an interrupted run goes on
 where it stopped, more seeds add to the earlier ones, changed settings redo only their runs.
 """
 
@@ -20,13 +21,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from vaelab.config import ModelConfig, TrainConfig, load_config
-from vaelab.fileio import cached_json, fingerprint, write_text
+from vaelab.config import Config, ModelConfig, load_config
+from vaelab.fileio import write_text
 
 # Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
 PUBLISHED = {
@@ -38,11 +38,12 @@ PUBLISHED = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vaelab.checkpoint import load_model, save_model, tensor_digest
     from vaelab.data import load_grey
-    from vaelab.scores import latent_means
-    from vaelab.semisupervised import balanced_labels, error_rate, train_m2
-    from vaelab.study import Study
+    from vaelab.evaluation import conditional_agreement, knn_judge
+    from vaelab.experiments.semisupervised import m1_features, m2_figures
+    from vaelab.experiments.study import Study
+    from vaelab.experiments.units import Unit, UnitStore
+    from vaelab.models import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="MNIST .npz or IDX directory")
@@ -75,53 +76,41 @@ def main(argv: list[str] | None = None) -> None:
     data = load_grey(seed_cfg.data)
     x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
     models = args.models.split(",")
-    m1_features, m1_digest = None, None
+    m1 = None
     if "m1m2" in models:
-        Study(seed_cfg, args.m1_run).models()  # trains M1 if the run does not hold it yet
-        m1, _ = load_model(args.m1_run / "models" / f"z{args.m1_latent}" / "model.safetensors")
-        f_train, f_test = latent_means(m1, x_train), latent_means(m1, x_test)
-        active = f_train.var(0) > args.m1_active  # Burda et al. (2016)'s active units; the rest carry no signal
-        active = active if active.any() else np.ones_like(active)
-        m1_features = (f_train[:, active], f_test[:, active])
-        m1_digest = (tensor_digest(m1.state_dict()), args.m1_active)
-        print(f"M1: {int(active.sum())} of {len(active)} latent units active", flush=True)
+        study = Study(seed_cfg, args.m1_run)
+        study.models()  # trains M1 if the run does not hold it yet
+        m1_file, m1_fingerprint = study.model_files()[args.m1_latent]
+        print(f"M1: {m1_features(str(m1_file), x_train, x_test[:1], args.m1_active)[2]} of {args.m1_latent} "
+              "latent units active", flush=True)
+        m1 = {"fingerprint": m1_fingerprint, "active": args.m1_active, "file": str(m1_file)}
     rows: dict[tuple[str, int], list[float]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in models}
     m2_files: dict[int, Path] = {}
-    cells = args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-"))
+    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-")), say=None)
     m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
         for n_labels in [int(v) for v in args.labels.split(",")]:
-            semi = balanced_labels(y_train, n_labels, seed)
-            assert (semi >= 0).sum() == n_labels  # nothing else, and no test label, reaches training
             for model in (m for m in models if seed < seeds[m]):
                 name = f"{model}-{n_labels}-seed{seed}"
-                if model == "m2":
-                    x_fit, x_eval, cfg, epochs, kw = x_train, x_test, m2_cfg, args.m2_epochs, \
-                        {"likelihood": "bernoulli", "binarize": True}
-                else:
-                    (x_fit, x_eval), cfg, epochs, kw = m1_features, m1m2_cfg, args.m1m2_epochs, \
-                        {"likelihood": "gaussian"}
-                fp = fingerprint(name, args.data, args.train_limit, dataclasses.asdict(cfg), epochs, kw,
-                                 m1_digest if model == "m1m2" else None)
-
-                def run() -> dict[str, float]:
-                    t0 = time.perf_counter()
-                    fitted = train_m2(x_fit, semi, cfg, TrainConfig(epochs=epochs, batch_size=128, seed=seed,
-                                                                    progress=False), **kw)
-                    if model == "m2":
-                        save_model(cells / f"{name}.safetensors", fitted, {"fingerprint": fp, "labels": n_labels})
-                    return {"error": 100 * error_rate(fitted, x_eval, y_test), "seconds": time.perf_counter() - t0}
-
-                cell = cached_json(cells / f"{name}.json", fp, run)
-                seconds[model] += cell["seconds"]
-                rows.setdefault((model, n_labels), []).append(cell["error"])
-                if model == "m2":
-                    m2_files[n_labels] = cells / f"{name}.safetensors"
-                print(f"{model} labels={n_labels} seed={seed}: test error {cell['error']:.2f}% "
-                      f"({cell['seconds']:.0f} s)", flush=True)
+                pixels = model == "m2"
+                unit = Unit(name, "vaelab.experiments.semisupervised:run_classifier",
+                            {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
+                             "model": Config(model=m2_cfg if pixels else m1m2_cfg).to_dict()["model"],
+                             "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
+                             "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
+                             "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active")}},
+                            outputs=(f"{name}.safetensors",) if pixels else (),
+                            runtime={} if pixels else {"m1_file": m1["file"]})
+                error = store.run(unit)["error"]
+                seconds[model] += store.record(unit)["seconds"]
+                rows.setdefault((model, n_labels), []).append(error)
+                if pixels:
+                    m2_files[n_labels] = store.root / unit.outputs[0]
+                print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
+                      f"({store.record(unit)['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (
@@ -138,8 +127,6 @@ def main(argv: list[str] | None = None) -> None:
                      f"{fmt(rows[('m1m2', n)]) if ('m1m2', n) in rows else ''} | {pub.get('M1+TSVM', '')} | "
                      f"{pub.get('M2', '')} | {pub.get('M1+M2', '')} |")
     if m2_files:  # does M2's decoder use the class? (10% = ignores it; judge: 3-NN on the training digits)
-        from vaelab.semisupervised import conditional_agreement, knn_judge
-
         judge = knn_judge(x_train, y_train)
         lines += ["", "M2 conditional samples E[x|y=c, z] that a 3-nearest-neighbour classifier of the training "
                   "digits puts in class c (last seed; 10% = the decoder ignores y): " + ", ".join(
@@ -153,11 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         write_text(args.results, text)
     if args.figures and m2_files:
         from vaelab import plots
-        from vaelab.semisupervised import conditional_figures
 
         m2, _ = load_model(m2_files[max(m2_files)])
-        for file, fig in conditional_figures(m2, x_test, y_test,
-                                             tuple(data.image_shape[-2:])).items():
+        for file, fig in m2_figures(m2, x_test, y_test, tuple(data.image_shape[-2:])).items():
             plots.save_figure(fig, args.figures / file)
 
 

@@ -25,6 +25,26 @@ def tiny_config(**sections) -> Config:
     return Config.from_dict(base)
 
 
+# A whole study on tiny settings, run once per test session and shared by the study and report tests.
+TINY_STUDY = ["--set", "train.progress=false", "--set", "train.epochs=1", "--set", "data.train_limit=600",
+              "--set", "anomaly.classes=[1,7]", "--set", "anomaly.latent_dims=[2]", "--set", "anomaly.loco_epochs=1",
+              "--set", "synthetic.types=[\"noise\",\"occlusion\"]", "--set", "synthetic.tsne_normals=100",
+              "--set", "semisupervised.epochs=1", "--set", "semisupervised.latent_dim=2",
+              "--set", "semisupervised.anomaly_labels=[0,5]",
+              "--set", "model.hidden_dims=[32]", "--set", "study.latent_dims=[2,3]",
+              "--set", "study.tsne_points=150", "--set", "score.iwae_samples=8",
+              "--set", "study.n_prior_samples=16"]
+
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory) -> Path:
+    from vaelab.cli import main
+
+    out = tmp_path_factory.mktemp("study") / "run"
+    assert main(["run", "--out", str(out), *TINY_STUDY]) == 0
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)

@@ -57,7 +57,7 @@ def test_ssl_mnist_smoke(tmp_path):
     common = ["--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"), "--cells", str(tmp_path / "c")]
     out = _run("ssl_mnist.py", tmp_path, *common, "--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"))
     assert "| 100 |" in out and "11.97" in out and (tmp_path / "f" / "m2_style.png").exists()
-    cell = tmp_path / "c" / "m2-100-seed0.json"
+    cell = tmp_path / "c" / "units" / "m2-100-seed0.json"
     stored = json.loads(cell.read_text())
     stored["result"]["error"] = 12.345  # kept runs are reused, and more seeds add to them
     cell.write_text(json.dumps(stored))
@@ -70,7 +70,7 @@ def test_ssl_anomaly_smoke(tmp_path):
     out = _run("ssl_anomaly.py", tmp_path, *args)
     assert "5 labelled" in out and "unsupervised vae-iwae" in out and (tmp_path / "f.png").exists()
     assert "| known anomaly classes |" in out and "| novel anomaly classes |" in out and "mean-rank fusion" in out
-    cell = tmp_path / "c" / "normal0-pollution0.json"
+    cell = tmp_path / "c" / "units" / "normal0-pollution0.json"
     stored = json.loads(cell.read_text())
     stored["result"]["m2"][0] = 0.1234  # a finished class is reused, not retrained
     cell.write_text(json.dumps(stored))

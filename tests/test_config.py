@@ -70,10 +70,26 @@ def test_quick_config_is_the_builtin_default():
     assert seed.train.batch_size == 512 and seed.model.hidden_dims == (400,)
 
 
-def test_m2_settings_do_not_change_a_vae_identity():
-    from vaelab.config import model_identity
+def test_identity_is_what_determines_the_weights():
+    from vaelab.config import identity
 
-    vae = Config().to_dict()["model"]
-    assert "n_classes" not in model_identity(vae) and model_identity(vae) == model_identity({**vae, "alpha": 1.0})
-    m2 = {**vae, "name": "m2"}
-    assert model_identity(m2) != model_identity({**m2, "alpha": 1.0})
+    base = Config()
+    assert identity(base) == identity(base.to_dict())  # a Config or its stored dict form
+    vae = base.to_dict()
+    assert "n_classes" not in identity(vae)["model"]
+    assert identity(vae) == identity({**vae, "model": {**vae["model"], "alpha": 1.0}})  # M2 settings: not a VAE's
+    m2 = {**vae, "model": {**vae["model"], "name": "m2"}}
+    assert identity(m2) != identity({**m2, "model": {**m2["model"], "alpha": 1.0}})
+    resumable = {**vae, "train": {**vae["train"], "epochs": 999, "device": "cpu", "progress": False}}
+    assert identity(resumable) == identity(vae)  # may change between a run and its resumption
+    for section, key, value in (("train", "lr", 0.5), ("train", "seed", 3), ("model", "latent_dim", 7),
+                                ("data", "binarize", "none")):
+        assert identity({**vae, section: {**vae[section], key: value}}) != identity(vae), key
+    assert identity(base.with_latent_dim(7)) == identity({**vae, "model": {**vae["model"], "latent_dim": 7}})
+
+
+def test_anomaly_latent_sizes_must_be_the_studys():
+    with pytest.raises(ConfigError, match="anomaly.latent_dims must be among study.latent_dims"):
+        Config.from_dict({"study": {"latent_dims": [2, 3]}, "anomaly": {"latent_dims": [5]}}).anomaly_latent_dims()
+    assert Config.from_dict({"study": {"latent_dims": [2]}, "anomaly": {"latent_dims": []}}).anomaly_latent_dims() == (2,)
+    assert Config().anomaly_latent_dims() == (5,)

@@ -326,10 +326,6 @@ class Config:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     semisupervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
 
-    def __post_init__(self) -> None:
-        extra = sorted(set(self.anomaly.latent_dims) - set(self.study.latent_dims))
-        _check(not extra, f"anomaly.latent_dims must be among study.latent_dims; {extra[0] if extra else ''} is not")
-
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), ready for TOML or JSON."""
@@ -344,6 +340,14 @@ class Config:
 
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
+
+    def anomaly_latent_dims(self) -> tuple[int, ...]:
+        """The latent sizes the anomaly benchmark covers: ``anomaly.latent_dims`` (which must be among
+        ``study.latent_dims``, the sizes an experiment trains), or all of ``study.latent_dims``."""
+        extra = sorted(set(self.anomaly.latent_dims) - set(self.study.latent_dims))
+        _check(not extra, f"anomaly.latent_dims must be among study.latent_dims; {extra[0] if extra else ''} is not "
+                          "(add it to study.latent_dims, or set anomaly.latent_dims=[] for all of them)")
+        return tuple(self.anomaly.latent_dims or self.study.latent_dims)
 
     def with_latent_dim(self, latent_dim: int) -> "Config":
         """This config with ``model.latent_dim`` set: the one home of a model's latent size."""

@@ -1,20 +1,13 @@
-"""M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
+"""Model files: exact round trip (VAE and M2), no code execution, refusal of damaged and foreign files."""
 
-import numpy as np
+import json
+
 import pytest
 import torch
-from tests.conftest import tiny_config
-from vaelab.config import ModelConfig, TrainConfig
-from vaelab.models import build_model
-from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
-from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
-import json
-from vaelab import checkpoint as ckpt
+
 from vaelab.config import ModelConfig
 from vaelab.errors import ModelFileError
-from vaelab.models import VAE
+from vaelab.models import VAE, build_model, load_model, save_model, weights_fingerprint
 
 
 @pytest.fixture
@@ -24,8 +17,6 @@ def m2():
 
 
 def test_m2_file_round_trip_takes_its_build_from_the_model(tmp_path, m2):
-    from vaelab.models import load_model, save_model
-
     save_model(tmp_path / "m2.safetensors", m2, {"labels": 100})
     loaded, meta = load_model(tmp_path / "m2.safetensors")
     assert meta["labels"] == 100 and meta["model"]["n_classes"] == 4
@@ -62,3 +53,45 @@ def test_missing_and_foreign_files(tmp_path):
         load_model(tmp_path / "plain.safetensors")
 
 
+def test_file_is_plain_safetensors_without_pickle(tmp_path):
+    _, path = _model_file(tmp_path)
+    from safetensors.torch import load_file
+
+    assert "enc_mean.weight" in load_file(path)
+    assert b"\x80\x04" not in path.read_bytes()[:64]  # no pickle protocol header
+
+
+def test_truncated_file_is_refused(tmp_path):
+    _, path = _model_file(tmp_path)
+    blob = path.read_bytes()
+    for size in (4, 100, len(blob) // 2, len(blob) - 1):
+        path.write_bytes(blob[:size])
+        with pytest.raises(ModelFileError) as info:
+            load_model(path)
+        assert str(path) in str(info.value)
+
+
+def test_tampered_tensor_bytes_are_refused(tmp_path):
+    _, path = _model_file(tmp_path)
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="does not match its recorded SHA-256"):
+        load_model(path)
+
+
+def test_tampered_header_is_refused(tmp_path):
+    _, path = _model_file(tmp_path)
+    blob = bytearray(path.read_bytes())
+    blob[12] = ord("#")
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+def test_weights_fingerprint_changes_with_any_weight():
+    model = VAE(6, ModelConfig(latent_dim=2, hidden_dims=(4,)), "bernoulli")
+    before = weights_fingerprint(model)
+    with torch.no_grad():
+        model.enc_mean.bias[0] += 1e-6
+    assert weights_fingerprint(model) != before

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from vaelab.config import LATENT_ESTIMATORS as ESTIMATORS
+
 # The estimator settings a detector passes on (fields of the same names in DetectorConfig).
 ESTIMATOR_SETTINGS = ("ocsvm_nu", "gmm_components", "gmm_full_max_dim", "iforest_estimators", "nystroem_components")
-ESTIMATORS = ("ocsvm", "ocsvm-nystroem", "iforest", "gmm", "kde")
 
 
 class GaussianKDE:

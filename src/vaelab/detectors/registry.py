@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelab.config import Config
+from vaelab.config import DEFAULT_DETECTOR, LATENT_ESTIMATORS, RAW_ESTIMATORS, Config
 from vaelab.detectors.base import BaseDetector
-from vaelab.detectors.estimators import ESTIMATOR_SETTINGS, ESTIMATORS
+from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
 from vaelab.detectors.fusion import FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
 from vaelab.detectors.vae import VAEDetector
@@ -29,9 +29,10 @@ FUSIONS = {
     "fusion-latent-zsum": ("latent-gmm", "zsum"),
 }
 VAE_NAMES = tuple(f"vae-{s}" for s in SCORES)
-LATENT_NAMES = tuple(f"latent-{e}" for e in ESTIMATORS)
-RAW_NAMES = tuple(f"raw-{e}" for e in (*ESTIMATORS, "pca-recon"))
+LATENT_NAMES = tuple(f"latent-{e}" for e in LATENT_ESTIMATORS)
+RAW_NAMES = tuple(f"raw-{e}" for e in RAW_ESTIMATORS)
 DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)
+assert DEFAULT_DETECTOR in DETECTORS, DEFAULT_DETECTOR
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:

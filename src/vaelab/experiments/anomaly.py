@@ -56,11 +56,6 @@ class Cell:
         return f"cells/{self.name}.npz"
 
 
-def benchmark_latent_dims(config: Config) -> tuple[int, ...]:
-    """The latent sizes the benchmark covers: ``anomaly.latent_dims``, or else ``study.latent_dims``."""
-    return tuple(config.anomaly.latent_dims or config.study.latent_dims)
-
-
 def cell_unit(config: Config, cell: Cell) -> Unit:
     """The unit of work of ``cell``: its params hold exactly the settings its numbers depend on."""
     c = config.to_dict()
@@ -117,7 +112,7 @@ class AnomalyBenchmark:
         self.out_dir = Path(out_dir)
         self.store = UnitStore(self.out_dir, say)
         self.say = say or (lambda line: None)
-        self.latent_dims = benchmark_latent_dims(config)
+        self.latent_dims = config.anomaly_latent_dims()
         data = data or load_grey(config.data)
         if data.train.y is None or data.test.y is None:
             raise DataError("the anomaly benchmark needs class labels", data.source)

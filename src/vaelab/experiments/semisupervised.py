@@ -1,6 +1,6 @@
-"""Semi-supervised experiments: the M2 stage of the study (error rate, conditional samples, style
-transfer) and the anomaly curve of the SemiSupervisedDetector as labelled anomalies grow (Deep SAD
-protocol), each a unit of work."""
+"""Semi-supervised experiments, each a unit of work: the M2 stage of the study (error rate, conditional
+samples, style transfer), the anomaly curve of the SemiSupervisedDetector as labelled anomalies grow
+(Deep SAD protocol), and the classification runs of M2 and M1+M2 (Kingma et al. 2014)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vaelab import plots
-from vaelab.config import Config
+from vaelab.config import Config, TrainConfig
 from vaelab.data import load_grey
 from vaelab.data.labels import balanced_labels
 from vaelab.data.protocols import semi_supervised_one_vs_rest
@@ -20,8 +20,9 @@ from vaelab.detectors import SemiSupervisedDetector, VAEDetector
 from vaelab.errors import DataError
 from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
 from vaelab.experiments.units import Unit
-from vaelab.models import resolve_likelihood, save_model
+from vaelab.models import load_model, resolve_likelihood, save_model
 from vaelab.runtime import make_generator
+from vaelab.scores import latent_means
 from vaelab.training import train_m2
 
 
@@ -82,6 +83,37 @@ def run_m2_stage(unit: Unit, root: Path) -> dict[str, Any]:
                              f"as labelled anomalies from class(es) {list(sc.known_anomaly_classes)} are added.", 9))
     return {"figures": figs, "files": [f["file"] for f in figs], "labels": sc.labels, "error_rate": error,
             "agreement": agreement, "curve": curve, "normal_class": sc.normal_class}
+
+
+def m1_features(m1_file: str, x_train: np.ndarray, x_test: np.ndarray,
+                min_variance: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """M1+M2's inputs: the latent means of the M1 VAE in ``m1_file`` on its active units (variance of the
+    training means above ``min_variance``, Burda et al. 2016); (train, test, number of active units)."""
+    m1, _ = load_model(m1_file)
+    f_train, f_test = latent_means(m1, x_train), latent_means(m1, x_test)
+    active = f_train.var(0) > min_variance
+    active = active if active.any() else np.ones_like(active)
+    return f_train[:, active], f_test[:, active], int(active.sum())
+
+
+def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
+    """One semi-supervised classification run (``benchmarks/ssl_mnist.py``): M2 on the pixels or M1+M2 on an
+    M1's latent means, trained with ``labels`` balanced labels and the given seed; test error in %. M2's
+    weights are kept beside the record (``<name>.safetensors``)."""
+    p = unit.params
+    data = load_grey(Config.from_dict(p["config"]).data)
+    x_fit, x_eval = data.train.x, data.test.x
+    if p["m1"]:
+        x_fit, x_eval, _ = m1_features(unit.runtime["m1_file"], x_fit, x_eval, p["m1"]["active"])
+    semi = balanced_labels(data.train.y, p["labels"], p["seed"])
+    assert (semi >= 0).sum() == p["labels"]  # nothing else, and no test label, reaches training
+    model = Config.from_dict({"model": p["model"]}).model
+    fitted = train_m2(x_fit, semi, model, TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"],
+                                                      progress=False), likelihood=p["likelihood"],
+                      binarize=p["binarize"])
+    if not p["m1"]:
+        save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
+    return {"error": 100 * error_rate(fitted, x_eval, data.test.y)}
 
 
 def run_curve(unit: Unit, root: Path) -> dict[str, Any]:

@@ -142,6 +142,8 @@ class Study:
         """Run (or continue) the whole study; writes and returns ``metrics.json``."""
         start = time.perf_counter()
         cfg, st = self.config, self.config.study
+        if cfg.anomaly.protocols:
+            cfg.anomaly_latent_dims()  # validate before any work
         per_latent = self.models()
         units = self.figure_units(self.model_units())
         results = dict(zip([u.name for u in units], self.store.run_all(units)))
