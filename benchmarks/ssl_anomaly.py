@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     import dataclasses
     import tempfile
 
-    from vaelab.config import DataConfig
+    from vaelab.config import DataConfig, DetectorConfig
     from vaelab.detectors import SemiSupervisedDetector
     from vaelab.experiments.semisupervised import curve_groups
     from vaelab.experiments.units import Unit, UnitStore
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         unit = Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_curve",
                     {"config": {"data": dataclasses.asdict(data)}, "normal": c, "known": list(known), "counts": counts,
                      "epochs": args.epochs, "latent_dim": args.latent_dim, "pollution": args.pollution, "seed": c,
-                     "rule": SemiSupervisedDetector.fusion_rule})
+                     "iwae_samples": DetectorConfig().iwae_samples, "rule": SemiSupervisedDetector.fusion_rule})
         curves[c] = {**store.run(unit), "seconds": store.record(unit)["seconds"]}
         for n, value, on_known, on_novel in zip(counts, curves[c]["m2"], curves[c]["m2_known"], curves[c]["m2_novel"]):
             print(f"normal {c}, known anomaly class {known[0]}, {n} labelled: SemiSupervisedDetector {value:.3f} "

@@ -1,4 +1,5 @@
-"""The package's imports run one way, down the declared layers, with no cycle (function-level imports count)."""
+"""The package's imports run one way, down the declared layers, with no cycle (function-level imports
+count); and no test assertion that can never fail."""
 
 import ast
 from pathlib import Path
@@ -98,3 +99,27 @@ def test_the_check_sees_a_function_level_import(tmp_path):
     known["vaelab.a"].write_text("def f():\n    from vaelab.b import thing\n")
     assert imports("vaelab.a", known["vaelab.a"], known) == {"vaelab.b"}
     assert layer("vaelab.detectors.fusion") < layer("vaelab.experiments.units") < layer("vaelab.cli")
+
+
+def test_no_assertion_can_never_fail():
+    """An assert whose message is a condition (``assert a, b == c``) or whose test is a tuple never checks
+    what it seems to; this scans every test module for both."""
+    bad = []
+    for path in Path(__file__).resolve().parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Assert):
+                continue
+            msg = node.msg
+            hidden = isinstance(msg, (ast.Compare, ast.BoolOp)) or (isinstance(msg, ast.UnaryOp)
+                                                                   and isinstance(msg.op, ast.Not))
+            if hidden or isinstance(node.test, ast.Tuple):
+                bad.append(f"{path.name}:{node.lineno}")
+    assert not bad, bad
+
+
+def test_tests_mirror_the_package():
+    """Every module ``src/vaelab/a/b.py`` has its test module ``tests/a/test_b.py``."""
+    tests = Path(__file__).resolve().parent
+    missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")
+               and not (tests / p.relative_to(ROOT).parent / f"test_{p.name}").exists()]
+    assert not missing, f"modules without a test module: {missing}"

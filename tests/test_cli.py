@@ -149,7 +149,8 @@ def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys
     assert code == 0, err
     code, out, err = run_cli(capsys, "detect", "--load", tmp_path / "det.safetensors", "--test",
                              tmp_path / "test.npz", "--out", tmp_path / "b.csv")
-    assert code == 0, err and "loaded from" in out
+    assert code == 0, err
+    assert "loaded from" in out
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     code, _, err = run_cli(capsys, "detect", "--test", tmp_path / "test.npz", "--out", tmp_path / "c.csv")
     assert code == 2 and "--train" in err and not (tmp_path / "c.csv").exists()

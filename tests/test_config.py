@@ -1,3 +1,5 @@
+"""Configs: TOML round trip, overrides, refusals naming the file, and identity()."""
+
 import pytest
 
 from vaelab.config import Config, apply_overrides, load_config, parse_override

@@ -1,3 +1,5 @@
+"""Distributions against closed forms."""
+
 import math
 
 import torch

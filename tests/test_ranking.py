@@ -1,14 +1,9 @@
-"""`vaelab run` end to end on a tiny config, stage skipping, the report and the ranking."""
+"""Ranking: least and most likely points, per class, and the latent traversal grid."""
 
-import json
-import math
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from vaelab import ranking
-from vaelab.cli import main
 
 
 def test_ranking_functions():

@@ -7,22 +7,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tests.conftest import tiny_config
+from vaelab.config import ModelConfig, TrainConfig
 from vaelab.data import load_dataset
+from vaelab.data.labels import balanced_labels
 from vaelab.errors import TrainingDiverged
+from vaelab.evaluation import error_rate
 from vaelab.experiments.training_run import train_model
 from vaelab.models import build_model
-from vaelab.training import Trainer, evaluate_elbo
-import numpy as np
-from vaelab.config import ModelConfig, TrainConfig
-from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
 from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
-
+from vaelab.training import Trainer, evaluate_elbo, train_m2
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -88,7 +88,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from vaelab.data import load_path
     from vaelab.data.dataset import fit_preprocessing

@@ -10,7 +10,6 @@ overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import tomli_w
+import tomllib
 
 from vaelab.errors import ConfigError
 

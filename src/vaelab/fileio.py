@@ -1,4 +1,4 @@
-"""Atomic file writes: write beside the target, fsync, then rename into place."""
+"""Atomic file writes (write beside the target, fsync, then rename into place) and input fingerprints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 @contextmanager
@@ -50,21 +50,3 @@ def write_json(path: str | Path, obj: Any) -> None:
 def fingerprint(*parts: Any) -> str:
     """A short hash of JSON-able ``parts``: what a stored result was computed from."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def cached_json(path: str | Path, fp: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The result stored at ``path`` for inputs ``fp``; else ``compute()``, stored (atomically) and returned.
-
-    Long benchmark loops keep each finished unit this way, so an interrupted run loses only the
-    unit in progress and a rerun with other settings redoes only what they change.
-    """
-    path = Path(path)
-    try:
-        stored = json.loads(path.read_text())
-        if stored.get("fingerprint") == fp:
-            return stored["result"]
-    except (OSError, json.JSONDecodeError, AttributeError, KeyError):
-        pass
-    result = compute()
-    write_json(path, {"fingerprint": fp, "result": result})
-    return result

@@ -1,16 +1,9 @@
-"""M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
+"""Partial labels: balanced over the classes, and the labelled share of an epoch."""
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import tiny_config
-from vaelab.config import ModelConfig, TrainConfig
-from vaelab.models import build_model
 from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
-from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
 
 
 def test_balanced_labels_and_epoch_rows():

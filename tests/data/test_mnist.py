@@ -1,21 +1,16 @@
-"""Loaders, splits, preprocessing and the checked download."""
+"""MNIST from IDX files, an .npz or the checked download."""
 
 import functools
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from vaelab.config import DataConfig
 from vaelab.data import load_dataset
 from vaelab.data import mnist as M
-from vaelab.data import load_path
-from vaelab.data.dataset import binarize_fixed
-from vaelab.data.download import download, sha256_file
 from vaelab.errors import DataError
 
 

@@ -1,19 +1,9 @@
-"""M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
+"""Protocol splits: no anomaly in training, the asked pollution, labels only on training rows."""
 
 import numpy as np
 import pytest
-import torch
-from tests.conftest import tiny_config
-from vaelab.config import ModelConfig, TrainConfig
-from vaelab.models import build_model
-from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
-from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
-from sklearn.metrics import roc_auc_score
+
 from vaelab.data.protocols import leave_one_class_out, one_vs_rest
-from vaelab.detectors import FusionDetector, RawDetector, fuse
-from vaelab.evaluation import auroc, auroc_by_group, average_precision, bootstrap
 
 
 def test_semi_supervised_protocol_labels_only_training_rows():

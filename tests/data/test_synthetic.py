@@ -4,8 +4,16 @@ injection is reproducible from its seed, and the type labels survive into a test
 import numpy as np
 import pytest
 
-from vaelab.data.synthetic import (IMAGE_ANOMALIES, NORMAL, TABULAR_ANOMALIES, describe, image_test_set, inject,
-                                   tabular_anomalies, tabular_test_set)
+from vaelab.data.synthetic import (
+    IMAGE_ANOMALIES,
+    NORMAL,
+    TABULAR_ANOMALIES,
+    describe,
+    image_test_set,
+    inject,
+    tabular_anomalies,
+    tabular_test_set,
+)
 
 SHAPE = (28, 28)
 RANDOM_TYPES = ("noise", "salt-pepper", "occlusion", "erasure", "rotation", "overlay")

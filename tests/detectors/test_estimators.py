@@ -1,10 +1,6 @@
-"""Detectors: the sign convention, thresholds, and detection on data with known anomalies."""
+"""Estimators: the blockwise Gaussian KDE equals scikit-learn's."""
 
 import numpy as np
-import pytest
-from sklearn.metrics import roc_auc_score
-
-from vaelab.detectors import LatentDetector, RawDetector, VAEDetector
 
 
 def test_gaussian_kde_matches_scikit_learn():

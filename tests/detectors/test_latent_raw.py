@@ -1,10 +1,10 @@
-"""Detectors: the sign convention, thresholds, and detection on data with known anomalies."""
+"""Raw-data baselines rank anomalies below normals."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vaelab.detectors import LatentDetector, RawDetector, VAEDetector
+from vaelab.detectors import RawDetector
 
 
 @pytest.fixture(scope="module")

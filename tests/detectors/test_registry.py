@@ -1,10 +1,6 @@
-"""Detectors: the sign convention, thresholds, and detection on data with known anomalies."""
+"""Every registered detector fits and follows the contract."""
 
 import numpy as np
-import pytest
-from sklearn.metrics import roc_auc_score
-
-from vaelab.detectors import LatentDetector, RawDetector, VAEDetector
 
 
 def test_every_registered_detector_fits_and_follows_the_contract():

@@ -1,16 +1,7 @@
-"""M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
+"""The semi-supervised detector uses its few anomaly labels."""
 
 import numpy as np
 import pytest
-import torch
-
-from tests.conftest import tiny_config
-from vaelab.config import ModelConfig, TrainConfig
-from vaelab.models import build_model
-from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
-from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
 
 
 def test_semi_supervised_detector_uses_its_few_anomaly_labels():

@@ -2,16 +2,11 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from vaelab import ranking
 from tests.conftest import TINY_STUDY
 from vaelab.cli import main
-
-
 
 
 def _finite_numbers(obj):

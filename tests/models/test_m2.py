@@ -1,16 +1,10 @@
 """M2: the exact marginalisation over y, the loss, conditional generation, and no label leak."""
 
-import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_config
-from vaelab.config import ModelConfig, TrainConfig
+from vaelab.config import ModelConfig
 from vaelab.models import build_model
-from vaelab.data.labels import balanced_labels, epoch_rows
-from vaelab.evaluation import error_rate
-from vaelab.scores import marginal_elbo
-from vaelab.training import train_m2
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vaelab import plots
 from vaelab.config import Config
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
@@ -33,7 +34,6 @@ from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import PROTOCOL_TITLES, write_tables
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
 from vaelab.experiments.units import Unit, UnitStore, config_part
-from vaelab import plots
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
 RAW = 0  # the latent size of the raw-data cells (no VAE)

@@ -12,6 +12,7 @@ import numpy as np
 from vaelab.config import Config
 from vaelab.fileio import write_json, write_text
 
+
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean AUROC and AP over classes per (protocol, latent size, detector), best first."""
     groups: dict[tuple, list[dict[str, Any]]] = {}

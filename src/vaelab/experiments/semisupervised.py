@@ -75,7 +75,7 @@ def run_m2_stage(unit: Unit, root: Path) -> dict[str, Any]:
     curve = anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, sc.normal_class,
                           tuple(sc.known_anomaly_classes), list(sc.anomaly_labels), epochs=sc.epochs,
                           latent_dim=sc.latent_dim, pollution=sc.pollution, seed=cfg.train.seed,
-                          hidden_dims=tuple(cfg.model.hidden_dims))
+                          hidden_dims=tuple(cfg.model.hidden_dims), iwae_samples=cfg.detector.iwae_samples)
     plots.save_figure(plots.label_curve(curve["counts"], *curve_groups([curve]), "labelled anomalies",
                                         highlighted=3), root / "figures" / "ssl_anomaly_curve.png")
     figs.append(figure_entry("figures/ssl_anomaly_curve.png", "Semi-supervised",
@@ -122,7 +122,7 @@ def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
     data = load_grey(Config.from_dict(p["config"]).data)
     return anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, p["normal"], tuple(p["known"]),
                          list(p["counts"]), epochs=p["epochs"], latent_dim=p["latent_dim"],
-                         pollution=p["pollution"], seed=p["seed"])
+                         pollution=p["pollution"], seed=p["seed"], iwae_samples=p["iwae_samples"])
 
 
 # the SemiSupervisedDetector's score and the alternatives an anomaly curve also records
@@ -133,8 +133,8 @@ SCORE_VARIANTS = {"m2": "SemiSupervisedDetector", "likelihood_part": "its likeli
 
 def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
-                  latent_dim: int, pollution: float = 0.0, seed: int = 0,
-                  hidden_dims: tuple[int, ...] = (400,)) -> dict[str, object]:
+                  latent_dim: int, pollution: float = 0.0, seed: int = 0, hidden_dims: tuple[int, ...] = (400,),
+                  iwae_samples: int = 100) -> dict[str, object]:
     """Test AUROC of the SemiSupervisedDetector for each number of labelled anomalies (Deep SAD
     protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
     labelled anomalies.
@@ -153,7 +153,7 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                                             pollution=pollution, seed=seed)
         if "unsupervised" not in out:  # the unlabelled rows do not depend on n (same seed)
             vae = VAEDetector(score_name="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
-                              n_samples=100, random_state=seed).fit(split.x_train[split.y_train != 1])
+                              n_samples=iwae_samples, random_state=seed).fit(split.x_train[split.y_train != 1])
             out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
         det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
                                      random_state=seed).fit(split.x_train, split.y_train)

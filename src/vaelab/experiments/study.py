@@ -94,7 +94,8 @@ class Study:
 
     def semisupervised_unit(self) -> Unit:
         return Unit("semisupervised", "vaelab.experiments.semisupervised:run_m2_stage",
-                    {"config": self._part(data=None, model=None, train=self._train_keys(), semisupervised=None)},
+                    {"config": self._part(data=None, model=None, train=self._train_keys(), semisupervised=None,
+                                          detector=["iwae_samples"])},
                     outputs=("semisupervised/m2.safetensors",), runtime={"device": self.config.train.device})
 
     # ---- running -------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def best_per_type(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per severity and type: the best detector and the best of each family (vae, latent, raw, fusion)."""
     out = []
