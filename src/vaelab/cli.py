@@ -1,6 +1,9 @@
 """The ``vaelab`` command: parses arguments, builds a config, calls the library.
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted.
+
+About 320 lines: one parser and one short function per subcommand, each of
+which only builds a config and makes one call into the library.
 """
 
 from __future__ import annotations

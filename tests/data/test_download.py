@@ -1,27 +1,10 @@
 """The checked download: SHA-256 verified, nothing left behind on a mismatch."""
 
-import functools
-import http.server
-import threading
 
 import pytest
 
 from vaelab.data.download import download, sha256_file
 from vaelab.errors import DataError
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """A local HTTP server over a directory; yields (directory, base URL)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
 
 
 def test_checksum_mismatch_leaves_nothing(http_dir, tmp_path):

@@ -1,9 +1,6 @@
 """MNIST from IDX files, an .npz or the checked download."""
 
-import functools
 import hashlib
-import http.server
-import threading
 
 import numpy as np
 import pytest
@@ -12,20 +9,6 @@ from vaelab.config import DataConfig
 from vaelab.data import load_dataset
 from vaelab.data import mnist as M
 from vaelab.errors import DataError
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """A local HTTP server over a directory; yields (directory, base URL)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
 
 
 def test_idx_directory_matches_written_arrays(idx_dir):

@@ -29,6 +29,19 @@ class EstimatorDetector(BaseDetector):
     change that alters the estimator is reported instead of scoring differently.
     """
 
+    def __init__(self, estimator: str, max_fit_rows: int | None, ocsvm_nu: float, gmm_components: int,
+                 gmm_full_max_dim: int, iforest_estimators: int, nystroem_components: int, contamination: float,
+                 threshold_rows: int | None, random_state: int) -> None:
+        super().__init__(contamination, threshold_rows)
+        self.estimator = estimator
+        self.max_fit_rows = max_fit_rows
+        self.ocsvm_nu = ocsvm_nu
+        self.gmm_components = gmm_components
+        self.gmm_full_max_dim = gmm_full_max_dim
+        self.iforest_estimators = iforest_estimators
+        self.nystroem_components = nystroem_components
+        self.random_state = random_state
+
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -73,18 +86,11 @@ class LatentDetector(EstimatorDetector):
                  epochs: int = 50, max_fit_rows: int | None = 10000, ocsvm_nu: float = 0.1, gmm_components: int = 10,
                  gmm_full_max_dim: int = 50, iforest_estimators: int = 200, nystroem_components: int = 500,
                  contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0) -> None:
-        super().__init__(contamination, threshold_rows)
-        self.estimator = estimator
+        super().__init__(estimator, max_fit_rows, ocsvm_nu, gmm_components, gmm_full_max_dim, iforest_estimators,
+                         nystroem_components, contamination, threshold_rows, random_state)
         self.vae = vae
         self.latent_dim = latent_dim
         self.epochs = epochs
-        self.max_fit_rows = max_fit_rows
-        self.ocsvm_nu = ocsvm_nu
-        self.gmm_components = gmm_components
-        self.gmm_full_max_dim = gmm_full_max_dim
-        self.iforest_estimators = iforest_estimators
-        self.nystroem_components = nystroem_components
-        self.random_state = random_state
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
         if fitting:
@@ -116,16 +122,9 @@ class RawDetector(EstimatorDetector):
                  ocsvm_nu: float = 0.1, gmm_components: int = 10, gmm_full_max_dim: int = 50,
                  iforest_estimators: int = 200, nystroem_components: int = 500, contamination: float = 0.1,
                  threshold_rows: int | None = 2000, random_state: int = 0) -> None:
-        super().__init__(contamination, threshold_rows)
-        self.estimator = estimator
+        super().__init__(estimator, max_fit_rows, ocsvm_nu, gmm_components, gmm_full_max_dim, iforest_estimators,
+                         nystroem_components, contamination, threshold_rows, random_state)
         self.pca_components = pca_components
-        self.max_fit_rows = max_fit_rows
-        self.ocsvm_nu = ocsvm_nu
-        self.gmm_components = gmm_components
-        self.gmm_full_max_dim = gmm_full_max_dim
-        self.iforest_estimators = iforest_estimators
-        self.nystroem_components = nystroem_components
-        self.random_state = random_state
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
         if fitting:
