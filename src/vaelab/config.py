@@ -353,6 +353,10 @@ class Config:
                           "(add it to study.latent_dims, or set anomaly.latent_dims=[] for all of them)")
         return tuple(self.anomaly.latent_dims or self.study.latent_dims)
 
+    def with_train(self, **changes: Any) -> "Config":
+        """This config with ``train`` settings changed (a unit's runtime settings: device, progress)."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+
     def with_latent_dim(self, latent_dim: int) -> "Config":
         """This config with ``model.latent_dim`` set: the one home of a model's latent size."""
         return dataclasses.replace(self, model=dataclasses.replace(self.model, latent_dim=int(latent_dim)))

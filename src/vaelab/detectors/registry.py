@@ -32,7 +32,6 @@ VAE_NAMES = tuple(f"vae-{s}" for s in SCORES)
 LATENT_NAMES = tuple(f"latent-{e}" for e in LATENT_ESTIMATORS)
 RAW_NAMES = tuple(f"raw-{e}" for e in RAW_ESTIMATORS)
 DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)
-assert DEFAULT_DETECTOR in DETECTORS, DEFAULT_DETECTOR
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:

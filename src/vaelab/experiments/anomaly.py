@@ -80,8 +80,7 @@ def protocol_split(data: Dataset, protocol: str, target: int, pollution: float, 
 def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     """Compute one cell: fit its detectors on the split's training rows and score the test rows."""
     p = unit.params
-    config = Config.from_dict(p["config"])
-    config = config.replace(train=config.train.__class__(**{**config.train.__dict__, **unit.runtime}))
+    config = Config.from_dict(p["config"]).with_train(**unit.runtime)
     split = protocol_split(load_grey(config.data), p["protocol"], p["target"], config.anomaly.pollution,
                            config.train.seed)
     ref = split.x_train[subsample(len(split.x_train), config.detector.reference_rows, config.train.seed)]

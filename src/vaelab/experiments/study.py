@@ -48,6 +48,7 @@ class Study:
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.store = UnitStore(self.run_dir, self.say)
         self.runtime = {"device": config.train.device, "progress": config.train.progress}
+        self.seconds: dict[str, float] = {}  # compute seconds of the finished units, by stage (the report's table)
 
     # ---- the units -----------------------------------------------------------
     def _part(self, latent: int | None = None, **sections) -> dict[str, Any]:
@@ -120,7 +121,9 @@ class Study:
         bench.store.run_all(cells)
         finish = Unit("anomaly", "vaelab.experiments.study:anomaly_tables", {"config": self.config.to_dict()},
                       outputs=("anomaly/results.json",), after=tuple(u.fingerprint for u in cells))
-        return self.store.run(finish)
+        result = self.store.run(finish)
+        self.seconds["anomaly"] = sum(bench.store.seconds(cells).values()) + self.store.seconds([finish])["anomaly"]
+        return result
 
     def synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         """The synthetic-anomaly benchmark with this study's models (trained first where missing)."""
@@ -137,7 +140,9 @@ class Study:
                       {"config": self.config.to_dict(), "prefix": prefix}, outputs=("results.json",),
                       after=tuple(u.fingerprint for u in units), runtime={"models": {
                           str(d): [str(f), fp] for d, (f, fp) in self.model_files().items()}})
-        return bench.store.run(finish)
+        result = bench.store.run(finish)
+        self.seconds["synthetic"] = sum(bench.store.seconds([*units, finish]).values())
+        return result
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) the whole study; writes and returns ``metrics.json``."""
@@ -148,6 +153,7 @@ class Study:
         per_latent = self.models()
         units = self.figure_units(self.model_units())
         results = dict(zip([u.name for u in units], self.store.run_all(units)))
+        self.seconds.update(self.store.seconds([*(u for pair in self.model_units().values() for u in pair), *units]))
         figures = []
         for d in st.latent_dims:
             figs = results[f"figures/z{d}"]
@@ -156,7 +162,10 @@ class Study:
         figures += results["maps"]["figures"] + results["curves"]["figures"]
         anomaly = self.anomaly() if cfg.anomaly.protocols else None
         synthetic = self.synthetic() if cfg.synthetic.types else None
-        semi = self.store.run(self.semisupervised_unit()) if cfg.semisupervised.labels else None
+        semi = None
+        if cfg.semisupervised.labels:
+            semi = self.store.run(self.semisupervised_unit())
+            self.seconds.update(self.store.seconds([self.semisupervised_unit()]))
         for part in (anomaly, synthetic, semi):
             figures += part["figures"] if part else []
         data = load_dataset(cfg.data)
@@ -171,8 +180,7 @@ class Study:
             "data": {"name": data.name, "source": data.source, **data.info},
             "run": {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "seconds_this_invocation": round(time.perf_counter() - start, 1),
-                    "stage_seconds": self.store.seconds([u for pair in self.model_units().values() for u in pair]
-                                                        + units),
+                    "stage_seconds": self.seconds,
                     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
                     "device": str(resolve_device(cfg.train.device)), "torch_threads": torch.get_num_threads(),
                     "versions": versions(), "vaelab": __version__},

@@ -28,7 +28,7 @@ def _config(unit: Unit) -> Config:
     """The unit's config, with its runtime settings (device, progress) applied."""
     config = Config.from_dict(unit.params["config"])
     runtime = {k: v for k, v in unit.runtime.items() if k in ("device", "progress")}
-    return config.replace(train=config.train.__class__(**{**config.train.__dict__, **runtime})) if runtime else config
+    return config.with_train(**runtime)
 
 
 def _save(root: Path, fig, file: str) -> None:
