@@ -9,16 +9,17 @@
     registry        names -> detectors, for every caller
 """
 
+from vaelab.config import DEFAULT_DETECTOR
 from vaelab.detectors.base import BaseDetector, predictions, subsample
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import DEFAULT_DETECTOR, DETECTORS, FUSIONS, LIKELIHOOD, make_detector, with_fusions
+from vaelab.detectors.registry import DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector, with_fusions
 from vaelab.detectors.semisupervised import SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 
 load_detector = BaseDetector.load
 
-__all__ = ["BaseDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE", "LIKELIHOOD",
-           "LatentDetector", "RawDetector", "SemiSupervisedDetector", "VAEDetector", "fuse", "load_detector",
-           "make_detector", "predictions", "subsample", "with_fusions"]
+__all__ = ["BaseDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
+           "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
+           "fuse", "load_detector", "make_detector", "predictions", "subsample", "with_fusions"]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelab.config import DEFAULT_DETECTOR, LATENT_ESTIMATORS, RAW_ESTIMATORS, Config
+from vaelab.config import LATENT_ESTIMATORS, RAW_ESTIMATORS, Config
 from vaelab.detectors.base import BaseDetector
 from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
 from vaelab.detectors.fusion import FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
+from vaelab.detectors.semisupervised import SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 from vaelab.errors import ConfigError
 from vaelab.scores import SCORES
@@ -31,7 +32,8 @@ FUSIONS = {
 VAE_NAMES = tuple(f"vae-{s}" for s in SCORES)
 LATENT_NAMES = tuple(f"latent-{e}" for e in LATENT_ESTIMATORS)
 RAW_NAMES = tuple(f"raw-{e}" for e in RAW_ESTIMATORS)
-DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)
+DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)  # the unsupervised ones: fit(X)
+SEMI_SUPERVISED = "m2-semisupervised"  # SemiSupervisedDetector: fit(X, y) with a few labelled anomalies
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:
@@ -69,12 +71,16 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         return LatentDetector(estimator_name(name), vae=vae, latent_dim=latent_dim, epochs=epochs, **estimator)
     if name in RAW_NAMES:
         return RawDetector(estimator_name(name), pca_components=det.pca_components, **estimator)
+    if name == SEMI_SUPERVISED:
+        return SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims), epochs=epochs,
+                                      batch_size=config.train.batch_size, lr=config.train.lr,
+                                      reference_rows=det.reference_rows, device=config.train.device, **common)
     if name in FUSIONS:
         partner, rule = FUSIONS[name]
         parts = (make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed),
                  make_detector(partner, config, latent_dim=latent_dim, epochs=epochs, seed=seed))
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, **common)
-    raise ConfigError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED))}")
 
 
 def with_fusions(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from vaelab import plots
-from vaelab.config import Config, TrainConfig
+from vaelab.config import Config, DetectorConfig, ModelConfig, TrainConfig
 from vaelab.data import load_grey
 from vaelab.data.labels import balanced_labels
 from vaelab.data.protocols import semi_supervised_one_vs_rest
-from vaelab.detectors import SemiSupervisedDetector, VAEDetector
+from vaelab.detectors import LIKELIHOOD, SEMI_SUPERVISED, make_detector
 from vaelab.errors import DataError
 from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
 from vaelab.experiments.units import Unit
@@ -147,16 +147,17 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     detector more than the classes they were drawn from.
     """
     known_test = np.isin(y_test, known_classes)
+    # the registry's detectors, with the settings the curve has always used (batch 128, lr 1e-3)
+    settings = Config(model=ModelConfig(hidden_dims=tuple(hidden_dims)), detector=DetectorConfig(iwae_samples=iwae_samples))
+    build = lambda name: make_detector(name, settings, latent_dim=latent_dim, epochs=epochs, seed=seed)  # noqa: E731
     out: dict[str, object] = {"counts": list(counts), **{v + g: [] for v in SCORE_VARIANTS for g in ANOMALY_GROUPS}}
     for n in counts:
         split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
                                             pollution=pollution, seed=seed)
         if "unsupervised" not in out:  # the unlabelled rows do not depend on n (same seed)
-            vae = VAEDetector(score_name="iwae", latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
-                              n_samples=iwae_samples, random_state=seed).fit(split.x_train[split.y_train != 1])
+            vae = build(LIKELIHOOD).fit(split.x_train[split.y_train != 1])
             out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
-        det = SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
-                                     random_state=seed).fit(split.x_train, split.y_train)
+        det = build(SEMI_SUPERVISED).fit(split.x_train, split.y_train)
         parts = det.score_parts(split.x_test)
         scores = {"m2": det.fuse_parts(parts), "likelihood_part": parts["likelihood"],
                   "classifier_part": parts["classifier"], "rank_fusion": det.fuse_parts(parts, "rank")}

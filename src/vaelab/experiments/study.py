@@ -126,10 +126,14 @@ class Study:
         return result
 
     def synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
-        """The synthetic-anomaly benchmark with this study's models (trained first where missing)."""
+        """The synthetic-anomaly benchmark with this study's models (trained first where missing), into
+        ``out_dir`` (default: ``synthetic/`` of the run directory)."""
         if load_dataset(self.config.data).kind != "image":
             raise DataError("synthetic image anomalies need image data", load_dataset(self.config.data).source)
         self.models()
+        return self._synthetic(out_dir)
+
+    def _synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         inside = out_dir is None
         out = self.run_dir / "synthetic" if inside else Path(out_dir)
         bench = SyntheticBenchmark(self.config, out, self.model_files(), say=self.say)
@@ -161,7 +165,7 @@ class Study:
             per_latent[d].update(least_likely=figs["least_likely"], least_likely_scores=figs["least_likely_scores"])
         figures += results["maps"]["figures"] + results["curves"]["figures"]
         anomaly = self.anomaly() if cfg.anomaly.protocols else None
-        synthetic = self.synthetic() if cfg.synthetic.types else None
+        synthetic = self._synthetic() if cfg.synthetic.types else None
         semi = None
         if cfg.semisupervised.labels:
             semi = self.store.run(self.semisupervised_unit())
