@@ -186,9 +186,9 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     from vaelab.experiments.anomaly import AnomalyBenchmark
     from vaelab.experiments.anomaly_tables import summary
 
-    if args.latent_dims:
-        args.set = [*(args.set or []), "anomaly.latent_dims=[]"]
     config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
+    if args.latent_dims:  # the sizes named on the command line, all of them
+        config = config.replace(anomaly=dataclasses.replace(config.anomaly, latent_dims=()))
     bench = AnomalyBenchmark(config, args.out, say=_say)
     rows = bench.run()
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")

@@ -7,7 +7,7 @@ matplotlib is imported lazily, with the non-interactive Agg backend.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -223,6 +223,11 @@ def m2_figures(samples: np.ndarray, inputs: np.ndarray, transfer: np.ndarray, sh
                        row_labels=["input", *map(str, range(n_classes))],
                        title="M2 style transfer: each test digit's z rendered as every class")
     return {"m2_conditional.png": grid, "m2_style.png": style}
+
+
+def figure_entry(file: str, section: str, caption: str, order: float) -> dict[str, Any]:
+    """A figure as the report lists it (``file`` relative to the run directory)."""
+    return {"file": file, "section": section, "caption": caption, "order": order}
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:

@@ -59,13 +59,12 @@ class Cell:
 def cell_unit(config: Config, cell: Cell) -> Unit:
     """The unit of work of ``cell``: its params hold exactly the settings its numbers depend on."""
     c = config.to_dict()
-    split = config_part(c, data=None, train=["seed"], anomaly=["pollution"], detector=None)
     if cell.latent_dim == RAW:
-        part = config_part(c, anomaly=["raw_estimators"])
+        settings = config_part(c, data=None, detector=None, train=["seed"], anomaly=["pollution", "raw_estimators"])
     else:
-        part = config_part(c, anomaly=["latent_estimators", f"{cell.protocol}_epochs"], model=["hidden_dims"],
-                           train=["batch_size", "lr"], score=None)
-    settings = {s: {**split.get(s, {}), **part.get(s, {})} for s in {*split, *part}}
+        settings = config_part(c, data=None, detector=None, train=["seed", "batch_size", "lr"], score=None,
+                               model=["hidden_dims"],
+                               anomaly=["pollution", "latent_estimators", f"{cell.protocol}_epochs"])
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
                 params={"config": settings, "protocol": cell.protocol, "target": cell.target,
                         "latent_dim": cell.latent_dim},
@@ -145,22 +144,16 @@ class AnomalyBenchmark:
         y, tests, refs = load_scores(self.out_dir / cell.file)
         return y, tests, refs, self.store.result(cell_unit(self.config, cell))
 
-    def scores(self, protocol: str, target: int, latent_dim: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(is_anomaly, scores by detector) of one VAE cell, with the raw baselines and the fusions."""
-        y, tests, refs, _ = self._cell(Cell(protocol, target, latent_dim))
-        _, raw_tests, raw_refs, _ = self._cell(Cell(protocol, target, RAW))
-        return y, with_fusions({**tests, **raw_tests}, {**refs, **raw_refs})
-
     def results(self) -> list[dict[str, Any]]:
         """One row per (protocol, class, latent size, detector): AUROC with its 95% interval, AP, seconds."""
         rows = []
         for p in self.config.anomaly.protocols:
             for c in self.classes:
-                y, raw_tests, _, raw_meta = self._cell(Cell(p, c, RAW))
+                y, raw_tests, raw_refs, raw_meta = self._cell(Cell(p, c, RAW))
                 rows += _rows(p, c, RAW, y, raw_tests, raw_meta["seconds"])
                 for d in self.latent_dims:
-                    _, _, _, meta = self._cell(Cell(p, c, d))
-                    y_d, fused = self.scores(p, c, d)
+                    y_d, tests, refs, meta = self._cell(Cell(p, c, d))
+                    fused = with_fusions({**tests, **raw_tests}, {**refs, **raw_refs})
                     own = {k: v for k, v in fused.items() if k not in raw_tests}
                     rows += _rows(p, c, d, y_d, own, meta["seconds"], epochs=meta["epochs"])
         return rows
@@ -185,7 +178,9 @@ class AnomalyBenchmark:
                                                                if r["latent_dim"] == d and r["detector"] == LIKELIHOOD]))
             panels = []
             for c in self.classes:
-                y, scores = self.scores(p, c, best)
+                y, tests, refs, _ = self._cell(Cell(p, c, best))
+                _, raw_tests, raw_refs, _ = self._cell(Cell(p, c, RAW))
+                scores = with_fusions({**tests, **raw_tests}, {**refs, **raw_refs})
                 panels.append((f"class {c}", {name: roc_points(y, scores[name]) for name in ROC_DETECTORS
                                               if name in scores}))
             file = f"anomaly_roc_{p}.png"

@@ -21,6 +21,7 @@ from vaelab.errors import DataError
 from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
 from vaelab.experiments.units import Unit
 from vaelab.models import load_model, resolve_likelihood, save_model
+from vaelab.plots import figure_entry
 from vaelab.runtime import make_generator
 from vaelab.scores import latent_means
 from vaelab.training import train_m2
@@ -39,11 +40,6 @@ def m2_figures(m2: torch.nn.Module, x_test: np.ndarray, y_test: np.ndarray, shap
     transfer = np.concatenate([m2.sample(torch.full((len(picks),), c, device=device), style).cpu().numpy()
                                for c in range(k)])
     return plots.m2_figures(grid, x_test[picks], transfer, shape, k)
-
-
-def figure_entry(file: str, section: str, caption: str, order: float) -> dict[str, Any]:
-    """A figure as the report lists it (``file`` relative to the run directory)."""
-    return {"file": file, "section": section, "caption": caption, "order": order}
 
 
 def run_m2_stage(unit: Unit, root: Path) -> dict[str, Any]:

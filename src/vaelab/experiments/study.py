@@ -29,11 +29,11 @@ from vaelab.data import load_dataset
 from vaelab.errors import DataError
 from vaelab.experiments.anomaly import AnomalyBenchmark
 from vaelab.experiments.anomaly_tables import summary
-from vaelab.experiments.semisupervised import figure_entry
 from vaelab.experiments.synthetic import SyntheticBenchmark
 from vaelab.experiments.training_run import MODEL_FILE
 from vaelab.experiments.units import Unit, UnitStore, config_part
 from vaelab.fileio import write_json, write_text
+from vaelab.plots import figure_entry
 from vaelab.runtime import resolve_device
 
 STAGES = "vaelab.experiments.study_stages"
@@ -105,10 +105,11 @@ class Study:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.run_dir / "config.toml", self.config.to_toml())
 
-    def models(self) -> dict[int, dict[str, Any]]:
+    def models(self, units: dict[int, tuple[Unit, Unit]] | None = None) -> dict[int, dict[str, Any]]:
         """Train and score the model of every latent size (what the other stages build on)."""
         self._begin()
-        return {d: {**self.store.run(train), **self.store.run(scores)} for d, (train, scores) in self.model_units().items()}
+        return {d: {**self.store.run(train), **self.store.run(scores)}
+                for d, (train, scores) in (units or self.model_units()).items()}
 
     def model_files(self) -> dict[int, tuple[Path, str]]:
         """Per latent size: the trained model's file and its training unit's fingerprint."""
@@ -154,10 +155,11 @@ class Study:
         cfg, st = self.config, self.config.study
         if cfg.anomaly.protocols:
             cfg.anomaly_latent_dims()  # validate before any work
-        per_latent = self.models()
-        units = self.figure_units(self.model_units())
+        model_units = self.model_units()
+        per_latent = self.models(model_units)
+        units = self.figure_units(model_units)
         results = dict(zip([u.name for u in units], self.store.run_all(units)))
-        self.seconds.update(self.store.seconds([*(u for pair in self.model_units().values() for u in pair), *units]))
+        self.seconds.update(self.store.seconds([*(u for pair in model_units.values() for u in pair), *units]))
         figures = []
         for d in st.latent_dims:
             figs = results[f"figures/z{d}"]

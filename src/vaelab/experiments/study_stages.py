@@ -15,11 +15,11 @@ import torch
 from vaelab import embedding, plots, ranking
 from vaelab.config import Config
 from vaelab.data import load_dataset
-from vaelab.experiments.semisupervised import figure_entry
 from vaelab.experiments.training_run import MODEL_FILE, train_model
 from vaelab.experiments.units import Unit
 from vaelab.fileio import atomic_path
 from vaelab.models import load_model
+from vaelab.plots import figure_entry
 from vaelab.runtime import resolve_device
 from vaelab.scores import SCORES, latent_means, monte_carlo_samples, score_array
 
