@@ -17,7 +17,65 @@ from typing import Sequence
 
 from vaelab import __version__
 from vaelab.config import DEFAULT_DETECTOR, Config, load_config
-from vaelab.errors import VaelabError
+from vaelab.errors import DataError, VaelabError
+from vaelab.fileio import check_output
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in vaelab's one-line form (no usage block), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"vaelab: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1); got {text}")
+    return value
+
+
+def contamination(text: str) -> float:
+    """An argparse type: an anomaly fraction in (0, 0.5)."""
+    value = fraction(text)
+    if value >= 0.5:
+        raise argparse.ArgumentTypeError(f"must be in (0, 0.5); got {text}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers, e.g. 3,5,200."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers, e.g. 3,5,200; got {text!r}") from None
+
+
+def distinct_outputs(inputs: Sequence[Path | None], outputs: Sequence[Path | None]) -> None:
+    """Refuse an output that is also an input or another output (it would be overwritten)."""
+    seen: dict[Path, Path] = {}
+    for path in [p for p in inputs if p is not None]:
+        seen[path.expanduser().resolve()] = path
+    for path in [p for p in outputs if p is not None]:
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise VaelabError(f"is given twice, as an output and as {seen[key]}; choose another name", path)
+        seen[key] = path
 
 
 def _toml_value(value: object) -> str:
@@ -40,15 +98,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="override a setting, e.g. --set model.hidden_dims=[400] (repeatable)")
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
-
-
 def _benchmark_common(parser: argparse.ArgumentParser, data_help: str) -> None:
     _common(parser)
     parser.add_argument("--data", help=data_help)
     parser.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
-    parser.add_argument("--latent-dims", type=_ints, help="e.g. 3,5,200")
+    parser.add_argument("--latent-dims", type=int_list, help="e.g. 3,5,200")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda, ...")
     parser.add_argument("--out", type=Path, required=True, help="benchmark directory (continues one left unfinished)")
@@ -62,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.experiments.training_run import train_model
 
     config = build_config(args, TRAIN_FLAGS)
+    check_output(args.out, directory=True)
     run = train_model(config, args.out, existing="resume" if args.resume else "refuse")
     metrics = run.meta["metrics"]
     print(f"trained {metrics['epochs']} epochs: train ELBO {metrics['train_elbo']:.2f}, "
@@ -76,6 +131,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from vaelab.fileio import atomic_path
 
     config = build_config(args, {})
+    check_output(args.out)
+    distinct_outputs([args.run_dir, Path(args.data) if args.data else None], [args.out])
     model, meta = load_run(args.run_dir, device=config.train.device)
     x, y, split = rows_for_scoring(meta, args.data, args.split)
     values = score_rows(model, x, args.score, config, args.samples)
@@ -91,12 +148,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-
     from vaelab.data import load_path
     from vaelab.data.dataset import fit_preprocessing
     from vaelab.detectors import BaseDetector, make_detector, predictions
-    from vaelab.errors import DataError
-    from vaelab.fileio import atomic_path
+    from vaelab.fileio import write_files
 
     def rows(path: Path):
         """Every row of a file; image pixels scaled to [0, 1], tables as they are."""
@@ -104,10 +159,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
         x, y = raw.all_rows()
         return (fit_preprocessing(raw).apply(x) if raw.kind == "image" else x), y
 
-    if not 0.0 < args.contamination < 0.5:
-        raise VaelabError(f"--contamination must be in (0, 0.5); got {args.contamination}")
+    def about(path: Path, step):
+        """``step()``, its bad-data errors naming ``path`` in one line."""
+        try:
+            return step()
+        except VaelabError as exc:
+            raise exc.at(path) from None
+        except ValueError as exc:  # scikit-learn's and the detectors' refusals of the data
+            raise DataError(" ".join(str(exc).split()) or type(exc).__name__, path) from None
+
     if (args.train is None) == (args.load is None):
         raise VaelabError("give either --train (fit a detector) or --load (a saved detector file)")
+    check_output(args.out)
+    if args.save is not None:
+        check_output(args.save)
+    distinct_outputs([args.train, args.load, args.test],
+                     [args.out, args.save, args.save.with_suffix(".json") if args.save else None])
     x_test, y_test = rows(args.test)
     if args.load is not None:
         detector = BaseDetector.load(args.load)
@@ -119,19 +186,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
         name = args.detector or DEFAULT_DETECTOR
         detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed)
         detector.set_params(contamination=args.contamination)
-        detector.fit(x_train)
+        about(args.train, lambda: detector.fit(x_train))
         source = f"fitted on {len(x_train)} rows of {args.train}"
     if x_test.shape[1] != detector.n_features_in_:
         raise DataError(f"has {x_test.shape[1]} features; the detector expects {detector.n_features_in_}", args.test)
-    scores = detector.score_samples(x_test)
+    scores = about(args.test, lambda: detector.score_samples(x_test))
     labels = predictions(scores, detector.offset_)
-    if args.save is not None:
-        detector.save(args.save)
-    with atomic_path(args.out) as tmp:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write("row," + ("label," if y_test is not None else "") + "score,prediction\n")
-            for i, (s, p) in enumerate(zip(scores, labels)):
-                fh.write(f"{i}," + (f"{int(y_test[i])}," if y_test is not None else "") + f"{s:.6f},{p}\n")
+    lines = ["row," + ("label," if y_test is not None else "") + "score,prediction"]
+    lines += [f"{i}," + (f"{int(y_test[i])}," if y_test is not None else "") + f"{s:.6f},{p}"
+              for i, (s, p) in enumerate(zip(scores, labels))]
+    files = {args.out: ("\n".join(lines) + "\n").encode()}
+    write_files({**(detector.files(args.save) if args.save is not None else {}), **files})
     print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {int((labels == -1).sum())} flagged "
           f"as anomalies (threshold {detector.offset_:.4f}, contamination {detector.contamination}); higher "
           f"score = more normal; wrote {args.out}" + (f" and the detector to {args.save}" if args.save else ""))
@@ -156,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
+    check_output(out, directory=True)
     metrics = run_study(config, out)
     write_report(out)
     print(study_table(metrics))
@@ -189,6 +255,7 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
     if args.latent_dims:  # the sizes named on the command line, all of them
         config = config.replace(anomaly=dataclasses.replace(config.anomaly, latent_dims=()))
+    check_output(args.out, directory=True)
     bench = AnomalyBenchmark(config, args.out, say=_say)
     rows = bench.run()
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
@@ -207,6 +274,9 @@ def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
     from vaelab.experiments.study import Study
 
     config = _filled(build_config(args, SYNTHETIC_FLAGS), "synthetic", "types", IMAGE_ANOMALY_TYPES)
+    check_output(args.out, directory=True)
+    if args.run is not None:
+        check_output(args.run, directory=True)
     study = Study(config, args.run or args.out / "study", say=_say)
     result = study.synthetic(args.out)
     print(f"{'severity':>8} {'type':12} {'best likelihood (vae-*)':34} {'best latent-*':30} {'best raw-*':24}")
@@ -222,12 +292,15 @@ def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from vaelab.report import write_report
 
+    if not args.run_dir.is_dir():
+        raise VaelabError("not a run directory" if args.run_dir.exists() else "run directory not found", args.run_dir)
+    check_output(args.run_dir / "report.html")
     print(f"wrote {write_report(args.run_dir)}")
     return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaelab", description=__doc__.splitlines()[0])
+    parser = Parser(prog="vaelab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -240,9 +313,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one VAE into a run directory")
     _common(p)
     p.add_argument("--data", help="data set name (see `vaelab datasets`) or a file path")
-    p.add_argument("--latent-dim", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--latent-dim", type=positive_int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, required=True, help="run directory")
@@ -254,7 +327,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="run directory (or model.safetensors)")
     p.add_argument("--data", help="data set name or file (default: the model's own data)")
     p.add_argument("--score", choices=["elbo", "iwae", "recon-prob", "recon-error"], default="iwae")
-    p.add_argument("--samples", type=int, help="K for iwae, L for recon-prob, draws for elbo")
+    p.add_argument("--samples", type=positive_int, help="K for iwae, L for recon-prob, draws for elbo")
     p.add_argument("--split", choices=["auto", "train", "val", "test", "all"], default="auto",
                    help="auto: test split of a named data set, every row of a file")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -267,9 +340,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=Path, required=True, help="data to score")
     p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
                    f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README)")
-    p.add_argument("--latent-dim", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=50, help="VAE training epochs")
-    p.add_argument("--contamination", type=float, default=0.1, help="expected anomaly fraction (threshold)")
+    p.add_argument("--latent-dim", type=positive_int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=50, help="VAE training epochs")
+    p.add_argument("--contamination", type=contamination, default=0.1,
+                   help="expected anomaly fraction, in (0, 0.5) (threshold)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="CSV: row, [label], score, prediction (+1/-1)")
     p.set_defaults(func=cmd_detect)
@@ -281,7 +355,7 @@ def make_parser() -> argparse.ArgumentParser:
     _benchmark_common(b, "a labelled data set name or file (default: the config's)")
     b.add_argument("--protocol", dest="protocols", action="append", choices=["loco", "ovr"],
                    help="leave-one-class-out and/or one-vs-rest (repeatable; default both)")
-    b.add_argument("--classes", type=_ints, help="e.g. 0,1,2 (default all)")
+    b.add_argument("--classes", type=int_list, help="e.g. 0,1,2 (default all)")
     b.set_defaults(func=cmd_benchmark_anomaly)
 
     b = suites.add_parser("synthetic", help="synthetic anomalies of known types in the test images: AUROC per "
@@ -306,13 +380,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argument error already printed as one line
+        return int(exc.code or 0)
     if args.command == "run":
         args.config = args.config_file
     try:
         return args.func(args)
     except VaelabError as exc:
-        print(f"vaelab: error: {exc}", file=sys.stderr)
+        print(f"vaelab: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused something: name the file, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vaelab: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted; finished epochs are kept in the run's checkpoint "

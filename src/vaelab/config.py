@@ -14,6 +14,7 @@ TOML reading that builds them; splitting it would give settings two homes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -414,6 +415,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}", source)
     elif hint is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - a field type this module does not know
@@ -462,6 +465,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config file not found", path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML ({exc})", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not valid TOML (the file is not UTF-8 text)", path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config ({exc.strerror})", path) from None
 

@@ -38,9 +38,15 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
-def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int,
-                   generator: torch.Generator | None) -> torch.Tensor:
-    """``n_samples`` draws z = mean + exp(logvar / 2) * eps, shape (n_samples, *mean.shape)."""
-    eps = torch.randn((n_samples, *mean.shape), generator=generator,
-                      device=mean.device, dtype=mean.dtype)
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
+    """``n_samples`` draws z = mean + exp(logvar / 2) * eps, shape (n_samples, *mean.shape).
+
+    ``generator``: a ``torch.Generator``, None (torch's global one), or a per-row noise source with
+    a ``standard_normal(shape, dtype)`` method (:class:`vaelab.runtime.RowNoise`).
+    """
+    shape = (n_samples, *mean.shape)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        eps = generator.standard_normal(shape, mean.dtype)
+    else:
+        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
     return mean + torch.exp(0.5 * logvar) * eps

@@ -16,12 +16,20 @@ class VaelabError(Exception):
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
+    def at(self, path: str | Path) -> "VaelabError":
+        """This error naming ``path``, unless it names a file already."""
+        if self.path is not None:
+            return self
+        return type(self)(str(self), path)
+
+
 class ConfigError(VaelabError):
     """An unknown key or an invalid value in a config."""
 
 
-class DataError(VaelabError):
-    """A data file that is missing, malformed or of the wrong shape."""
+class DataError(VaelabError, ValueError):
+    """A data file that is missing, malformed or of the wrong shape (a ValueError too, as
+    scikit-learn's conventions expect of bad input to a detector)."""
 
 
 class ModelFileError(VaelabError):

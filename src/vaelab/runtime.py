@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from contextlib import nullcontext
 from typing import ContextManager
@@ -68,3 +69,31 @@ def seeded_init(seed: int):
 def numpy_rng(seed: int) -> np.random.Generator:
     """A NumPy generator for data splits and other host-side draws."""
     return np.random.default_rng(seed)
+
+
+def row_seeds(x: torch.Tensor, seed: int) -> list[int]:
+    """One seed per row of ``x`` from ``seed`` and the row's float32 bytes alone: the same row gets
+    the same seed in any batch and at any position."""
+    rows = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    return [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8, salt=salt).digest(),
+                           "little") >> 1 for row in rows]
+
+
+class RowNoise:
+    """Standard normal draws for a batch of rows, each row's from its own generator
+    (:func:`row_seeds`), so Monte-Carlo scores do not depend on the batch a row is in or the order
+    of the rows. Rows past ``n_rows`` (padding) get zeros. Passed where a ``torch.Generator`` goes
+    (:func:`vaelab.distributions.reparameterize`)."""
+
+    def __init__(self, x: torch.Tensor, seed: int, n_rows: int | None = None) -> None:
+        n_rows = x.shape[0] if n_rows is None else n_rows
+        self.device, self.n_pad = x.device, x.shape[0] - n_rows
+        self.generators = [make_generator(s, x.device) for s in row_seeds(x[:n_rows], seed)]
+
+    def standard_normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Draws of ``shape`` whose second-to-last axis is the rows."""
+        row_shape = (*shape[:-2], shape[-1])
+        draws = [torch.randn(row_shape, generator=g, device=self.device, dtype=dtype) for g in self.generators]
+        draws += [torch.zeros(row_shape, device=self.device, dtype=dtype)] * self.n_pad
+        return torch.stack(draws, dim=-2)

@@ -5,7 +5,13 @@ Every function takes ``x`` of shape (n, d) and returns a tensor of shape (n,)
 in nats. Sign: for ``elbo``, ``iwae_log_px`` and ``reconstruction_log_prob``
 higher means more likely (more normal); ``reconstruction_error`` is a
 squared distance, so higher means less normal. Monte-Carlo scores take a
-``torch.Generator`` and are deterministic for it.
+``torch.Generator`` (or a :class:`~vaelab.runtime.RowNoise`) and are deterministic for it.
+
+Whole arrays (:func:`score_array`, :func:`latent_means`, M2's scores) go
+through the model in blocks of exactly ``batch_size`` rows (the last one
+padded) with each row's noise drawn from its own seed, so a row's score does
+not depend on the other rows scored with it, their number or their order
+(the same float32 products, the same draws).
 
 The model must provide ``encode(x) -> (mean, logvar)``,
 ``log_px_given_z(x, z)`` (z with leading sample axes) and
@@ -24,7 +30,7 @@ from torch import nn
 
 from vaelab import distributions as D
 from vaelab.config import ScoreConfig
-from vaelab.runtime import make_generator
+from vaelab.runtime import RowNoise
 
 
 def elbo(model: nn.Module, x: torch.Tensor, n_samples: int = 1,
@@ -95,14 +101,31 @@ SCORES: dict[str, ScoreSpec] = {
 }
 
 
+def row_blocks(x: np.ndarray | torch.Tensor, block: int, device: torch.device | str):
+    """Yield (rows, n): ``x`` in blocks of exactly ``block`` float32 rows on ``device``, the last one
+    padded with zero rows, and how many of each block's rows are real."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+    for start in range(0, x.shape[0], block):
+        rows = x[start:start + block].to(device, torch.float32)
+        n = rows.shape[0]
+        if n < block:
+            rows = torch.cat([rows, rows.new_zeros((block - n, *rows.shape[1:]))])
+        yield rows, n
+
+
+def _per_row(x: np.ndarray | torch.Tensor, block: int, device: torch.device | str,
+             fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """``fn(block rows, real rows)`` over :func:`row_blocks`, the padding dropped, on the CPU."""
+    parts = [fn(rows, n)[:n].cpu() for rows, n in row_blocks(x, block, device)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
 @torch.no_grad()
 def latent_means(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 4096) -> np.ndarray:
-    """The means of q(z|x), (n, latent_dim), computed in batches on the model's device."""
+    """The means of q(z|x), (n, latent_dim), computed in blocks on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
-    return torch.cat([model.encode(x[i:i + batch_size].to(device, torch.float32))[0].cpu()
-                      for i in range(0, x.shape[0], batch_size)]).numpy()
+    return _per_row(x, batch_size, device, lambda rows, n: model.encode(rows)[0].float()).numpy()
 
 
 def _row_cost(model: nn.Module, x: torch.Tensor) -> int:
@@ -119,33 +142,33 @@ def score_array(model: nn.Module, x: np.ndarray | torch.Tensor, score: str, *,
     """Score every row of ``x`` (n, d) with the score named ``score``; float64 (n,).
 
     ``n_samples`` is K for ``iwae``, L for ``recon-prob`` and the number of
-    draws for ``elbo`` (defaults 1000, 10, 1). Rows go through in batches of
+    draws for ``elbo`` (defaults 1000, 10, 1). Rows go through in blocks of
     ``batch_size`` and the samples in chunks that keep the decoder's work
-    tensors under ``memory_mb``. Deterministic for a given ``seed``.
+    tensors under ``memory_mb``. Deterministic for a given ``seed``, and a row's
+    score is the same whatever rows are scored with it.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
-    gen = make_generator(seed, device)
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size].to(device, torch.float32)
+
+    def block_scores(xb: torch.Tensor, n: int) -> torch.Tensor:
+        noise = RowNoise(xb, seed, n) if score != "recon-error" else None
         if score == "iwae":
             k = n_samples or 1000
             chunk = max(1, memory_mb * 2**20 // (_row_cost(model, xb) * xb.shape[0]))
-            values = iwae_log_px(model, xb, k, gen, chunk=min(chunk, k))
+            values = iwae_log_px(model, xb, k, noise, chunk=min(chunk, k))
         elif score == "recon-prob":
-            values = reconstruction_log_prob(model, xb, n_samples or 10, gen)
+            values = reconstruction_log_prob(model, xb, n_samples or 10, noise)
         elif score == "elbo":
-            values = elbo(model, xb, n_samples or 1, gen)
+            values = elbo(model, xb, n_samples or 1, noise)
         else:
             values = reconstruction_error(model, xb)
-        out.append(values.double().cpu().numpy())
         if progress is not None:
-            progress(xb.shape[0])
-    return np.concatenate(out) if out else np.zeros(0)
+            progress(n)
+        return values.double()
+
+    return _per_row(x, batch_size, device, block_scores).numpy()
 
 
 def monte_carlo_samples(score: ScoreConfig) -> dict[str, int]:
@@ -155,26 +178,22 @@ def monte_carlo_samples(score: ScoreConfig) -> dict[str, int]:
 
 # ---- M2's scores (Kingma et al. 2014), per row over whole arrays -----------------
 @torch.no_grad()
-def _m2_per_row(m2: nn.Module, x: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor], batch: int) -> np.ndarray:
-    """``fn(batch tensor on the model's device)`` over ``x`` in batches, concatenated on the CPU."""
-    device = next(m2.parameters()).device
-    return torch.cat([fn(torch.from_numpy(x[i:i + batch]).to(device)).cpu()
-                      for i in range(0, len(x), batch)]).numpy()
+def _m2_per_row(m2: nn.Module, x: np.ndarray, fn: Callable[[torch.Tensor, int], torch.Tensor], batch: int) -> np.ndarray:
+    """``fn(block rows on the model's device, real rows)`` over ``x`` in blocks, concatenated on the CPU."""
+    return _per_row(x, batch, next(m2.parameters()).device, fn).numpy()
 
 
 def class_probabilities(m2: nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     """q(y|x) for every row, (n, n_classes)."""
-    return _m2_per_row(m2, x, lambda xb: torch.softmax(m2.classify(xb).float(), -1), batch)
+    return _m2_per_row(m2, x, lambda xb, n: torch.softmax(m2.classify(xb).float(), -1), batch)
 
 
 def marginal_elbo(m2: nn.Module, x: np.ndarray, seed: int = 0, batch: int = 1024) -> np.ndarray:
     """U(x), M2's bound on log p(x) with y marginalised (one z draw per class), per row (nats)."""
-    gen = make_generator(seed, next(m2.parameters()).device)
-    return _m2_per_row(m2, x, lambda xb: m2.unlabelled_elbo(xb, gen).double(), batch)
+    return _m2_per_row(m2, x, lambda xb, n: m2.unlabelled_elbo(xb, RowNoise(xb, seed, n)).double(), batch)
 
 
 def class_elbo(m2: nn.Module, x: np.ndarray, label: int, seed: int = 0, batch: int = 1024) -> np.ndarray:
     """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row (nats)."""
-    gen = make_generator(seed, next(m2.parameters()).device)
-    return _m2_per_row(m2, x, lambda xb: m2.labelled_elbo(
-        xb, torch.full((len(xb),), label, device=xb.device), gen).double(), batch)
+    return _m2_per_row(m2, x, lambda xb, n: m2.labelled_elbo(
+        xb, torch.full((len(xb),), label, device=xb.device), RowNoise(xb, seed, n)).double(), batch)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.data.dataset import RawData
+from vaelab.data.dataset import RawData, check_representable
 from vaelab.errors import DataError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -29,14 +29,10 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
 def _check_features(x: np.ndarray, path: Path, what: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise DataError(f"{what} is not numeric (dtype {x.dtype})", path)
-    if x.ndim < 2 or x.shape[0] == 0:
+    if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{what} must have one row per sample and at least one feature; got shape {x.shape}", path)
     flat = x.reshape(x.shape[0], -1)
-    if x.dtype.kind == "f":
-        bad = ~np.isfinite(flat)
-        if bad.any():
-            row, col = map(int, np.argwhere(bad)[0])
-            raise DataError(f"{what} has NaN or infinite values (first at row {row}, feature {col})", path)
+    check_representable(flat, path, what)
     return flat
 
 
@@ -106,6 +102,9 @@ def load_table(path: str | Path, label_column: str = "label") -> RawData:
         y = _check_labels(frame.pop(label_column).to_numpy(), len(frame), path, f"column {label_column!r}")
     if frame.shape[1] == 0:
         raise DataError("table has no feature columns", path)
+    names = tuple(map(str, frame.columns))
+    if len(set(names)) != len(names):
+        raise DataError("table has repeated column names", path)
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
             raise DataError(f"column {column!r} is not numeric", path)
@@ -114,4 +113,5 @@ def load_table(path: str | Path, label_column: str = "label") -> RawData:
             row = int(np.flatnonzero(~np.isfinite(values))[0])
             raise DataError(f"column {column!r} has a missing or infinite value at row {row}", path)
     x = frame.to_numpy(dtype=np.float64)
-    return RawData(kind="tabular", x_train=x, y_train=y, feature_names=tuple(map(str, frame.columns)))
+    check_representable(x, path, "table", names)
+    return RawData(kind="tabular", x_train=x, y_train=y, feature_names=names)

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vaelab.errors import DataError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_representable(x: np.ndarray, path: Path | str | None, what: str,
+                        names: tuple[str, ...] | None = None) -> None:
+    """Refuse NaN, infinite, or values too large for the float32 arithmetic of the models, naming
+    the first bad row and feature (column name where ``names`` are given)."""
+    if x.dtype.kind != "f":
+        return  # integers up to 64 bits always fit
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x) | (np.abs(x) > FLOAT32_MAX)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        value = x[row, col]
+        feature = f"column {names[col]!r}" if names else f"feature {col}"
+        problem = "a NaN or infinite value" if not np.isfinite(value) else \
+            f"the value {value:.3g}, beyond the float32 range the models compute in (|x| <= 3.4e38)"
+        raise DataError(f"{what} has {problem} at row {row}, {feature}", path)
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,9 @@ class Preprocessing:
         std = np.asarray(self.std)
         if x.shape[1] != mean.shape[0]:
             raise DataError(f"has {x.shape[1]} features; the model expects {mean.shape[0]}")
-        return ((x - mean) / std).astype(np.float32)
+        scaled = (x - mean) / std  # float64, then checked before it becomes float32
+        check_representable(scaled, None, "after the model's scaling, the data")
+        return scaled.astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "scale": self.scale,

@@ -107,6 +107,9 @@ def _cached_dataset(cfg: DataConfig) -> Dataset:
 
 def _prepared(cfg: DataConfig, preprocessing: Preprocessing | None) -> Dataset:
     raw = load_raw(cfg)
-    return prepare(raw, name=cfg.name, source=source_of(cfg), val_size=cfg.val_size,
-                   test_size=cfg.test_size, split_seed=cfg.split_seed, binarize=cfg.binarize,
-                   threshold=cfg.threshold, train_limit=cfg.train_limit, preprocessing=preprocessing)
+    try:
+        return prepare(raw, name=cfg.name, source=source_of(cfg), val_size=cfg.val_size,
+                       test_size=cfg.test_size, split_seed=cfg.split_seed, binarize=cfg.binarize,
+                       threshold=cfg.threshold, train_limit=cfg.train_limit, preprocessing=preprocessing)
+    except DataError as exc:
+        raise exc.at(source_of(cfg)) from None

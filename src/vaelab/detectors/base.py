@@ -24,7 +24,9 @@ from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from vaelab import checkpoint as ckpt
+from vaelab.data.dataset import check_representable
 from vaelab.errors import ModelFileError
+from vaelab.fileio import write_files
 
 
 def predictions(scores: np.ndarray, offset: float) -> np.ndarray:
@@ -37,6 +39,14 @@ def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
     if not limit or limit >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def finite_rows(X, min_rows: int = 1) -> np.ndarray:
+    """X as a float64 array of at least ``min_rows`` rows of finite values that the float32 models
+    can hold (else a ValueError; a DataError names the first bad row and feature)."""
+    X = check_array(X, dtype=np.float64, ensure_min_samples=min_rows)
+    check_representable(X, None, "X")
+    return X
 
 
 def _in_unit_range(X: np.ndarray) -> bool:
@@ -72,7 +82,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     # ---- the scikit-learn contract ------------------------------------------
     def fit(self, X, y=None):
-        X = check_array(X, dtype=np.float64)
+        X = finite_rows(X, min_rows=2)
         if not 0.0 < self.contamination < 0.5:
             raise ValueError(f"contamination must be in (0, 0.5); got {self.contamination}")
         self.n_features_in_ = X.shape[1]
@@ -91,8 +101,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _checked(self, X) -> np.ndarray:
         """X as a float array, after checking that the detector is fitted and X has its features."""
-        check_is_fitted(self, "offset_")
-        X = check_array(X, dtype=np.float64)
+        check_is_fitted(self, "n_features_in_")
+        X = finite_rows(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
@@ -124,10 +134,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # ---- files ---------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write this fitted detector to ``path`` (atomically; safetensors + JSON, no pickle)."""
+        write_files(self.files(path))
+
+    def files(self, path: str | Path) -> dict[Path, bytes]:
+        """What :meth:`save` writes, by path (the file and its JSON sidecar), for writing together with
+        other outputs all or nothing (:func:`vaelab.fileio.write_files`)."""
         check_is_fitted(self, "offset_")
         writer = StateWriter()
         meta = writer.nested(self, "")
-        ckpt.save_tensors(path, writer.tensors, {"kind": "detector", "detector": meta, "versions": ckpt.versions()})
+        return ckpt.tensor_files(path, writer.tensors, {"kind": "detector", "detector": meta,
+                                                        "versions": ckpt.versions()})
 
     @classmethod
     def load(cls, path: str | Path) -> "BaseDetector":

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 
 from vaelab.config import Config, ModelConfig, TrainConfig
+from vaelab.data.dataset import check_representable
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling
 from vaelab.models import build_model
 from vaelab.runtime import seeded_init
@@ -20,7 +21,9 @@ class ScaledInput:
     """Rows in the model's units: ``mean_`` / ``scale_`` from :func:`feature_scaling`, float32."""
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
+        scaled = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_  # float64, checked, then float32
+        check_representable(scaled, None, "after the detector's scaling, X")
+        return scaled.astype(np.float32)
 
 
 def model_state(writer: StateWriter, prefix: str, model: torch.nn.Module, mean: np.ndarray,
@@ -93,15 +96,13 @@ class VAEDetector(ScaledInput, BaseDetector):
 
     def encode(self, X) -> np.ndarray:
         """Latent means (n, latent_dim) of the fitted VAE."""
-        check_is_fitted(self, "model_")
-        return latent_means(self.model_, self._prepare(check_array(X, dtype=np.float64)))
+        return latent_means(self.model_, self._prepare(self._checked(X)))
 
     def score_with(self, X, score_name: str, n_samples: int | None = None) -> np.ndarray:
         """Another of the fitted VAE's scores (higher = more normal), without refitting."""
-        check_is_fitted(self, "model_")
         if score_name not in SCORES:
             raise ValueError(f"unknown score {score_name!r}; known: {', '.join(SCORES)}")
-        values = score_array(self.model_, self._prepare(check_array(X, dtype=np.float64)), score_name,
+        values = score_array(self.model_, self._prepare(self._checked(X)), score_name,
                              n_samples=n_samples, seed=self.random_state)
         return values if SCORES[score_name].higher_is_normal else -values
 

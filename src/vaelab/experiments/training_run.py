@@ -17,7 +17,7 @@ from vaelab.data import Dataset, load_dataset
 from vaelab.data.dataset import Preprocessing
 from vaelab.data.registry import DATASETS, load_rows
 from vaelab.errors import DataError, VaelabError
-from vaelab.fileio import write_json, write_text
+from vaelab.fileio import locked, write_json, write_text
 from vaelab.models import build_model, load_model, resolve_likelihood, save_model
 from vaelab.runtime import resolve_device, seed_everything
 from vaelab.scores import monte_carlo_samples, score_array
@@ -99,6 +99,15 @@ def train_model(config: Config, out_dir: str | Path, *, existing: str = "refuse"
     if resume:
         trainer.load_checkpoint()  # refuses a different config before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
+    with locked(out_dir, wait=False) as mine:
+        if not mine:
+            raise VaelabError("another vaelab process is training into this directory now", out_dir)
+        return _train(config, out_dir, dataset, likelihood, trainer, log)
+
+
+def _train(config: Config, out_dir: Path, dataset: Dataset, likelihood: str, trainer: Trainer,
+           log: Callable[[str], None]) -> TrainedRun:
+    """The training itself, under the run directory's lock."""
     write_text(out_dir / "config.toml", config.to_toml())
     log(f"train {config.model.name} latent_dim={config.model.latent_dim} on {dataset.name} "
         f"({len(dataset.train)} train / {len(dataset.val)} val rows)")
@@ -110,6 +119,7 @@ def train_model(config: Config, out_dir: str | Path, *, existing: str = "refuse"
             "metrics": {"epochs": last["epoch"], "train_elbo": last["train_elbo"],
                         "val_elbo": last.get("val_elbo"),
                         "train_seconds": sum(row["seconds"] for row in result.history)}}
+    model_path = out_dir / MODEL_FILE
     save_model(model_path, trainer.model, meta)
     write_json(out_dir / "history.json", result.history)
     log(f"saved {model_path}")
@@ -131,10 +141,10 @@ def rows_for_scoring(meta: dict[str, Any], data: str | None, split: str) -> tupl
     prep = Preprocessing.from_dict(meta["data"]["preprocessing"])
     if split == "auto":
         split = "test" if cfg.name in DATASETS else "all"
-    if split == "all":
-        rows = load_rows(cfg, prep)
-    else:
-        rows = load_dataset(cfg, preprocessing=prep).split(split)
+    try:
+        rows = load_rows(cfg, prep) if split == "all" else load_dataset(cfg, preprocessing=prep).split(split)
+    except DataError as exc:
+        raise exc.at(cfg.name) from None
     if rows.x.shape[1] != meta["input_dim"]:
         raise DataError(f"has {rows.x.shape[1]} features per row; the model expects {meta['input_dim']}", cfg.name)
     return rows.x, rows.y, split

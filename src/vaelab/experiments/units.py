@@ -12,10 +12,13 @@ A :class:`UnitStore` keeps one record per finished unit,
 ``<root>/units/<name>.json`` = {fingerprint, result, files, seconds}, written
 atomically after the unit's outputs. A unit whose record has the same
 fingerprint and whose files all exist is skipped and its stored result
-returned; a changed input (params or an upstream fingerprint) redoes it. One
-record per unit, never a shared ledger, so processes may share a store: the
-worst case of two running the same unit is the same files written twice, each
-write atomic.
+returned; a changed input (params or an upstream fingerprint) redoes it.
+
+Processes may share a store and cooperate: a unit runs under an exclusive
+lock (``<root>/units/<name>.lock``, released by the operating system if its
+process dies), so no unit is computed twice at once; :meth:`UnitStore.run_all`
+passes over units another process is computing and comes back to them, and
+waits for them before any unit that reads their outputs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from vaelab.fileio import fingerprint, write_json
+from vaelab.fileio import fingerprint, locked, write_json
 
 UnitFunction = Callable[["Unit", Path], dict[str, Any]]
 
@@ -92,16 +95,24 @@ class UnitStore:
             raise KeyError(f"unit {unit.name} has not finished")
         return record["result"]
 
-    def run(self, unit: Unit) -> dict[str, Any]:
-        """The unit's result: stored if it is finished with these inputs, else computed and recorded."""
+    def run(self, unit: Unit, *, wait: bool = True) -> dict[str, Any] | None:
+        """The unit's result: stored if it is finished with these inputs, else computed and recorded.
+        With ``wait`` False, None when another process is computing it now."""
         record = self.record(unit)
         if record is not None:
             self.say(f"[{unit.name}] up to date, skipped")
             return record["result"]
-        self.say(f"[{unit.name}] running")
-        start = time.perf_counter()
-        result = compute(unit, self.root)
-        return self.save(unit, result, time.perf_counter() - start)
+        with locked(self.record_path(unit.name).with_suffix(".lock"), wait=wait) as mine:
+            if not mine:
+                return None
+            record = self.record(unit)  # finished by another process while this one waited
+            if record is not None:
+                self.say(f"[{unit.name}] finished by another process")
+                return record["result"]
+            self.say(f"[{unit.name}] running")
+            start = time.perf_counter()
+            result = compute(unit, self.root)
+            return self.save(unit, result, time.perf_counter() - start)
 
     def save(self, unit: Unit, result: dict[str, Any], seconds: float) -> dict[str, Any]:
         """Record ``unit`` as finished with ``result`` (its outputs must already be in place)."""
@@ -122,8 +133,25 @@ class UnitStore:
         return out
 
     def run_all(self, units: Iterable[Unit]) -> list[dict[str, Any]]:
-        """Run ``units`` in order, one at a time (the serial executor); their results in order."""
-        return [self.run(unit) for unit in units]
+        """Run ``units`` one at a time in this process (the serial executor); their results in order.
+        Units another process is computing are passed over and awaited later, before any unit that
+        reads their outputs (``after``) and at the end."""
+        units = list(units)
+        results: dict[str, dict[str, Any]] = {}
+        busy: list[Unit] = []
+        for unit in units:
+            for upstream in [b for b in busy if b.fingerprint in unit.after]:
+                results[upstream.name] = self.run(upstream)
+                busy.remove(upstream)
+            result = self.run(unit, wait=False)
+            if result is None:
+                self.say(f"[{unit.name}] being computed by another process; coming back to it")
+                busy.append(unit)
+            else:
+                results[unit.name] = result
+        for unit in busy:
+            results[unit.name] = self.run(unit)
+        return [results[unit.name] for unit in units]
 
 
 def config_part(config: Mapping[str, Any], **sections: Iterable[str] | None) -> dict[str, Any]:

@@ -120,6 +120,12 @@ def build_report(run_dir: str | Path) -> str:
         raise VaelabError("no metrics.json: not a finished run directory", run_dir) from None
     except json.JSONDecodeError as exc:
         raise VaelabError(f"metrics.json is not valid JSON ({exc})", run_dir) from None
+    except UnicodeDecodeError:
+        raise VaelabError("metrics.json is not UTF-8 text", run_dir) from None
+    except NotADirectoryError:
+        raise VaelabError("not a run directory", run_dir) from None
+    if not isinstance(metrics, dict):
+        raise VaelabError("metrics.json is not a JSON object: not a vaelab run's metrics", run_dir)
     config = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
     run, data = metrics.get("run", {}), metrics.get("data", {})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vaelab report: {html.escape(run_dir.name)}</title>"
