@@ -320,3 +320,38 @@ def test_the_installed_command_prints_the_same_single_line(case, inputs, tmp_pat
                           env=env, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 256 KiB tmpfs mounted for the test (needs the right to mount; skipped without it)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); the simulated ENOSPC tests stand")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_leaves_the_previous_files_and_nothing_partial(inputs, tiny_filesystem, tmp_path, capsys):
+    wide = _table(tmp_path / "wide.csv", np.random.default_rng(1).normal(size=(64, 100)),
+                  ",".join(f"f{i}" for i in range(100)))
+    det, scores = tiny_filesystem / "det.safetensors", tiny_filesystem / "scores.csv"
+    small = ["detect", "--train", str(wide), "--test", str(wide), "--detector", "raw-gmm", "--save", str(det),
+             "--out", str(scores)]
+    assert main(small) == 0
+    before = _snapshot(tiny_filesystem)
+    big = ["detect", "--train", str(wide), "--test", str(wide), "--detector", "vae-recon-error", "--epochs", "1",
+           "--save", str(det), "--out", str(scores)]  # a 100-400-5 VAE's weights: about 700 KiB
+    code = main(big)
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    assert _snapshot(tiny_filesystem) == before
+    code = main(["train", "--data", str(wide), "--epochs", "1", "--out", str(tiny_filesystem / "run"),
+                 "--set", "train.progress=false"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err, err
+    assert _snapshot(tiny_filesystem) == before  # no run directory without a finished epoch in it

@@ -116,6 +116,39 @@ def test_process_killed_mid_epoch_resumes_bit_identically(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+# A child process that kills itself (SIGKILL: no clean-up runs) while writing its second checkpoint,
+# after the new bytes are in the temporary file and before the rename puts them in place.
+KILL_DURING_SECOND_CHECKPOINT = """
+import os, signal, sys
+from vaelab.cli import main
+real_fsync, seen = os.fsync, []
+def fsync(fd):
+    if "checkpoint.safetensors" in os.readlink(f"/proc/self/fd/{fd}"):
+        seen.append(fd)
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_fsync(fd)
+os.fsync = fsync
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_process_killed_during_a_checkpoint_write_resumes_bit_identically(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run(_train_cmd(tmp_path / "full", 3), check=True, env=env, capture_output=True)
+    victim = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_CHECKPOINT, *_train_cmd(tmp_path / "cut", 3)[3:]],
+                            env=env, capture_output=True, text=True)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
+    assert json.loads((tmp_path / "cut" / "checkpoint.json").read_text())["epoch"] == 1  # the first one, whole
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    done = subprocess.run(_train_cmd(tmp_path / "cut", 3, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "cut").glob(".*")), "the killed write's temporary file was left behind"
+
+
 def test_bfloat16_autocast_trains(tmp_path):
     run = train_model(tiny_config(train={"precision": "bfloat16", "epochs": 2}), tmp_path / "bf")
     assert torch.isfinite(torch.tensor(run.meta["metrics"]["val_elbo"]))

@@ -96,7 +96,7 @@ PARTIAL_LABELS = ("the check fits with arbitrary class targets y; this detector'
 PARTIAL_LABEL_CHECKS = ("check_classifier_data_not_an_array", "check_dict_unchanged", "check_dont_overwrite_parameters",
                         "check_dtype_object", "check_estimators_dtypes", "check_estimators_fit_returns_self",
                         "check_estimators_overwrite_params", "check_f_contiguous_array_estimator",
-                        "check_fit2d_1feature", "check_fit2d_1sample", "check_fit2d_predict1d",
+                        "check_fit2d_1feature", "check_fit2d_predict1d",
                         "check_fit_score_takes_y", "check_n_features_in_after_fitting",
                         "check_positive_only_tag_during_fit", "check_readonly_memmap_input",
                         # these two fit with class targets too: test_invariances_of_every_detector covers them

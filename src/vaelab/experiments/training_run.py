@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +99,20 @@ def train_model(config: Config, out_dir: str | Path, *, existing: str = "refuse"
                       transform=dynamic_binarization if binarize_dynamic else None, log=log)
     if resume:
         trainer.load_checkpoint()  # refuses a different config before anything is written
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with locked(out_dir, wait=False) as mine:
-        if not mine:
-            raise VaelabError("another vaelab process is training into this directory now", out_dir)
-        return _train(config, out_dir, dataset, likelihood, trainer, log)
+    try:
+        with locked(out_dir, wait=False) as mine:
+            if not mine:
+                created = False
+                raise VaelabError("another vaelab process is training into this directory now", out_dir)
+            for stale in out_dir.glob(".*.tmp"):  # a write cut short by a killed process (this one holds the lock)
+                stale.unlink(missing_ok=True)
+            return _train(config, out_dir, dataset, likelihood, trainer, log)
+    except BaseException:
+        if created and not ckpt_path.exists():  # nothing finished to keep: leave nothing behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
 
 
 def _train(config: Config, out_dir: Path, dataset: Dataset, likelihood: str, trainer: Trainer,
