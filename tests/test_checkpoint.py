@@ -81,7 +81,7 @@ def test_a_failed_write_leaves_the_previous_file_and_its_sidecar(tmp_path, monke
     import errno
     import os
 
-    path = _file(tmp_path)
+    _file(tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     real_fsync = os.fsync
     calls = []

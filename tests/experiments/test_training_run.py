@@ -30,3 +30,18 @@ def test_continue_resumes_the_same_model_and_starts_afresh_for_another(tmp_path)
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(VaelabError, match="no checkpoint"):
         train_model(tiny_config(), tmp_path / "none", existing="resume")
+
+
+def test_a_second_training_into_a_busy_directory_is_refused(tmp_path):
+    """While another process trains into a directory (its lock held), training there is refused with one
+    line and leaves the directory as it was (flock locks belong to an open file, so holding one here
+    stands for another process)."""
+    from vaelab.fileio import locked
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with locked(out) as mine:
+        assert mine
+        with pytest.raises(VaelabError, match="another vaelab process is training into this directory"):
+            train_model(tiny_config(), out)
+    assert list(out.iterdir()) == []
