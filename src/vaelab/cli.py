@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted.
 
-About 320 lines: one parser and one short function per subcommand, each of
+About 380 lines: one parser and one short function per subcommand, each of
 which only builds a config and makes one call into the library.
 """
 
@@ -17,65 +17,9 @@ from typing import Sequence
 
 from vaelab import __version__
 from vaelab.config import DEFAULT_DETECTOR, Config, load_config
+from vaelab.arguments import Parser, contamination, distinct_outputs, fraction, int_list, positive_int, share
 from vaelab.errors import DataError, VaelabError
 from vaelab.fileio import check_output
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its errors in vaelab's one-line form (no usage block), exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"vaelab: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1); got {text}")
-    return value
-
-
-def contamination(text: str) -> float:
-    """An argparse type: an anomaly fraction in (0, 0.5)."""
-    value = fraction(text)
-    if value >= 0.5:
-        raise argparse.ArgumentTypeError(f"must be in (0, 0.5); got {text}")
-    return value
-
-
-def int_list(text: str) -> list[int]:
-    """An argparse type: comma-separated whole numbers, e.g. 3,5,200."""
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers, e.g. 3,5,200; got {text!r}") from None
-
-
-def distinct_outputs(inputs: Sequence[Path | None], outputs: Sequence[Path | None]) -> None:
-    """Refuse an output that is also an input or another output (it would be overwritten)."""
-    seen: dict[Path, Path] = {}
-    for path in [p for p in inputs if p is not None]:
-        seen[path.expanduser().resolve()] = path
-    for path in [p for p in outputs if p is not None]:
-        key = path.expanduser().resolve()
-        if key in seen:
-            raise VaelabError(f"is given twice, as an output and as {seen[key]}; choose another name", path)
-        seen[key] = path
 
 
 def _toml_value(value: object) -> str:
@@ -148,16 +92,19 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from vaelab.data import load_path
     from vaelab.data.dataset import fit_preprocessing
     from vaelab.detectors import BaseDetector, make_detector, predictions
+    from vaelab.detectors.outputs import score_table, top_features
     from vaelab.fileio import write_files
 
     def rows(path: Path):
-        """Every row of a file; image pixels scaled to [0, 1], tables as they are."""
+        """Every row of a file (image pixels scaled to [0, 1], tables as they are), labels, column names."""
         raw = load_path(path)
         x, y = raw.all_rows()
-        return (fit_preprocessing(raw).apply(x) if raw.kind == "image" else x), y
+        return (fit_preprocessing(raw).apply(x) if raw.kind == "image" else x), y, raw.column_names()
 
     def about(path: Path, step):
         """``step()``, its bad-data errors naming ``path`` in one line."""
@@ -170,36 +117,52 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     if (args.train is None) == (args.load is None):
         raise VaelabError("give either --train (fit a detector) or --load (a saved detector file)")
+    if args.fpr is not None and args.contamination is not None:
+        raise VaelabError("give --fpr (a false-positive rate to guarantee) or --contamination (an expected "
+                          "anomaly share), not both")
+    if args.fpr is not None and args.calibration == 0:
+        raise VaelabError("--fpr needs held-out calibration rows: --calibration must be > 0")
     check_output(args.out)
     if args.save is not None:
         check_output(args.save)
     distinct_outputs([args.train, args.load, args.test],
                      [args.out, args.save, args.save.with_suffix(".json") if args.save else None])
-    x_test, y_test = rows(args.test)
+    x_test, y_test, names = rows(args.test)
+    if args.explain is not None and args.explain > x_test.shape[1]:
+        raise VaelabError(f"--explain {args.explain} asks for more features than the {x_test.shape[1]} of {args.test}")
     if args.load is not None:
         detector = BaseDetector.load(args.load)
         name, source = type(detector).__name__, f"loaded from {args.load}"
+        if args.fpr is not None or args.contamination is not None:
+            about(args.load, lambda: detector.set_threshold(fpr=args.fpr, contamination=args.contamination))
     else:
-        x_train, _ = rows(args.train)
+        x_train, _, _ = rows(args.train)
         if x_test.shape[1] != x_train.shape[1]:
             raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
         name = args.detector or DEFAULT_DETECTOR
-        detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed)
-        detector.set_params(contamination=args.contamination)
+        detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed,
+                                 calibration=args.calibration)
+        detector.set_params(contamination=args.contamination or 0.1, fpr=args.fpr)
         about(args.train, lambda: detector.fit(x_train))
         source = f"fitted on {len(x_train)} rows of {args.train}"
     if x_test.shape[1] != detector.n_features_in_:
         raise DataError(f"has {x_test.shape[1]} features; the detector expects {detector.n_features_in_}", args.test)
     scores = about(args.test, lambda: detector.score_samples(x_test))
     labels = predictions(scores, detector.offset_)
-    lines = ["row," + ("label," if y_test is not None else "") + "score,prediction"]
-    lines += [f"{i}," + (f"{int(y_test[i])}," if y_test is not None else "") + f"{s:.6f},{p}"
-              for i, (s, p) in enumerate(zip(scores, labels))]
-    files = {args.out: ("\n".join(lines) + "\n").encode()}
+    calibrated = hasattr(detector, "calibration_scores_")
+    pvalues = about(args.test, lambda: detector.score_pvalues(x_test)) if calibrated else None
+    explanations = None
+    if args.explain is not None:
+        flagged = np.flatnonzero(labels == -1)
+        contributions = about(args.test, lambda: detector.explain(x_test[flagged]))
+        explanations = dict(zip(flagged.tolist(), top_features(contributions, names, args.explain)))
+    files = {args.out: score_table(scores, labels, y_test, pvalues, explanations).encode()}
     write_files({**(detector.files(args.save) if args.save is not None else {}), **files})
-    print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {int((labels == -1).sum())} flagged "
-          f"as anomalies (threshold {detector.offset_:.4f}, contamination {detector.contamination}); higher "
-          f"score = more normal; wrote {args.out}" + (f" and the detector to {args.save}" if args.save else ""))
+    rule = (f"false-positive rate <= {detector.fpr} (conformal, {len(detector.calibration_scores_)} calibration rows)"
+            if detector.fpr is not None else f"contamination {detector.contamination}")
+    print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {len(labels) - int((labels == 1).sum())} "
+          f"flagged as anomalies (threshold {detector.offset_:.4f}, {rule}); higher score = more normal; wrote "
+          f"{args.out}" + (f" and the detector to {args.save}" if args.save else ""))
     return 0
 
 
@@ -342,10 +305,17 @@ def make_parser() -> argparse.ArgumentParser:
                    f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README)")
     p.add_argument("--latent-dim", type=positive_int, default=5)
     p.add_argument("--epochs", type=positive_int, default=50, help="VAE training epochs")
-    p.add_argument("--contamination", type=contamination, default=0.1,
-                   help="expected anomaly fraction, in (0, 0.5) (threshold)")
+    p.add_argument("--contamination", type=contamination,
+                   help="threshold for an expected anomaly fraction in (0, 0.5) (default 0.1)")
+    p.add_argument("--fpr", type=fraction, help="threshold so that the false-positive rate on normal rows is at "
+                   "most this, in (0, 1) (split conformal, on the held-out calibration rows)")
+    p.add_argument("--calibration", type=share, help="share of the normal training rows held out to calibrate "
+                   "p-values and thresholds, in [0, 1) (default: detector.calibration, 0.2)")
+    p.add_argument("--explain", type=positive_int, metavar="K",
+                   help="for each flagged row, the K features that contribute most to its anomaly score")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="CSV: row, [label], score, prediction (+1/-1)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="CSV: row, [label], score, [p_value], prediction (+1/-1), [explanation]")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("benchmark", help="the anomaly benchmarks")

@@ -187,12 +187,17 @@ class DetectorConfig:
     iforest_estimators: int = 200
     nystroem_components: int = 500  # kernel features of ocsvm-nystroem
     pca_components: int = 50        # raw baselines work on this many principal components
+    calibration: float = 0.2        # share of the normal training rows held out for p-values and thresholds
+    fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
                     "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components"):
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
         _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
+        _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
+        _check(0 <= self.fpr < 1, f"detector.fpr must be in [0, 1) (0: use the contamination); got {self.fpr}")
+        _check(not self.fpr or self.calibration > 0, "detector.fpr needs detector.calibration > 0")
 
 
 @dataclass(frozen=True)

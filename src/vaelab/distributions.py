@@ -13,9 +13,14 @@ import torch.nn.functional as F
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def log_normal_terms(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x_j; mean_j, exp(logvar_j)) per coordinate (nats), not summed."""
+    return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar))
+
+
 def log_normal_diag(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(x; mean, diag(exp(logvar))), summed over the last axis (nats)."""
-    return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+    return log_normal_terms(x, mean, logvar).sum(-1)
 
 
 def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
@@ -23,9 +28,14 @@ def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + x.pow(2)).sum(-1)
 
 
+def bernoulli_log_terms(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x_j; sigmoid(logits_j)) per coordinate (nats), not summed; x may be grey in [0, 1]."""
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
+
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x; sigmoid(logits)) summed over the last axis; x may be grey in [0, 1]."""
-    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+    return bernoulli_log_terms(x, logits).sum(-1)
 
 
 def kl_diag_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

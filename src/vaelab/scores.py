@@ -171,6 +171,24 @@ def score_array(model: nn.Module, x: np.ndarray | torch.Tensor, score: str, *,
     return _per_row(x, batch_size, device, block_scores).numpy()
 
 
+@torch.no_grad()
+def reconstruction_terms(model: nn.Module, x: np.ndarray | torch.Tensor, squared_error: bool,
+                         batch_size: int = 1000) -> np.ndarray:
+    """Per-feature terms of the reconstruction at the code's mean z = E[q(z|x)], (n, d), float64:
+    the squared errors (x_j - E[x_j|z])^2, which sum to :func:`reconstruction_error`, or
+    -log p(x_j|z), which sum to -log p(x|z), the data term of the likelihood scores."""
+    model.eval()
+    device = next(model.parameters()).device
+
+    def block(rows: torch.Tensor, n: int) -> torch.Tensor:
+        mean, _ = model.encode(rows)
+        if squared_error:
+            return (rows - model.decoder_mean(mean).float()).pow(2).double()
+        return -model.feature_log_probs(rows, mean).double()
+
+    return _per_row(x, batch_size, device, block).numpy()
+
+
 def monte_carlo_samples(score: ScoreConfig) -> dict[str, int]:
     """The number of samples each Monte-Carlo score draws under ``score``'s settings."""
     return {"iwae": score.iwae_samples, "recon-prob": score.recon_samples, "elbo": score.elbo_samples}

@@ -48,6 +48,14 @@ class RawData:
     default_val_size: float = 0.1
     default_test_size: float = 0.2
 
+    def column_names(self) -> tuple[str, ...]:
+        """A name per feature: the table's columns, ``px_ROW_COL`` for image pixels, else ``x0``, ``x1``, ..."""
+        if self.feature_names:
+            return tuple(self.feature_names)
+        if self.image_shape and len(self.image_shape) == 2:
+            return tuple(f"px_{r}_{c}" for r in range(self.image_shape[0]) for c in range(self.image_shape[1]))
+        return tuple(f"x{j}" for j in range(self.x_train.shape[1]))
+
     def all_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Every row in file order (train part, then test part) and the labels if all parts have them."""
         if self.x_test is None:

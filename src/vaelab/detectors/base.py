@@ -1,10 +1,24 @@
 """The detector base class: scikit-learn's outlier-detector contract, thresholds and files.
 
 Sign convention, everywhere: ``score_samples`` is higher for more normal
-points; ``decision_function = score_samples - offset_`` where ``offset_`` is
-the ``contamination`` quantile of the scores of (at most ``threshold_rows``
-seeded) training rows; ``predict`` gives +1 (normal) where the decision is
->= 0 and -1 (anomaly) elsewhere.
+points; ``decision_function = score_samples - offset_``; ``predict`` gives +1
+(normal) where the decision is >= 0 and -1 (anomaly) elsewhere.
+
+Thresholds: with ``calibration`` > 0 that share of the normal training rows
+is held out (the model never trains on them) and their scores (at most
+``threshold_rows`` of them) calibrate the detector: ``score_pvalues`` gives
+split-conformal p-values, and ``fpr`` sets ``offset_`` so that the
+false-positive rate on normal rows is at most ``fpr``
+(:mod:`vaelab.conformal`). Without ``fpr``, ``offset_`` is the
+``contamination`` quantile of the calibration scores, or of the training
+rows' own (optimistic) scores when ``calibration`` is 0.
+
+Explanations: ``explain(X)`` gives per-feature contributions to each row's
+anomaly score, (n, d), higher = pushes the row towards anomalous. Here, for
+every kind, by occlusion: feature j's contribution is how much more normal
+the row scores with x_j replaced by its training mean. Detectors with an
+exact decomposition (the VAE's per-feature likelihood terms, the PCA
+reconstruction residuals) override it.
 
 Files: ``save(path)`` writes a safetensors file (arrays) with a JSON
 description (class, constructor parameters, fitted state); ``load(path)``
@@ -16,7 +30,7 @@ met twice (a fusion's VAE shared with its latent part) is stored once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,6 +38,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from vaelab import checkpoint as ckpt
+from vaelab.conformal import conformal_pvalues, conformal_threshold
 from vaelab.data.dataset import check_representable
 from vaelab.errors import ModelFileError
 from vaelab.fileio import write_files
@@ -47,6 +62,31 @@ def finite_rows(X, min_rows: int = 1) -> np.ndarray:
     X = check_array(X, dtype=np.float64, ensure_min_samples=min_rows)
     check_representable(X, None, "X")
     return X
+
+
+def calibration_rows(normal: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Sorted indices of the calibration rows: a seeded ``share`` of the ``normal`` rows (none for 0)."""
+    if not share:
+        return np.zeros(0, dtype=np.int64)
+    n = int(np.ceil(share * len(normal)))
+    picked = np.random.default_rng([seed, 7]).choice(len(normal), size=min(n, len(normal)), replace=False)
+    return np.sort(np.asarray(normal)[picked])
+
+
+def occlusion(score: Callable[[np.ndarray], np.ndarray], X: np.ndarray, baseline: np.ndarray, max_rows: int = 8192) -> np.ndarray:
+    """Per-feature occlusion attributions, (n, d): ``score(X with column j set to baseline_j) - score(X)``
+    for every row and feature (higher = the feature makes the row less normal). Scores ``d`` copies of
+    each row, ``max_rows`` rows at a time."""
+    n, d = X.shape
+    out = np.empty((n, d))
+    per = max(1, max_rows // (d + 1))
+    for start in range(0, n, per):
+        block = X[start:start + per]
+        copies = np.repeat(block, d + 1, axis=0).reshape(len(block), d + 1, d)
+        copies[:, np.arange(d), np.arange(d)] = baseline  # copy j has feature j occluded; the last is the row
+        values = score(copies.reshape(-1, d)).reshape(len(block), d + 1)
+        out[start:start + len(block)] = values[:, :d] - values[:, d:]
+    return out
 
 
 def _in_unit_range(X: np.ndarray) -> bool:
@@ -76,24 +116,87 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     """Thresholding, validation and files written once; subclasses implement ``_fit`` and ``_score``
     (and ``_state`` / ``_restore`` for what they learn)."""
 
-    def __init__(self, contamination: float = 0.1, threshold_rows: int | None = 2000) -> None:
+    def __init__(self, contamination: float = 0.1, threshold_rows: int | None = 2000, calibration: float = 0.0,
+                 fpr: float | None = None) -> None:
         self.contamination = contamination
         self.threshold_rows = threshold_rows
+        self.calibration = calibration
+        self.fpr = fpr
 
     # ---- the scikit-learn contract ------------------------------------------
     def fit(self, X, y=None):
         X = finite_rows(X, min_rows=2)
+        self._check_threshold_settings()
+        self.n_features_in_ = X.shape[1]
+        normal = self._normal_rows(y, len(X))
+        held = calibration_rows(normal, self.calibration, getattr(self, "random_state", 0))
+        fit = np.setdiff1d(np.arange(len(X)), held)
+        if len(fit) < 2 or (self.calibration and len(held) < 1):
+            raise ValueError(f"a calibration share of {self.calibration} of {len(normal)} normal rows leaves "
+                             f"{len(held)} to calibrate and {len(fit)} to fit on; give more rows or another share")
+        self.baseline_ = X[fit].mean(0)
+        self._fit_rows(X[fit], None if y is None else np.asarray(y)[fit])
+        return self._set_threshold(X[held] if len(held) else X[np.intersect1d(fit, normal)])
+
+    def _check_threshold_settings(self) -> None:
         if not 0.0 < self.contamination < 0.5:
             raise ValueError(f"contamination must be in (0, 0.5); got {self.contamination}")
-        self.n_features_in_ = X.shape[1]
+        if not 0.0 <= self.calibration < 1.0:
+            raise ValueError(f"calibration must be a share in [0, 1); got {self.calibration}")
+        if self.fpr is not None and not 0.0 < self.fpr < 1.0:
+            raise ValueError(f"fpr must be in (0, 1); got {self.fpr}")
+        if self.fpr is not None and not self.calibration:
+            raise ValueError("fpr needs held-out calibration rows (calibration > 0): the training rows' own "
+                             "scores are optimistic and guarantee nothing")
+
+    def _normal_rows(self, y, n: int) -> np.ndarray:
+        """Indices of the rows known or assumed normal (all of them, for an unsupervised detector)."""
+        return np.arange(n)
+
+    def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        """Fit on the training rows left after the calibration rows are held out."""
         self._fit(X)
-        return self._set_threshold(X)
 
     def _set_threshold(self, X: np.ndarray):
-        """``offset_``: the contamination quantile of the scores of (a subsample of) normal rows X."""
+        """Score (a subsample of at most ``threshold_rows`` of) normal rows X and set ``offset_`` from
+        them; with calibration rows, keep their scores for p-values."""
         rows = subsample(len(X), self.threshold_rows, getattr(self, "random_state", 0))
-        self.offset_ = float(np.quantile(self._score(X[rows]), self.contamination))
+        scores = np.sort(self._score(X[rows]))
+        if self.calibration:
+            self.calibration_scores_ = scores
+        return self._threshold_from(scores)
+
+    def _threshold_from(self, scores: np.ndarray):
+        self.offset_ = (conformal_threshold(scores, self.fpr) if self.fpr is not None
+                        else float(np.quantile(scores, self.contamination)))
         return self
+
+    def set_threshold(self, *, fpr: float | None = None, contamination: float | None = None):
+        """Re-derive ``offset_`` of a fitted, calibrated detector from its calibration scores, for a
+        false-positive rate of at most ``fpr`` or an expected ``contamination`` (no refit)."""
+        check_is_fitted(self, "offset_")
+        if not hasattr(self, "calibration_scores_"):
+            raise ValueError("this detector was fitted without calibration rows (calibration=0); refit it with "
+                             "a calibration share to set its threshold from held-out scores")
+        if (fpr is None) == (contamination is None):
+            raise ValueError("give one of fpr and contamination")
+        self.set_params(fpr=fpr, **({"contamination": contamination} if contamination is not None else {}))
+        self._check_threshold_settings()
+        return self._threshold_from(self.calibration_scores_)
+
+    def score_pvalues(self, X) -> np.ndarray:
+        """Split-conformal p-values against the held-out calibration rows: small = anomalous; for a
+        normal row exchangeable with them, P(p <= a) <= a."""
+        if not hasattr(self, "calibration_scores_"):
+            check_is_fitted(self, "offset_")
+            raise ValueError("this detector was fitted without calibration rows (calibration=0), so it has no "
+                             "p-values; refit it with calibration > 0")
+        return conformal_pvalues(self.calibration_scores_, self.score_samples(X))
+
+    def explain(self, X) -> np.ndarray:
+        """Per-feature contributions to each row's anomaly score, (n, d); higher = more anomalous.
+        This one: occlusion, how much more normal the row scores with feature j at its training mean."""
+        return occlusion(self._score, self._checked(X), self.baseline_)
 
     def score_samples(self, X) -> np.ndarray:
         """Higher means more normal."""
@@ -190,6 +293,9 @@ class StateWriter:
         if id(det) in self._seen:
             return {"same_as": self._seen[id(det)]}
         self._seen[id(det)] = prefix
+        for name in ("baseline_", "calibration_scores_"):
+            if hasattr(det, name):
+                self.array(f"{prefix}{name}", getattr(det, name))
         return {"class": type(det).__name__, "params": _plain_params(det), "offset": det.offset_,
                 "n_features_in": det.n_features_in_, "state": det._state(self, prefix)}
 
@@ -226,5 +332,8 @@ class StateReader:
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
         det = self._built[prefix] = cls(**params)
         det.offset_, det.n_features_in_ = float(meta["offset"]), int(meta["n_features_in"])
+        for name in ("baseline_", "calibration_scores_"):
+            if self.has(f"{prefix}{name}"):
+                setattr(det, name, self.array(f"{prefix}{name}"))
         det._restore(meta["state"], self, prefix)
         return det

@@ -51,8 +51,8 @@ class FusionDetector(BaseDetector):
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
                  reference_rows: int | None = 2000, contamination: float = 0.1, threshold_rows: int | None = 2000,
-                 random_state: int = 0) -> None:
-        super().__init__(contamination, threshold_rows)
+                 random_state: int = 0, calibration: float = 0.0, fpr: float | None = None) -> None:
+        super().__init__(contamination, threshold_rows, calibration, fpr)
         self.detectors = detectors
         self.rule = rule
         self.reference_rows = reference_rows
@@ -68,7 +68,7 @@ class FusionDetector(BaseDetector):
             if is_fitted(det):
                 self.detectors_.append(det)
                 continue
-            det = clone(det)
+            det = clone(det).set_params(calibration=0.0, fpr=None)  # the fusion holds out its own rows
             if isinstance(det, LatentDetector) and det.vae is None:
                 shared = [d for d in self.detectors_ if isinstance(d, VAEDetector) and d.latent_dim == det.latent_dim]
                 if shared:

@@ -31,8 +31,8 @@ class EstimatorDetector(BaseDetector):
 
     def __init__(self, estimator: str, max_fit_rows: int | None, ocsvm_nu: float, gmm_components: int,
                  gmm_full_max_dim: int, iforest_estimators: int, nystroem_components: int, contamination: float,
-                 threshold_rows: int | None, random_state: int) -> None:
-        super().__init__(contamination, threshold_rows)
+                 threshold_rows: int | None, random_state: int, calibration: float, fpr: float | None) -> None:
+        super().__init__(contamination, threshold_rows, calibration, fpr)
         self.estimator = estimator
         self.max_fit_rows = max_fit_rows
         self.ocsvm_nu = ocsvm_nu
@@ -85,9 +85,10 @@ class LatentDetector(EstimatorDetector):
     def __init__(self, estimator: str = "ocsvm", vae: VAEDetector | None = None, latent_dim: int = 5,
                  epochs: int = 50, max_fit_rows: int | None = 10000, ocsvm_nu: float = 0.1, gmm_components: int = 10,
                  gmm_full_max_dim: int = 50, iforest_estimators: int = 200, nystroem_components: int = 500,
-                 contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0) -> None:
+                 contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0,
+                 calibration: float = 0.0, fpr: float | None = None) -> None:
         super().__init__(estimator, max_fit_rows, ocsvm_nu, gmm_components, gmm_full_max_dim, iforest_estimators,
-                         nystroem_components, contamination, threshold_rows, random_state)
+                         nystroem_components, contamination, threshold_rows, random_state, calibration, fpr)
         self.vae = vae
         self.latent_dim = latent_dim
         self.epochs = epochs
@@ -121,9 +122,10 @@ class RawDetector(EstimatorDetector):
     def __init__(self, estimator: str = "ocsvm", pca_components: int | None = 50, max_fit_rows: int | None = 10000,
                  ocsvm_nu: float = 0.1, gmm_components: int = 10, gmm_full_max_dim: int = 50,
                  iforest_estimators: int = 200, nystroem_components: int = 500, contamination: float = 0.1,
-                 threshold_rows: int | None = 2000, random_state: int = 0) -> None:
+                 threshold_rows: int | None = 2000, random_state: int = 0, calibration: float = 0.0,
+                 fpr: float | None = None) -> None:
         super().__init__(estimator, max_fit_rows, ocsvm_nu, gmm_components, gmm_full_max_dim, iforest_estimators,
-                         nystroem_components, contamination, threshold_rows, random_state)
+                         nystroem_components, contamination, threshold_rows, random_state, calibration, fpr)
         self.pca_components = pca_components
 
     def _features(self, X: np.ndarray, fitting: bool) -> np.ndarray:
@@ -145,12 +147,22 @@ class RawDetector(EstimatorDetector):
             return
         super()._fit(X)
 
+    def _residuals(self, X: np.ndarray) -> np.ndarray:
+        """Squared residuals of the PCA reconstruction per (standardized) feature, (n, d)."""
+        X = (X - self.center_) / self.scale_
+        return (X - self.pca_.inverse_transform(self.pca_.transform(X))) ** 2
+
     def _score(self, X: np.ndarray) -> np.ndarray:
         if self.estimator == "pca-recon":
-            X = (X - self.center_) / self.scale_
-            rec = self.pca_.inverse_transform(self.pca_.transform(X))
-            return -((X - rec) ** 2).sum(1)
+            return -self._residuals(X).sum(1)
         return super()._score(X)
+
+    def explain(self, X) -> np.ndarray:
+        """``pca-recon``: the squared residual of each standardized feature, exact (they sum to minus the
+        score); the other estimators: occlusion (:meth:`BaseDetector.explain`)."""
+        if self.estimator == "pca-recon":
+            return self._residuals(self._checked(X))
+        return super().explain(X)
 
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         writer.array(f"{prefix}center", self.center_)

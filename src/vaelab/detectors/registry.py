@@ -49,18 +49,24 @@ def estimator_name(name: str) -> str:
 
 
 def make_detector(name: str, config: Config | None = None, *, latent_dim: int | None = None,
-                  epochs: int | None = None, seed: int | None = None, vae: VAEDetector | None = None) -> BaseDetector:
+                  epochs: int | None = None, seed: int | None = None, vae: VAEDetector | None = None,
+                  calibration: float | None = None) -> BaseDetector:
     """The detector registered as ``name``, unfitted, with ``config``'s settings (defaults if None).
 
-    ``latent_dim`` defaults to ``model.latent_dim``, ``epochs`` to ``train.epochs`` and ``seed`` to
-    ``train.seed``; ``vae``, a fitted VAEDetector, is shared by a latent detector instead of fitting its own.
+    ``latent_dim`` defaults to ``model.latent_dim``, ``epochs`` to ``train.epochs``, ``seed`` to
+    ``train.seed`` and ``calibration`` (the held-out share of normal rows) to ``detector.calibration``;
+    ``vae``, a fitted VAEDetector, is shared by a latent detector instead of fitting its own. The
+    benchmarks pass ``calibration=0``: their AUROC needs no threshold, and their protocols fit on
+    every normal training row.
     """
     config = config or Config()
     latent_dim = config.model.latent_dim if latent_dim is None else latent_dim
     epochs = config.train.epochs if epochs is None else epochs
     seed = config.train.seed if seed is None else seed
     det = config.detector
-    common = {"threshold_rows": det.threshold_rows, "random_state": seed}
+    calibration = det.calibration if calibration is None else calibration
+    common = {"threshold_rows": det.threshold_rows, "random_state": seed, "calibration": calibration,
+              "fpr": (det.fpr or None) if calibration else None}
     estimator = {"max_fit_rows": det.max_fit_rows, **{k: getattr(det, k) for k in ESTIMATOR_SETTINGS}, **common}
     if name in VAE_NAMES:
         score = name[len("vae-"):]
@@ -77,8 +83,8 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
                                       reference_rows=det.reference_rows, device=config.train.device, **common)
     if name in FUSIONS:
         partner, rule = FUSIONS[name]
-        parts = (make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed),
-                 make_detector(partner, config, latent_dim=latent_dim, epochs=epochs, seed=seed))
+        parts = (make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0),
+                 make_detector(partner, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0))
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, **common)
     raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED))}")
 

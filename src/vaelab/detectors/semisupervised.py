@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_array
 
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
@@ -35,8 +34,9 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
                  labelled_share: float = 0.2, reference_rows: int | None = 2000, contamination: float = 0.1,
-                 threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu") -> None:
-        super().__init__(contamination, threshold_rows)
+                 threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",
+                 calibration: float = 0.0, fpr: float | None = None) -> None:
+        super().__init__(contamination, threshold_rows, calibration, fpr)
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.epochs = epochs
@@ -49,19 +49,19 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         self.random_state = random_state
         self.device = device
 
-    def fit(self, X, y=None):
-        X = check_array(X, dtype=np.float64)
-        y = np.full(len(X), -1) if y is None else np.asarray(y).astype(np.int64)
-        if y.shape != (len(X),) or not np.isin(y, (-1, 0, 1)).all():
+    def _normal_rows(self, y, n: int) -> np.ndarray:
+        """The rows not labelled anomalous: calibration rows and thresholds come from these."""
+        y = np.full(n, -1) if y is None else np.asarray(y)
+        if y.shape != (n,) or not np.isin(y, (-1, 0, 1)).all():
             raise ValueError("y must hold one of -1 (unlabelled), 0 (normal), 1 (anomaly) per row")
-        self._y = y
+        return np.flatnonzero(y != 1)
+
+    def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        self._y = np.full(len(X), -1) if y is None else np.asarray(y).astype(np.int64)
         try:
-            return super().fit(X)
+            self._fit(X)
         finally:
             del self._y
-
-    def _set_threshold(self, X: np.ndarray):
-        return super()._set_threshold(X[self._y != 1] if hasattr(self, "_y") else X)
 
     def score_parts(self, X) -> dict[str, np.ndarray]:
         """The two parts the score combines, each higher = more normal: "likelihood",

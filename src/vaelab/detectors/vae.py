@@ -13,7 +13,7 @@ from vaelab.data.dataset import check_representable
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling
 from vaelab.models import build_model
 from vaelab.runtime import seeded_init
-from vaelab.scores import SCORES, latent_means, score_array
+from vaelab.scores import SCORES, latent_means, reconstruction_terms, score_array
 from vaelab.training import Trainer
 
 
@@ -57,8 +57,8 @@ class VAEDetector(ScaledInput, BaseDetector):
     def __init__(self, score_name: str = "recon-prob", latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,),
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, n_samples: int | None = None,
                  contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0,
-                 device: str = "cpu") -> None:
-        super().__init__(contamination, threshold_rows)
+                 device: str = "cpu", calibration: float = 0.0, fpr: float | None = None) -> None:
+        super().__init__(contamination, threshold_rows, calibration, fpr)
         self.score_name = score_name
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
@@ -108,6 +108,14 @@ class VAEDetector(ScaledInput, BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self.score_with(X, self.score_name, self.n_samples)
+
+    def explain(self, X) -> np.ndarray:
+        """Per-feature contributions, (n, d), exact: for ``recon-error`` the squared errors (in the
+        model's units), which sum to minus the score; for the likelihood scores -log p(x_j|z) at the
+        code's mean z, which sum to -log p(x|z), the data term of the score (the prior / KL part and
+        the Monte-Carlo averaging are not per feature)."""
+        x = self._prepare(self._checked(X))
+        return reconstruction_terms(self.model_, x, squared_error=self.score_name == "recon-error")
 
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         return model_state(writer, prefix, self.model_, self.mean_, self.scale_)

@@ -113,10 +113,14 @@ class VAE(nn.Module):
 
     def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x|z[,c]) summed over features; z may carry leading sample axes (k, n, d)."""
+        return self.feature_log_probs(x, z, c).sum(-1)
+
+    def feature_log_probs(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x_j|z[,c]) for each feature j, (..., input_dim): the terms of :meth:`log_px_given_z`."""
         out = self.decode(z, c).float()
         if self.likelihood == "bernoulli":
-            return D.bernoulli_log_prob(x, out)
-        return D.log_normal_diag(x, out, self._clamp(self.dec_logvar))
+            return D.bernoulli_log_terms(x, out)
+        return D.log_normal_terms(x, out, self._clamp(self.dec_logvar))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """E[x|z] for n draws z ~ p(z), shape (n, input_dim)."""
