@@ -59,6 +59,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "label_only.csv").write_text("label\n1\n0\n")
     (d / "float_labels.csv").write_text("a,b,label\n1,2,0.5\n3,4,1\n")
     (d / "one_row.csv").write_text("a,b,c\n1,2,3\n")
+    (d / "two_rows.csv").write_text("a,b,c\n1,2,3\n4,5,7\n")
     (d / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (d / "bad.parquet").write_bytes(b"PAR1 not really parquet")
     (d / "garbage.npz").write_bytes(b"PK\x03\x04 garbage")
@@ -105,7 +106,7 @@ def inputs(tmp_path_factory) -> Path:
 
     assert main(["train", "--data", str(good), "--epochs", "1", "--latent-dim", "2", "--out", str(d / "run"),
                  *TINY]) == 0
-    assert main(["detect", "--train", str(good), "--test", str(good), "--detector", "raw-gmm",
+    assert main(["detect", "--train", str(good), "--test", str(good), "--detector", "raw-gmm", "--calibration", "0",
                  "--save", str(d / "det.safetensors"), "--out", str(d / "scores.csv")]) == 0
     model, det = d / "run" / "model.safetensors", d / "det.safetensors"
     (d / "model_truncated.safetensors").write_bytes(model.read_bytes()[:500])
@@ -191,6 +192,19 @@ def _cases(d: Path, o: Path) -> list[tuple[str, list, str]]:
         ("flag-score-name", score("--score", "nope"), "argument --score: invalid choice: 'nope'"),
         ("flag-contamination-high", detect("--contamination", "0.7"), "argument --contamination: must be in (0, 0.5)"),
         ("flag-contamination-text", detect("--contamination", "x"), "argument --contamination: must be a number"),
+        ("flag-fpr-one", detect("--fpr", "1"), "argument --fpr: must be in (0, 1); got 1"),
+        ("flag-fpr-negative", detect("--fpr", "-0.1"), "argument --fpr: must be in (0, 1)"),
+        ("flag-fpr-and-contamination", detect("--fpr", "0.05", "--contamination", "0.1"), "not both"),
+        ("flag-fpr-without-calibration", detect("--fpr", "0.05", "--calibration", "0"), "--fpr needs held-out calibration rows"),  # noqa: E501
+        ("flag-calibration-one", detect("--calibration", "1"), "argument --calibration: must be in [0, 1)"),
+        ("flag-calibration-too-few", detect("--fpr", "0.001"), "good.csv: 24 calibration rows cannot give a false-positive rate of at most 0.001"),  # noqa: E501
+        ("flag-calibration-leaves-no-fit", ["detect", "--train", d / "two_rows.csv", "--test", d / "good.csv",
+                                           "--detector", "raw-gmm", "--calibration", "0.6", "--out", o / "s.csv"],
+         "two_rows.csv: a calibration share of 0.6 of 2 normal rows leaves 2 to calibrate and 0 to fit on"),
+        ("flag-explain-too-many", detect("--explain", "4"), "--explain 4 asks for more features than the 3 of"),
+        ("flag-explain-zero", detect("--explain", "0"), "argument --explain: must be >= 1"),
+        ("flag-fpr-on-uncalibrated-file", load("det.safetensors", "--fpr", "0.05", "--calibration", "0.2"),
+         "det.safetensors: this detector was fitted without calibration rows"),
         ("flag-train-and-load", detect("--load", d / "det.safetensors"), "give either --train"),
         ("flag-neither", ["detect", "--test", d / "good.csv", "--out", o / "s.csv"], "give either --train"),
         ("flag-detector-name", ["detect", "--train", d / "good.csv", "--test", d / "good.csv", "--detector", "nope",

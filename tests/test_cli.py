@@ -153,3 +153,51 @@ def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     code, _, err = run_cli(capsys, "detect", "--test", tmp_path / "test.npz", "--out", tmp_path / "c.csv")
     assert code == 2 and "--train" in err and not (tmp_path / "c.csv").exists()
+
+
+def test_detect_with_a_false_positive_rate_p_values_and_explanations_on_a_named_table(tmp_path, capsys):
+    """CSV with column names end to end: held-out calibration, an fpr threshold, a p-value per row, and
+    for each flagged row the columns that made it anomalous (here the one that was changed)."""
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(2, 5))
+    train = rng.normal(size=(600, 2)) @ basis + 0.05 * rng.normal(size=(600, 5))
+    test = rng.normal(size=(60, 2)) @ basis + 0.05 * rng.normal(size=(60, 5))
+    test[50:, 3] += 8.0  # ten anomalies, changed in column "pressure"
+    header = "temp,flow,speed,pressure,load"
+    for name, rows in (("train.csv", train), ("test.csv", test)):
+        (tmp_path / name).write_text(header + "\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in rows) + "\n")
+    code, stdout, err = run_cli(capsys, "detect", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv",
+                                "--detector", "raw-pca-recon", "--fpr", "0.05", "--explain", "2",
+                                "--save", tmp_path / "det.safetensors", "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    assert "false-positive rate <= 0.05 (conformal, 120 calibration rows)" in stdout
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert list(rows[0]) == ["row", "score", "p_value", "prediction", "explanation"]
+    flagged = [r for r in rows if r["prediction"] == "-1"]
+    assert {int(r["row"]) for r in flagged} >= set(range(50, 60))
+    assert all(float(r["p_value"]) <= 0.05 for r in flagged)
+    assert all(r["explanation"].startswith("pressure=") for r in flagged if int(r["row"]) >= 50)
+    assert all(r["explanation"] == "" for r in rows if r["prediction"] == "1")
+    # the saved detector keeps its calibration: a stricter rate without refitting
+    code, stdout, err = run_cli(capsys, "detect", "--load", tmp_path / "det.safetensors", "--test",
+                                tmp_path / "test.csv", "--fpr", "0.01", "--out", tmp_path / "t.csv")
+    assert code == 0, err
+    strict = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["p_value"] for r in strict] == [r["p_value"] for r in rows]
+    assert sum(r["prediction"] == "-1" for r in strict) <= len(flagged)
+
+
+def test_detect_explains_images_by_pixel(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    images = (rng.random((300, 8, 8)) < 0.2).astype(np.uint8) * 255
+    test = images[:20].copy()
+    test[10:, 2:5, 2:5] = 255  # a bright square
+    np.savez(tmp_path / "train.npz", x=images[20:])
+    np.savez(tmp_path / "test.npz", x=test)
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
+                           "--detector", "vae-recon-error", "--epochs", "5", "--explain", "3",
+                           "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    names = [part.split("=")[0] for r in rows if r["explanation"] for part in r["explanation"].split(";")]
+    assert names and all(n.startswith("px_") for n in names)

@@ -24,21 +24,39 @@ def _plt():
 
 
 def mosaic(images: np.ndarray, image_shape: tuple[int, int], ncols: int, pad: int = 2) -> np.ndarray:
-    """Tile images (n, h*w) into one array, ``ncols`` per row, white gaps of ``pad`` pixels."""
+    """Tile images (n, h*w) into one array, ``ncols`` per row, white gaps of ``pad`` pixels (for the
+    gray_r colour map); RGB tiles (n, h, w, 3) get white (1.0) gaps."""
     h, w = image_shape
     n = len(images)
     nrows = max(1, -(-n // ncols))
-    out = np.zeros((nrows * (h + pad), ncols * (w + pad) - pad), dtype=np.float32)  # a gap under every row
-    for i, img in enumerate(np.asarray(images, dtype=np.float32)):
+    images = np.asarray(images, dtype=np.float32)
+    channels = images.shape[3:] if images.ndim == 4 else ()
+    out = np.full((nrows * (h + pad), ncols * (w + pad) - pad, *channels), 1.0 if channels else 0.0,
+                  dtype=np.float32)  # a gap under every row
+    for i, img in enumerate(images):
         r, c = divmod(i, ncols)
-        out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img.reshape(h, w)
+        out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img.reshape(h, w, *channels)
     return out
+
+
+def pixel_map_tiles(images: np.ndarray, maps: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """RGB tiles (n, h, 2w+1, 3): each image (dark = ink) beside its pixel map, each map scaled to its
+    own largest positive value (white = no contribution, dark red = the most)."""
+    plt = _plt()
+    h, w = image_shape
+    imgs = 1.0 - np.clip(np.asarray(images, dtype=np.float64).reshape(-1, h, w), 0, 1)
+    heat = np.clip(np.asarray(maps, dtype=np.float64).reshape(-1, h, w), 0, None)
+    heat = heat / np.maximum(heat.reshape(len(heat), -1).max(1), 1e-12)[:, None, None]
+    rgb_maps = plt.get_cmap("Reds")(heat)[..., :3]
+    gap = np.ones((len(imgs), h, 1, 3))
+    return np.concatenate([np.repeat(imgs[..., None], 3, -1), gap, rgb_maps], axis=2)
 
 
 def image_grid(images: np.ndarray, image_shape: tuple[int, int], ncols: int,
                titles: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
                title: str | None = None, cell: float = 0.9):
-    """Images (n, h*w) in [0, 1] on a grid of ``ncols`` columns, optional per-image titles.
+    """Images (n, h*w) in [0, 1] (or RGB tiles (n, h, w, 3)) on a grid of ``ncols`` columns, optional
+    per-image titles.
 
     Drawn as one mosaic (fast for hundreds of images); titles sit above each tile.
     """
@@ -49,9 +67,10 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, int], ncols: int,
     nrows = max(1, -(-n // ncols))
     tiles = mosaic(images, image_shape, ncols, pad)
     extra = 0.22 if titles is not None else 0.0
+    cell = cell * (w / h if w > h else 1.0)
     fig, ax = plt.subplots(figsize=(ncols * cell + (0.4 if row_labels else 0.1),
                                     nrows * (cell + extra) + (0.45 if title else 0.1)))
-    ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(tiles, cmap=None if tiles.ndim == 3 else "gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():

@@ -29,7 +29,8 @@ def test_every_artifact_exists(study_run):
         assert (study_run / name).exists(), name
     figures = {p.name for p in (study_run / "figures").iterdir()}
     for name in ("samples_z2.png", "traversal_z2_01.png", "traversal_z3_12.png", "rank_least_z3.png",
-                 "rank_most_z2.png", "rank_conditional_z2.png", "hist_z3.png", "tsne.png",
+                 "rank_most_z2.png", "rank_conditional_z2.png", "explain_least_z3.png", "explain_conditional_z2.png",
+                 "hist_z3.png", "tsne.png",
                  "latent_scatter_z3.png", "training_curves.png"):
         assert name in figures, name
 

@@ -42,7 +42,7 @@ def test_probe_shift_and_figures(synthetic_run):
         assert 0 <= p["accuracy"] <= 1 and p["chance"] == pytest.approx(1 / (len(TYPES) + 1))
         assert set(p["per_type"]) == {*TYPES, "normal"}
     assert all(s["shift"] >= 0 for s in result["shift"]) and len(result["shift"]) == 2 * len(TYPES)
-    for name in ("synthetic_examples.png", "synthetic_auroc_sev0.5.png", "synthetic_auroc_sev1.png",
+    for name in ("synthetic_examples.png", "synthetic_explain.png", "synthetic_auroc_sev0.5.png", "synthetic_auroc_sev1.png",
                  "synthetic_tsne.png", "synthetic_shift.png"):
         assert (synthetic_run / "figures" / name).stat().st_size > 0
     assert "| noise |" in (synthetic_run / "results.md").read_text()

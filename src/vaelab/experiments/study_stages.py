@@ -21,7 +21,7 @@ from vaelab.fileio import atomic_path
 from vaelab.models import load_model
 from vaelab.plots import figure_entry
 from vaelab.runtime import resolve_device
-from vaelab.scores import SCORES, latent_means, monte_carlo_samples, score_array
+from vaelab.scores import SCORES, latent_means, monte_carlo_samples, reconstruction_terms, score_array
 
 
 def _config(unit: Unit) -> Config:
@@ -112,6 +112,12 @@ def figures(unit: Unit, root: Path) -> dict[str, Any]:
                                 f"Latent size {latent}, global: the {st.n_ranked} {kind} likely of "
                                 f"{len(scores)} test points by {label}; titles give label and score (nats).",
                                 order + (0.1 if kind == "least" else 0.2)))
+        titles = [f"{'' if y is None else y[i]} {scores[i]:.1f}" for i in low]
+        figs.append(_pixel_maps(root, model, ds.test.x[low], shape, cols, titles, None, f"explain_least_{name}.png",
+                                f"latent size {latent}: the {st.n_ranked} least likely, with their pixel maps",
+                                f"Latent size {latent}, global: each of the {st.n_ranked} least likely test points "
+                                "beside its pixel map, -log p(x_j|z) at the code's mean (darker red = that pixel "
+                                "costs more nats; each map scaled to its own maximum).", order + 0.15))
         if y is not None:
             per_class = ranking.least_likely_per_class(scores, y, st.n_per_class)
             idx = np.concatenate([per_class[k] for k in sorted(per_class)])
@@ -123,6 +129,11 @@ def figures(unit: Unit, root: Path) -> dict[str, Any]:
             figs.append(figure_entry(f"figures/{file}", "Likelihood ranking",
                                 f"Latent size {latent}, conditional: the {st.n_per_class} least likely test "
                                 "points of each class (one row per class, least likely first).", order + 0.3))
+            figs.append(_pixel_maps(root, model, ds.test.x[idx], shape, st.n_per_class, titles,
+                                    [str(k) for k in sorted(per_class)], f"explain_conditional_{name}.png",
+                                    f"latent size {latent}: least likely per class, with their pixel maps",
+                                    f"Latent size {latent}, conditional: the least likely test points of each class "
+                                    "beside their pixel maps (-log p(x_j|z) at the code's mean).", order + 0.35))
     if ds.test.y is not None:
         file = f"hist_{name}.png"
         _save(root, plots.histograms_by_class(scores, ds.test.y, f"latent size {latent}: {label} per class",
@@ -132,6 +143,17 @@ def figures(unit: Unit, root: Path) -> dict[str, Any]:
                             order + 0.4))
     return {"figures": figs, "files": [f["file"] for f in figs], "least_likely": [int(i) for i in low],
             "least_likely_scores": [float(scores[i]) for i in low]}
+
+
+def _pixel_maps(root: Path, model: torch.nn.Module, x: np.ndarray, shape: tuple[int, int], ncols: int,
+                titles: list[str], row_labels: list[str] | None, file: str, title: str, caption: str,
+                order: float) -> dict[str, Any]:
+    """Images beside their per-pixel explanation (the VAE's -log p(x_j|z) at the code's mean), saved."""
+    maps = reconstruction_terms(model, x, squared_error=False)
+    tiles = plots.pixel_map_tiles(x, maps, shape)
+    _save(root, plots.image_grid(tiles, (shape[0], 2 * shape[1] + 1), ncols, titles=titles, row_labels=row_labels,
+                                 title=title), file)
+    return figure_entry(f"figures/{file}", "Likelihood ranking", caption, order)
 
 
 def tsne(unit: Unit, root: Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from vaelab.experiments.synthetic_tables import best_per_type, markdown
 from vaelab.experiments.units import Unit, UnitStore, config_part
 from vaelab.fileio import write_json, write_text
 from vaelab.models import load_model
+from vaelab.scores import reconstruction_terms
 
 EXAMPLES = 8  # clean images per row of the examples figure
 
@@ -233,6 +234,22 @@ class SyntheticBenchmark:
                                            title="the anomaly types at each severity"), fig_dir / "synthetic_examples.png")
         entries.append({"file": "synthetic_examples.png", "caption": "Each anomaly type at each severity, applied "
                         "to the same test images. " + " ".join(f"{t}: {describe(t)}" for t in sc.types)})
+        if self.models:
+            latent = max(self.models)
+            model, _ = load_model(self.models[latent][0], "cpu")
+            top = [inject(t, clean, self.shape, max(sc.severities), seed=sc.seed, pool=self.data.test.x[EXAMPLES:])
+                   for t in sc.types]
+            x = np.concatenate([clean, *top])
+            tiles = plots.pixel_map_tiles(x, reconstruction_terms(model, x, squared_error=False), self.shape)
+            plots.save_figure(plots.image_grid(tiles, (self.shape[0], 2 * self.shape[1] + 1), EXAMPLES,
+                                               row_labels=["clean", *sc.types],
+                                               title=f"pixel maps of the latent-{latent} VAE, severity "
+                                                     f"{max(sc.severities):g}"), fig_dir / "synthetic_explain.png")
+            entries.append({"file": "synthetic_explain.png", "caption": f"Each anomaly type at severity "
+                            f"{max(sc.severities):g} beside its pixel map from the latent-{latent} VAE: -log p(x_j|z) "
+                            "at the code's mean, the per-pixel terms of the likelihood's data part (darker red = "
+                            "more nats; each map scaled to its own maximum). A type whose map lights up where the "
+                            "image was changed is one the likelihood sees for the right reason."})
         for s in sc.severities:
             sub = [r for r in rows if r["severity"] == s]
             keys = sorted({(r["detector"], r["latent_dim"]) for r in sub},
