@@ -16,6 +16,9 @@ SMOKE = {
     "ssl_mnist.py": ["--labels", "100", "--m2-epochs", "1", "--m1m2-epochs", "2", "--m1-latent", "4", "--m1-epochs", "1",
                      "--train-limit", "2000", "--latent-dim", "4", "--hidden", "32"],
     "ssl_anomaly.py": ["--data", "mnist5k", "--classes", "0", "--labels", "0,5", "--epochs", "1", "--latent-dim", "2"],
+    "explain_pointing.py": ["--epochs", "1", "--rows", "10", "--train-limit", "300",
+                            "--detectors", "vae-recon-error,latent-gmm,raw-pca-recon"],
+    "calibration.py": ["--classes", "0", "--seeds", "1", "--epochs", "1", "--calibration", "0.5", "--targets", "0.05"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
@@ -44,6 +47,16 @@ def test_mnist_likelihood_smoke(tmp_path):
     out = _run("mnist_likelihood.py", tmp_path, "--data", str(SHARED_MNIST), "--out", str(tmp_path / "r"),
                "--results", str(tmp_path / "r.md"))
     assert "test iwae" in out and (tmp_path / "r.md").exists()
+
+
+def test_explain_pointing_smoke(tmp_path):
+    out = _run("explain_pointing.py", tmp_path, "--results", str(tmp_path / "p.md"))
+    assert "| baseline |" in out and "| latent | latent-gmm |" in out and (tmp_path / "p.md").exists()
+
+
+def test_calibration_smoke(tmp_path):
+    out = _run("calibration.py", tmp_path, "--results", str(tmp_path / "c.md"))
+    assert "| 0.05 |" in out and "Kolmogorov-Smirnov" in out and (tmp_path / "c.md").exists()
 
 
 def test_tabular_anomaly_smoke(tmp_path):

@@ -26,4 +26,5 @@ def test_the_python_quickstart_runs(tmp_path, monkeypatch):
         scope = {"X_train": X_train, "X_test": np.vstack([rng.normal(size=(20, 4)), rng.normal(size=(5, 4)) * 6])}
         exec(code, scope)  # noqa: S102 - the project's own README
         assert scope["scores"].shape == (25,) and set(scope["labels"]) <= {1, -1}
+        assert scope["p_values"].shape == (25,) and scope["why"].shape == (25, 4)
         assert (tmp_path / "detector.safetensors").exists()

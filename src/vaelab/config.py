@@ -200,6 +200,16 @@ class DetectorConfig:
         _check(not self.fpr or self.calibration > 0, "detector.fpr needs detector.calibration > 0")
 
 
+# Detector settings that only place thresholds (p-values, fpr): no ranking, and so no AUROC of the
+# benchmarks, depends on them, and a benchmark's units leave them out of their fingerprints.
+THRESHOLD_SETTINGS = ("calibration", "fpr")
+
+
+def ranking_detector_keys() -> list[str]:
+    """The ``[detector]`` settings that change a detector's scores (all but :data:`THRESHOLD_SETTINGS`)."""
+    return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in THRESHOLD_SETTINGS]
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """The study that `vaelab run` performs: one VAE per latent size, then its figures.

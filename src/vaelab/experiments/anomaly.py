@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab import plots
-from vaelab.config import Config
+from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
 from vaelab.detectors import LIKELIHOOD, make_detector, subsample, with_fusions
@@ -60,9 +60,9 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
     """The unit of work of ``cell``: its params hold exactly the settings its numbers depend on."""
     c = config.to_dict()
     if cell.latent_dim == RAW:
-        settings = config_part(c, data=None, detector=None, train=["seed"], anomaly=["pollution", "raw_estimators"])
+        settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
     else:
-        settings = config_part(c, data=None, detector=None, train=["seed", "batch_size", "lr"], score=None,
+        settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed", "batch_size", "lr"], score=None,
                                model=["hidden_dims"],
                                anomaly=["pollution", "latent_estimators", f"{cell.protocol}_epochs"])
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",

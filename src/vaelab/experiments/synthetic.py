@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab import embedding, plots
-from vaelab.config import Config, DataConfig, SyntheticConfig
+from vaelab.config import Config, DataConfig, SyntheticConfig, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
 from vaelab.detectors import VAEDetector, subsample, with_fusions
@@ -74,7 +74,7 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
     detectors of one trained VAE (``model_file``, identified by ``model_fingerprint``: the unit that
     trained it, or a hash of its weights)."""
     c = config.to_dict()
-    settings = config_part(c, data=None, synthetic=None, detector=None, train=["seed"],
+    settings = config_part(c, data=None, synthetic=None, detector=ranking_detector_keys(), train=["seed"],
                            anomaly=["raw_estimators"] if latent_dim == 0 else ["latent_estimators"],
                            **({} if latent_dim == 0 else {"score": None}))
     name = "raw" if latent_dim == 0 else f"z{latent_dim}"
