@@ -42,8 +42,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="override a setting, e.g. --set model.hidden_dims=[400] (repeatable)")
 
 
+def _scale_out(parser: argparse.ArgumentParser) -> None:
+    """Where the units of work run (vaelab.experiments.executors) and whether the run is tracked."""
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="local worker processes, one thread each (default 1: this process)")
+    parser.add_argument("--executor", choices=["serial", "local", "ray"],
+                        help="serial, local (--jobs processes) or ray (a Ray cluster; default: local with --jobs > 1)")
+    parser.add_argument("--address", help="with --executor ray: the cluster (auto: the one on this machine; "
+                        "default: start a local one)")
+    parser.add_argument("--track", choices=["mlflow"], help="record the run in MLflow (MLFLOW_TRACKING_URI, "
+                        "default a local store in ./mlruns)")
+
+
+def executor_of(args: argparse.Namespace):
+    """The executor the flags name (None: serial in this process)."""
+    from vaelab.experiments.executors import make_executor
+
+    kind = args.executor or ("local" if args.jobs > 1 else "serial")
+    executor = make_executor(kind, jobs=args.jobs, address=args.address)
+    return None if kind == "serial" else executor
+
+
 def _benchmark_common(parser: argparse.ArgumentParser, data_help: str) -> None:
     _common(parser)
+    _scale_out(parser)
     parser.add_argument("--data", help=data_help)
     parser.add_argument("--data-path", help="for --data mnist: the .npz or IDX directory")
     parser.add_argument("--latent-dims", type=int_list, help="e.g. 3,5,200")
@@ -185,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
     check_output(out, directory=True)
-    metrics = run_study(config, out)
+    metrics = run_study(config, out, executor_of(args))
     write_report(out)
     print(study_table(metrics))
     print(f"\nnats per test point; report: {out / 'report.html'}")
@@ -219,7 +241,7 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     if args.latent_dims:  # the sizes named on the command line, all of them
         config = config.replace(anomaly=dataclasses.replace(config.anomaly, latent_dims=()))
     check_output(args.out, directory=True)
-    bench = AnomalyBenchmark(config, args.out, say=_say)
+    bench = AnomalyBenchmark(config, args.out, say=_say, executor=executor_of(args))
     rows = bench.run()
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
     for r in summary(rows):
@@ -240,7 +262,7 @@ def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
     check_output(args.out, directory=True)
     if args.run is not None:
         check_output(args.run, directory=True)
-    study = Study(config, args.run or args.out / "study", say=_say)
+    study = Study(config, args.run or args.out / "study", say=_say, executor=executor_of(args))
     result = study.synthetic(args.out)
     print(f"{'severity':>8} {'type':12} {'best likelihood (vae-*)':34} {'best latent-*':30} {'best raw-*':24}")
     for b in result["best"]:
@@ -271,6 +293,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("config_file", nargs="?", type=Path, help="TOML config (default: built-in quick settings)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<config name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    _scale_out(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train one VAE into a run directory")

@@ -104,12 +104,12 @@ class AnomalyBenchmark:
     """The benchmark of ``config.anomaly`` in ``out_dir``: its cells as units, then tables and figures."""
 
     def __init__(self, config: Config, out_dir: str | Path, say: Callable[[str], None] | None = None,
-                 data: Dataset | None = None) -> None:
+                 data: Dataset | None = None, executor: Any = None) -> None:
         if not config.anomaly.protocols:
             raise ConfigError("anomaly.protocols is empty: name loco and/or ovr")
         self.config = config
         self.out_dir = Path(out_dir)
-        self.store = UnitStore(self.out_dir, say)
+        self.store = UnitStore(self.out_dir, say, executor)
         self.say = say or (lambda line: None)
         self.latent_dims = config.anomaly_latent_dims()
         data = data or load_grey(config.data)

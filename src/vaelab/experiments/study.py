@@ -42,11 +42,13 @@ STAGES = "vaelab.experiments.study_stages"
 class Study:
     """One study run: a config, a run directory, and the units of work between them."""
 
-    def __init__(self, config: Config, run_dir: str | Path, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, run_dir: str | Path, say: Callable[[str], None] | None = None,
+                 executor: Any = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.store = UnitStore(self.run_dir, self.say)
+        self.executor = executor  # None: serial (vaelab.experiments.executors)
+        self.store = UnitStore(self.run_dir, self.say, executor)
         self.runtime = {"device": config.train.device, "progress": config.train.progress}
         self.seconds: dict[str, float] = {}  # compute seconds of the finished units, by stage (the report's table)
 
@@ -108,8 +110,10 @@ class Study:
     def models(self, units: dict[int, tuple[Unit, Unit]] | None = None) -> dict[int, dict[str, Any]]:
         """Train and score the model of every latent size (what the other stages build on)."""
         self._begin()
-        return {d: {**self.store.run(train), **self.store.run(scores)}
-                for d, (train, scores) in (units or self.model_units()).items()}
+        units = units or self.model_units()
+        trained = dict(zip(units, self.store.run_all([train for train, _ in units.values()])))
+        scored = dict(zip(units, self.store.run_all([scores for _, scores in units.values()])))
+        return {d: {**trained[d], **scored[d]} for d in units}
 
     def model_files(self) -> dict[int, tuple[Path, str]]:
         """Per latent size: the trained model's file and its training unit's fingerprint."""
@@ -117,7 +121,7 @@ class Study:
 
     def anomaly(self) -> dict[str, Any]:
         """The anomaly benchmark of ``config.anomaly`` in ``anomaly/``: its cells, then its tables."""
-        bench = AnomalyBenchmark(self.config, self.run_dir / "anomaly", say=self.say)
+        bench = AnomalyBenchmark(self.config, self.run_dir / "anomaly", say=self.say, executor=self.executor)
         cells = bench.units()
         bench.store.run_all(cells)
         finish = Unit("anomaly", "vaelab.experiments.study:anomaly_tables", {"config": self.config.to_dict()},
@@ -137,7 +141,7 @@ class Study:
     def _synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         inside = out_dir is None
         out = self.run_dir / "synthetic" if inside else Path(out_dir)
-        bench = SyntheticBenchmark(self.config, out, self.model_files(), say=self.say)
+        bench = SyntheticBenchmark(self.config, out, self.model_files(), say=self.say, executor=self.executor)
         units = bench.units()
         bench.store.run_all(units)
         prefix = "synthetic/figures" if inside else str(out / "figures")
@@ -218,6 +222,6 @@ def synthetic_tables(unit: Unit, root: Path) -> dict[str, Any]:
     return result
 
 
-def run_study(config: Config, run_dir: str | Path) -> dict[str, Any]:
-    """Run (or continue) the study of ``config`` in ``run_dir``."""
-    return Study(config, run_dir).run()
+def run_study(config: Config, run_dir: str | Path, executor: Any = None) -> dict[str, Any]:
+    """Run (or continue) the study of ``config`` in ``run_dir`` (its units on ``executor``; None: serially)."""
+    return Study(config, run_dir, executor=executor).run()

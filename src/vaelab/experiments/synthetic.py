@@ -105,12 +105,12 @@ class SyntheticBenchmark:
     of the unit that trained it: the cells depend on it))."""
 
     def __init__(self, config: Config, out_dir: str | Path, models: dict[int, tuple[Path, str]],
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, executor: Any = None) -> None:
         sc = config.synthetic
         if not sc.types:
             raise ConfigError("synthetic.types is empty: name the anomaly types to inject")
         self.config, self.out_dir, self.models = config, Path(out_dir), models
-        self.store = UnitStore(self.out_dir, say)
+        self.store = UnitStore(self.out_dir, say, executor)
         self.data: Dataset = load_grey(config.data)
         self.eval = eval_set(config.data, sc)
         self.shape = tuple(self.data.image_shape[-2:])

@@ -67,9 +67,10 @@ def compute(unit: Unit, root: str | Path) -> dict[str, Any]:
 class UnitStore:
     """The finished units under ``root`` and the serial way of running more of them."""
 
-    def __init__(self, root: str | Path, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, root: str | Path, say: Callable[[str], None] | None = None, executor: Any = None) -> None:
         self.root = Path(root)
         self.say = say or (lambda line: None)
+        self.executor = executor  # None: this process, one unit at a time (see vaelab.experiments.executors)
 
     def record_path(self, name: str) -> Path:
         return self.root / "units" / f"{name}.json"
@@ -118,10 +119,35 @@ class UnitStore:
         """Record ``unit`` as finished with ``result`` (its outputs must already be in place)."""
         files = [f for f in result.get("files", []) if isinstance(f, str)]
         write_json(self.record_path(unit.name), {"name": unit.name, "fingerprint": unit.fingerprint,
-                                                 "result": result, "files": files,
-                                                 "seconds": round(seconds, 2)})
+                                                 "result": result, "files": files, "outputs": list(unit.outputs),
+                                                 "after": list(unit.after), "seconds": round(seconds, 2)})
         self.say(f"[{unit.name}] done in {seconds:.1f} s")
         return result
+
+    def input_files(self, unit: Unit) -> dict[str, bytes]:
+        """The files of the finished units that ``unit`` reads, and of theirs in turn (path -> bytes): what a
+        worker without this directory needs."""
+        records = {}
+        for path in (self.root / "units").rglob("*.json"):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(record, dict) and "fingerprint" in record:
+                records[record["fingerprint"]] = record
+        files: dict[str, bytes] = {}
+        todo, seen = list(unit.after), set()
+        while todo:
+            fp = todo.pop()
+            if fp in seen or fp not in records:
+                continue
+            seen.add(fp)
+            record = records[fp]
+            for rel in [*record.get("outputs", []), *record.get("files", [])]:
+                if (self.root / rel).is_file():
+                    files[rel] = (self.root / rel).read_bytes()
+            todo += record.get("after", [])
+        return files
 
     def seconds(self, units: Iterable[Unit]) -> dict[str, float]:
         """Compute seconds of each finished unit, by name."""
@@ -133,10 +159,13 @@ class UnitStore:
         return out
 
     def run_all(self, units: Iterable[Unit]) -> list[dict[str, Any]]:
-        """Run ``units`` one at a time in this process (the serial executor); their results in order.
-        Units another process is computing are passed over and awaited later, before any unit that
-        reads their outputs (``after``) and at the end."""
+        """Run ``units`` (with this store's executor; by default one at a time in this process) and return
+        their results in order. Serially, units another process is computing are passed over and awaited
+        later, before any unit that reads their outputs (``after``) and at the end."""
         units = list(units)
+        if self.executor is not None:
+            self.executor.run(self, units)
+            return [self.result(unit) for unit in units]
         results: dict[str, dict[str, Any]] = {}
         busy: list[Unit] = []
         for unit in units:
