@@ -95,3 +95,10 @@ def test_anomaly_latent_sizes_must_be_the_studys():
         Config.from_dict({"study": {"latent_dims": [2, 3]}, "anomaly": {"latent_dims": [5]}}).anomaly_latent_dims()
     assert Config.from_dict({"study": {"latent_dims": [2]}, "anomaly": {"latent_dims": []}}).anomaly_latent_dims() == (2,)
     assert Config().anomaly_latent_dims() == (5,)
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")):
+        load_config(path)  # a setting that moved would be refused here, not in a user's hands

@@ -54,6 +54,18 @@ def _scale_out(parser: argparse.ArgumentParser) -> None:
                         "default a local store in ./mlruns)")
 
 
+def tracker(args: argparse.Namespace, config: Config):
+    """A function that records a finished directory in the tracking backend the flags or the config name
+    (checked now, before any work), or does nothing."""
+    backend = getattr(args, "track", None) or config.tracking.backend
+    if not backend:
+        return lambda run_dir, kind: None
+    from vaelab.report.tracking import require_mlflow, track
+
+    require_mlflow()
+    return lambda run_dir, kind: track(run_dir, kind, config.to_dict(), config.tracking.experiment)
+
+
 def executor_of(args: argparse.Namespace):
     """The executor the flags name (None: serial in this process)."""
     from vaelab.experiments.executors import make_executor
@@ -83,7 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = build_config(args, TRAIN_FLAGS)
     check_output(args.out, directory=True)
+    tracking = tracker(args, config)
     run = train_model(config, args.out, existing="resume" if args.resume else "refuse")
+    tracking(args.out, "train")
     metrics = run.meta["metrics"]
     print(f"trained {metrics['epochs']} epochs: train ELBO {metrics['train_elbo']:.2f}, "
           f"val ELBO {metrics['val_elbo']:.2f} nats; model in {run.out_dir / 'model.safetensors'}")
@@ -207,8 +221,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = build_config(args, {})
     out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "quick")
     check_output(out, directory=True)
+    tracking = tracker(args, config)
     metrics = run_study(config, out, executor_of(args))
     write_report(out)
+    tracking(out, "study")
     print(study_table(metrics))
     print(f"\nnats per test point; report: {out / 'report.html'}")
     return 0
@@ -241,8 +257,10 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     if args.latent_dims:  # the sizes named on the command line, all of them
         config = config.replace(anomaly=dataclasses.replace(config.anomaly, latent_dims=()))
     check_output(args.out, directory=True)
+    tracking = tracker(args, config)
     bench = AnomalyBenchmark(config, args.out, say=_say, executor=executor_of(args))
     rows = bench.run()
+    tracking(args.out, "benchmark-anomaly")
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
     for r in summary(rows):
         print(f"{r['protocol']:8} {r['latent_dim'] or 'raw':>6} {r['detector']:22} {r['mean_auroc']:>10.3f} "
@@ -262,8 +280,10 @@ def cmd_benchmark_synthetic(args: argparse.Namespace) -> int:
     check_output(args.out, directory=True)
     if args.run is not None:
         check_output(args.run, directory=True)
+    tracking = tracker(args, config)
     study = Study(config, args.run or args.out / "study", say=_say, executor=executor_of(args))
     result = study.synthetic(args.out)
+    tracking(args.out, "benchmark-synthetic")
     print(f"{'severity':>8} {'type':12} {'best likelihood (vae-*)':34} {'best latent-*':30} {'best raw-*':24}")
     for b in result["best"]:
         cell = lambda f: f"{b[f]['auroc']:.3f} {b[f]['detector']}" + (f" z{b[f]['latent_dim']}" if b[f]["latent_dim"] else "")  # noqa: E731,E501
@@ -306,6 +326,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--track", choices=["mlflow"], help="record the trained model in MLflow")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score data with a trained model, one number per row")

@@ -1,12 +1,13 @@
 """Dataclass configs for every setting: TOML in, validated, TOML out.
 
 A config file has one table per section (``[data]``, ``[model]``, ``[train]``,
-``[score]``, ``[detector]``, ``[study]``, ``[anomaly]``, ``[synthetic]``, ``[semisupervised]``); every key is a field of the section's dataclass. Command-line
+``[score]``, ``[detector]``, ``[study]``, ``[anomaly]``, ``[synthetic]``, ``[semisupervised]``,
+``[tracking]``); every key is a field of the section's dataclass. Command-line
 overrides use dotted keys, e.g. ``--set model.latent_dim=3`` or
 ``--set model.hidden_dims=[400,400]``; the value is read as a TOML value
 (falling back to a plain string).
 
-Longer than most modules (about 470 lines) on purpose: it is the one schema of
+Longer than most modules (about 510 lines) on purpose: it is the one schema of
 every setting, one frozen dataclass per section with its validation, plus the
 TOML reading that builds them; splitting it would give settings two homes.
 """
@@ -328,6 +329,22 @@ class SemiSupervisedConfig:
         _check(0.0 <= self.pollution < 0.5, "semisupervised.pollution must be in [0, 0.5)")
 
 
+TRACKING_BACKENDS = ("", "mlflow")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking (`--track mlflow`): where finished runs are recorded; "" = nowhere. Tracking
+    reads a finished run and never changes its results."""
+
+    backend: str = ""
+    experiment: str = "vaelab"          # the MLflow experiment runs go into
+
+    def __post_init__(self) -> None:
+        _check_choice(self.backend, TRACKING_BACKENDS, "tracking.backend")
+        _check(bool(self.experiment), "tracking.experiment must not be empty")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole experiment: one config, one run directory.
@@ -345,6 +362,7 @@ class Config:
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     semisupervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     # ---- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import shutil
 import tempfile
 import time

@@ -57,6 +57,10 @@ class Study:
         c = (self.config if latent is None else self.config.with_latent_dim(latent)).to_dict()
         return config_part(c, **sections)
 
+    def _results_config(self) -> dict[str, Any]:
+        """The config a table step depends on: all of it but where runs are tracked."""
+        return {k: v for k, v in self.config.to_dict().items() if k != "tracking"}
+
     def _train_keys(self) -> list[str]:
         return [k for k in self.config.to_dict()["train"] if k not in ("device", "progress")]
 
@@ -124,7 +128,7 @@ class Study:
         bench = AnomalyBenchmark(self.config, self.run_dir / "anomaly", say=self.say, executor=self.executor)
         cells = bench.units()
         bench.store.run_all(cells)
-        finish = Unit("anomaly", "vaelab.experiments.study:anomaly_tables", {"config": self.config.to_dict()},
+        finish = Unit("anomaly", "vaelab.experiments.study:anomaly_tables", {"config": self._results_config()},
                       outputs=("anomaly/results.json",), after=tuple(u.fingerprint for u in cells))
         result = self.store.run(finish)
         self.seconds["anomaly"] = sum(bench.store.seconds(cells).values()) + self.store.seconds([finish])["anomaly"]
@@ -146,7 +150,7 @@ class Study:
         bench.store.run_all(units)
         prefix = "synthetic/figures" if inside else str(out / "figures")
         finish = Unit("synthetic", "vaelab.experiments.study:synthetic_tables",
-                      {"config": self.config.to_dict(), "prefix": prefix}, outputs=("results.json",),
+                      {"config": self._results_config(), "prefix": prefix}, outputs=("results.json",),
                       after=tuple(u.fingerprint for u in units), runtime={"models": {
                           str(d): [str(f), fp] for d, (f, fp) in self.model_files().items()}})
         result = bench.store.run(finish)
