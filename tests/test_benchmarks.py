@@ -19,6 +19,10 @@ SMOKE = {
     "explain_pointing.py": ["--epochs", "1", "--rows", "10", "--train-limit", "300",
                             "--detectors", "vae-recon-error,latent-gmm,raw-pca-recon"],
     "calibration.py": ["--classes", "0", "--seeds", "1", "--epochs", "1", "--calibration", "0.5", "--targets", "0.05"],
+    "scale_out.py": ["--config", str(ROOT / "configs" / "quick.toml"), "--classes", "1", "--latent-dims", "2",
+                     "--executors", "serial,jobs", "--set", "data.train_limit=600", "--set", "anomaly.loco_epochs=1",
+                     "--set", "model.hidden_dims=[16]", "--set", "anomaly.latent_estimators=[\"gmm\"]",
+                     "--set", "anomaly.raw_estimators=[\"pca-recon\"]"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
@@ -57,6 +61,11 @@ def test_explain_pointing_smoke(tmp_path):
 def test_calibration_smoke(tmp_path):
     out = _run("calibration.py", tmp_path, "--results", str(tmp_path / "c.md"))
     assert "| 0.05 |" in out and "Kolmogorov-Smirnov" in out and (tmp_path / "c.md").exists()
+
+
+def test_scale_out_smoke(tmp_path):
+    out = _run("scale_out.py", tmp_path, "--results", str(tmp_path / "s.md"))
+    assert "--jobs 2 (1 thread each)" in out and "identical across executors: True" in out
 
 
 def test_tabular_anomaly_smoke(tmp_path):
