@@ -55,7 +55,7 @@ def main() -> None:
         for seed in range(args.seeds):
             det = make_detector(args.detector, config, latent_dim=args.latent_dim, epochs=args.epochs, seed=seed,
                                 calibration=args.calibration).fit(train)
-            p_normal, p_other = det.score_pvalues(normal), det.score_pvalues(other)
+            p_normal = det.score_pvalues(normal)
             n_cal.append(len(det.calibration_scores_))
             n_test.append(len(normal))
             ks.append(stats.kstest(p_normal, "uniform").statistic)

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.config import DataConfig, DetectorConfig
     from vaelab.detectors import SemiSupervisedDetector
+    from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
     from vaelab.experiments.semisupervised import curve_groups
     from vaelab.experiments.units import Unit, UnitStore
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", type=Path, help="keep each finished class here and reuse it")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--figure", type=Path)
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
 
     is_name = args.data in ("mnist5k",)
@@ -54,14 +56,19 @@ def main(argv: list[str] | None = None) -> None:
     counts = [int(n) for n in args.labels.split(",")]
     curves: dict[int, dict[str, object]] = {}
     t_all = time.perf_counter()
-    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_anomaly-")))
+    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_anomaly-")),
+                      executor=executor_from_arguments(args))
+    units = {}
     for c in classes:
         known = ((c + 1) % 10,)
-        unit = Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_curve",
+        units[c] = Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_curve",
                     {"config": {"data": dataclasses.asdict(data)}, "normal": c, "known": list(known), "counts": counts,
                      "epochs": args.epochs, "latent_dim": args.latent_dim, "pollution": args.pollution, "seed": c,
                      "iwae_samples": DetectorConfig().iwae_samples, "rule": SemiSupervisedDetector.fusion_rule})
-        curves[c] = {**store.run(unit), "seconds": store.record(unit)["seconds"]}
+    store.run_all(list(units.values()))  # on the executor the flags name (classes run side by side there)
+    for c, unit in units.items():
+        known = ((c + 1) % 10,)
+        curves[c] = {**store.result(unit), "seconds": store.record(unit)["seconds"]}
         for n, value, on_known, on_novel in zip(counts, curves[c]["m2"], curves[c]["m2_known"], curves[c]["m2_novel"]):
             print(f"normal {c}, known anomaly class {known[0]}, {n} labelled: SemiSupervisedDetector {value:.3f} "
                   f"(known class {on_known:.3f}, novel {on_novel:.3f}), unsupervised vae-iwae "

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.evaluation import conditional_agreement, knn_judge
     from vaelab.experiments.semisupervised import m1_features, m2_figures
     from vaelab.experiments.study import Study
+    from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
     from vaelab.experiments.units import Unit, UnitStore
     from vaelab.models import load_model
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", type=Path, help="keep each finished run here and reuse it")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
 
     seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[tuple[str, int], list[float]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in models}
     m2_files: dict[int, Path] = {}
-    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-")), say=None)
+    store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-")), say=None,
+                      executor=executor_from_arguments(args))
+    planned: list[tuple[str, int, int, Unit]] = []
     m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
@@ -104,13 +108,16 @@ def main(argv: list[str] | None = None) -> None:
                              "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active")}},
                             outputs=(f"{name}.safetensors",) if pixels else (),
                             runtime={} if pixels else {"m1_file": m1["file"]})
-                error = store.run(unit)["error"]
-                seconds[model] += store.record(unit)["seconds"]
-                rows.setdefault((model, n_labels), []).append(error)
-                if pixels:
-                    m2_files[n_labels] = store.root / unit.outputs[0]
-                print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
-                      f"({store.record(unit)['seconds']:.0f} s)", flush=True)
+                planned.append((model, n_labels, seed, unit))
+    store.run_all([unit for *_, unit in planned])  # on the executor the flags name
+    for model, n_labels, seed, unit in planned:
+        error = store.result(unit)["error"]
+        seconds[model] += store.record(unit)["seconds"]
+        rows.setdefault((model, n_labels), []).append(error)
+        if model == "m2":
+            m2_files[n_labels] = store.root / unit.outputs[0]
+        print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
+              f"({store.record(unit)['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (

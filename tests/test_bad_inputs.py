@@ -205,7 +205,7 @@ def _cases(d: Path, o: Path) -> list[tuple[str, list, str]]:
         ("flag-explain-zero", detect("--explain", "0"), "argument --explain: must be >= 1"),
         ("flag-fpr-on-uncalibrated-file", load("det.safetensors", "--fpr", "0.05", "--calibration", "0.2"),
          "det.safetensors: this detector was fitted without calibration rows"),
-        ("flag-jobs-zero", ["benchmark", "anomaly", "--jobs", "0", "--out", o / "b"], "argument --jobs: must be >= 1"),
+        ("flag-jobs-zero", ["benchmark", "anomaly", "--jobs", "0", "--out", o / "b"], "--jobs must be >= 1; got 0"),
         ("flag-executor-name", ["run", "--executor", "dask", "--out", o / "r"], "argument --executor: invalid choice: 'dask'"),
         ("flag-address-without-ray", ["benchmark", "anomaly", "--jobs", "2", "--address", "auto", "--out", o / "b"],
          "--address is for --executor ray"),

@@ -20,7 +20,7 @@ SMOKE = {
                             "--detectors", "vae-recon-error,latent-gmm,raw-pca-recon"],
     "calibration.py": ["--classes", "0", "--seeds", "1", "--epochs", "1", "--calibration", "0.5", "--targets", "0.05"],
     "scale_out.py": ["--config", str(ROOT / "configs" / "quick.toml"), "--classes", "1", "--latent-dims", "2",
-                     "--executors", "serial,jobs", "--set", "data.train_limit=600", "--set", "anomaly.loco_epochs=1",
+                     "--executors", "serial,serial1,jobs", "--set", "data.train_limit=600", "--set", "anomaly.loco_epochs=1",
                      "--set", "model.hidden_dims=[16]", "--set", "anomaly.latent_estimators=[\"gmm\"]",
                      "--set", "anomaly.raw_estimators=[\"pca-recon\"]"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
@@ -65,7 +65,7 @@ def test_calibration_smoke(tmp_path):
 
 def test_scale_out_smoke(tmp_path):
     out = _run("scale_out.py", tmp_path, "--results", str(tmp_path / "s.md"))
-    assert "--jobs 2 (1 thread each)" in out and "identical across executors: True" in out
+    assert "--jobs 2 (1 thread each)" in out and "(serial1, jobs): True" in out
 
 
 def test_tabular_anomaly_smoke(tmp_path):

@@ -44,12 +44,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _scale_out(parser: argparse.ArgumentParser) -> None:
     """Where the units of work run (vaelab.experiments.executors) and whether the run is tracked."""
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="local worker processes, one thread each (default 1: this process)")
-    parser.add_argument("--executor", choices=["serial", "local", "ray"],
-                        help="serial, local (--jobs processes) or ray (a Ray cluster; default: local with --jobs > 1)")
-    parser.add_argument("--address", help="with --executor ray: the cluster (auto: the one on this machine; "
-                        "default: start a local one)")
+    from vaelab.experiments.executors import add_executor_arguments
+
+    add_executor_arguments(parser)
     parser.add_argument("--track", choices=["mlflow"], help="record the run in MLflow (MLFLOW_TRACKING_URI, "
                         "default a local store in ./mlruns)")
 
@@ -68,11 +65,9 @@ def tracker(args: argparse.Namespace, config: Config):
 
 def executor_of(args: argparse.Namespace):
     """The executor the flags name (None: serial in this process)."""
-    from vaelab.experiments.executors import make_executor
+    from vaelab.experiments.executors import executor_from_arguments
 
-    kind = args.executor or ("local" if args.jobs > 1 else "serial")
-    executor = make_executor(kind, jobs=args.jobs, address=args.address)
-    return None if kind == "serial" else executor
+    return executor_from_arguments(args)
 
 
 def _benchmark_common(parser: argparse.ArgumentParser, data_help: str) -> None:

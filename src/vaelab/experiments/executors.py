@@ -283,14 +283,40 @@ EXECUTORS = ("serial", "local", "ray")
 
 
 def make_executor(kind: str = "serial", jobs: int = 1, address: str | None = None,
-                  threads: int = 1) -> SerialExecutor | LocalExecutor | RayExecutor:
-    """The executor the command line names: ``serial`` (jobs 1), ``local`` (``jobs`` processes) or ``ray``."""
+                  threads: int | None = None) -> SerialExecutor | LocalExecutor | RayExecutor:
+    """The executor the command line names: ``serial`` (jobs 1), ``local`` (``jobs`` processes) or ``ray``;
+    ``threads`` per unit (None: all of them serially, 1 per worker)."""
     if kind not in EXECUTORS:
         raise VaelabError(f"unknown executor {kind!r}; use {', '.join(EXECUTORS)}")
     if kind == "ray":
-        return RayExecutor(address, threads=threads)
+        return RayExecutor(address, threads=threads or 1)
     if address:
         raise VaelabError("--address is for --executor ray")
     if kind == "local" or jobs > 1:
-        return LocalExecutor(jobs, threads=threads)
-    return SerialExecutor()
+        return LocalExecutor(jobs, threads=threads or 1)
+    return SerialExecutor(threads)
+
+
+def add_executor_arguments(parser) -> None:
+    """``--jobs``, ``--executor`` and ``--address`` on an argparse parser (the CLI's and the benchmarks')."""
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="local worker processes, one thread each (default 1: this process)")
+    parser.add_argument("--executor", choices=list(EXECUTORS),
+                        help="serial, local (--jobs processes) or ray (a Ray cluster; default: local with --jobs > 1)")
+    parser.add_argument("--address", help="with --executor ray: the cluster (auto: the one on this machine; "
+                        "default: start a local one)")
+    parser.add_argument("--threads", type=int, help="threads per unit (default: all of them serially, 1 per "
+                        "worker); runs with equal --threads give bit-identical tables")
+
+
+def executor_from_arguments(args) -> SerialExecutor | LocalExecutor | RayExecutor | None:
+    """The executor the flags of :func:`add_executor_arguments` name (None: serial in this process)."""
+    if args.jobs < 1:
+        raise VaelabError(f"--jobs must be >= 1; got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise VaelabError(f"--threads must be >= 1; got {args.threads}")
+    kind = args.executor or ("local" if args.jobs > 1 else "serial")
+    if kind == "serial" and args.threads is None:
+        return None
+    return make_executor(kind, jobs=args.jobs, address=args.address, threads=args.threads)
+
