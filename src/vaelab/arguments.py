@@ -17,37 +17,31 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"vaelab: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
+def _number(text: str, kind: type, low: float, high: float, closed_low: bool, shown: str):
+    """``text`` as ``kind`` within (low, high) (``closed_low``: [low, high)), else argparse's type error."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a {'whole number' if kind is int else 'number'}; "
+                                         f"got {text!r}") from None
+    if not ((low <= value) if closed_low else (low < value)) or not value < high:
+        raise argparse.ArgumentTypeError(f"must be {shown}; got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
+    return _number(text, int, 1, float("inf"), True, ">= 1")
 
 
 def fraction(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1); got {text}")
-    return value
+    return _number(text, float, 0.0, 1.0, False, "in (0, 1)")
 
 
 def share(text: str) -> float:
     """An argparse type: a share in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {text}")
-    return value
+    return _number(text, float, 0.0, 1.0, True, "in [0, 1)")
 
 
 def contamination(text: str) -> float:
