@@ -191,7 +191,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     write_files({**(detector.files(args.save) if args.save is not None else {}), **files})
     rule = (f"false-positive rate <= {detector.fpr} (conformal, {len(detector.calibration_scores_)} calibration rows)"
             if detector.fpr is not None else f"contamination {detector.contamination}")
-    print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {len(labels) - int((labels == 1).sum())} "
+    print(f"{name}: {source}; scored {len(x_test)} rows of {args.test}; {int((labels == -1).sum())} "
           f"flagged as anomalies (threshold {detector.offset_:.4f}, {rule}); higher score = more normal; wrote "
           f"{args.out}" + (f" and the detector to {args.save}" if args.save else ""))
     return 0

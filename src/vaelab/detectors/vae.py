@@ -100,14 +100,17 @@ class VAEDetector(ScaledInput, BaseDetector):
 
     def score_with(self, X, score_name: str, n_samples: int | None = None) -> np.ndarray:
         """Another of the fitted VAE's scores (higher = more normal), without refitting."""
+        return self._scores(self._checked(X), score_name, n_samples)
+
+    def _scores(self, X: np.ndarray, score_name: str, n_samples: int | None) -> np.ndarray:
+        """``score_name`` of checked rows X, higher = more normal."""
         if score_name not in SCORES:
             raise ValueError(f"unknown score {score_name!r}; known: {', '.join(SCORES)}")
-        values = score_array(self.model_, self._prepare(self._checked(X)), score_name,
-                             n_samples=n_samples, seed=self.random_state)
+        values = score_array(self.model_, self._prepare(X), score_name, n_samples=n_samples, seed=self.random_state)
         return values if SCORES[score_name].higher_is_normal else -values
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return self.score_with(X, self.score_name, self.n_samples)
+        return self._scores(X, self.score_name, self.n_samples)
 
     def explain(self, X) -> np.ndarray:
         """Per-feature contributions, (n, d), exact: for ``recon-error`` the squared errors (in the
