@@ -23,6 +23,8 @@ SMOKE = {
                      "--executors", "serial,serial1,jobs", "--set", "data.train_limit=600", "--set", "anomaly.loco_epochs=1",
                      "--set", "model.hidden_dims=[16]", "--set", "anomaly.latent_estimators=[\"gmm\"]",
                      "--set", "anomaly.raw_estimators=[\"pca-recon\"]"],
+    "score_speed.py": ["--data", "mnist5k", "--rows", "60", "--latent-dims", "2", "--samples", "20", "--epochs", "1",
+                       "--reference-rows", "10"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
@@ -51,6 +53,12 @@ def test_mnist_likelihood_smoke(tmp_path):
     out = _run("mnist_likelihood.py", tmp_path, "--data", str(SHARED_MNIST), "--out", str(tmp_path / "r"),
                "--results", str(tmp_path / "r.md"))
     assert "test iwae" in out and (tmp_path / "r.md").exists()
+
+
+def test_score_speed_smoke(tmp_path):
+    out = _run("score_speed.py", tmp_path, "--results", str(tmp_path / "s.txt"))
+    assert "previous (float32)" in out and "current, bfloat16" in out and "fp32 peak" in out
+    assert (tmp_path / "s.txt").read_text().strip() == out.strip()
 
 
 def test_explain_pointing_smoke(tmp_path):

@@ -36,7 +36,7 @@ BINARIZE_MODES = ("none", "threshold", "dynamic")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 VARIANCES = ("learned", "fixed")
 ACTIVATIONS = ("relu", "tanh", "elu", "softplus")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "auto")  # auto: measured per machine (runtime.resolve_precision)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -124,7 +124,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
-    precision: str = "float32"     # float32 | bfloat16 (autocast)
+    precision: str = "auto"        # float32 | bfloat16 (autocast) | auto (measured: runtime.resolve_precision)
     checkpoint_every: int = 5      # epochs between checkpoints (and one at the end)
     eval_batch_size: int = 4096
     progress: bool = True
@@ -167,10 +167,12 @@ class ScoreConfig:
     batch_size: int = 1000         # rows per batch
     memory_mb: int = 256           # bound on the decoder's work tensors per chunk
     seed: int = 0
+    precision: str = "auto"        # importance sampling's products: float32 | bfloat16 | auto
 
     def __post_init__(self) -> None:
         for key in ("iwae_samples", "recon_samples", "elbo_samples", "batch_size", "memory_mb"):
             _check(getattr(self, key) >= 1, f"score.{key} must be >= 1; got {getattr(self, key)}")
+        _check_choice(self.precision, PRECISIONS, "score.precision")
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,26 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
-def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
-    """``n_samples`` draws z = mean + exp(logvar / 2) * eps, shape (n_samples, *mean.shape).
+def standard_normal(shape: tuple[int, ...], like: torch.Tensor, generator) -> torch.Tensor:
+    """Standard normal draws of ``shape`` on ``like``'s device and dtype.
 
     ``generator``: a ``torch.Generator``, None (torch's global one), or a per-row noise source with
     a ``standard_normal(shape, dtype)`` method (:class:`vaelab.runtime.RowNoise`).
     """
-    shape = (n_samples, *mean.shape)
     if generator is not None and not isinstance(generator, torch.Generator):
-        eps = generator.standard_normal(shape, mean.dtype)
-    else:
-        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return generator.standard_normal(shape, like.dtype)
+    return torch.randn(shape, generator=generator, device=like.device).to(like.dtype)
+
+
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
+    """``n_samples`` draws z = mean + exp(logvar / 2) * eps, shape (n_samples, *mean.shape)
+    (``generator`` as in :func:`standard_normal`)."""
+    eps = standard_normal((n_samples, *mean.shape), mean, generator)
     return mean + torch.exp(0.5 * logvar) * eps
+
+
+def log_prior_over_posterior(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) - log N(z; mean, diag(exp(logvar))) for z = mean + exp(logvar / 2) * eps,
+    summed over the last axis: -|z|^2 / 2 + |eps|^2 / 2 + sum(logvar) / 2 (the 2 pi terms cancel and
+    the posterior's standardised residual is eps itself)."""
+    return 0.5 * (eps.pow(2).sum(-1) - z.pow(2).sum(-1) + logvar.sum(-1))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
+import os
 import random
+import sys
+import time
 from contextlib import nullcontext
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
 
+from vaelab.config import PRECISIONS
 from vaelab.errors import ConfigError
 
 
@@ -26,17 +32,93 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {name!r}") from exc
 
 
-def autocast(device: torch.device, precision: str) -> ContextManager:
-    """Autocast context for ``precision`` in {"float32", "bfloat16"}.
+# "auto" takes bfloat16 only where its products are at least this much faster than float32's: a
+# clear margin, so that the choice does not flip between runs on a machine where they are close.
+BFLOAT16_MIN_SPEEDUP = 1.5
 
-    Parameters and optimizer state stay float32; bfloat16 only changes the
-    matmuls inside the forward pass.
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """Autocast context for a resolved ``precision`` in {"float32", "bfloat16"}.
+
+    Parameters, optimizer state and element-wise work stay float32; bfloat16 only changes the
+    matrix products (float32 accumulation).
     """
     if precision == "float32":
         return nullcontext()
     if precision == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ConfigError(f"unknown precision {precision!r}; use float32 or bfloat16")
+    raise ConfigError(f"unknown precision {precision!r}; use float32, bfloat16 or auto")
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_throughput(precision: str, shape: tuple[int, int, int] = (512, 784, 400),
+                      device: str = "cpu", seconds: float = 0.3) -> float:
+    """Measured matrix-multiply throughput in GFLOP/s for an (m, k) x (k, n) product in
+    ``precision`` on ``device`` with the current thread count: the best of five short rounds
+    (once per process and arguments)."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    m, k, n = shape
+    gen = make_generator(0, device)
+    a = torch.randn((m, k), generator=gen, device=device).to(dtype)
+    b = torch.randn((k, n), generator=gen, device=device).to(dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    a @ b
+    best = 0.0
+    for _ in range(5):
+        sync()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            a @ b
+            count += 1
+        sync()
+        best = max(best, 2 * m * k * n * count / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def resolve_precision(precision: str, device: torch.device | str,
+                      agrees: Callable[[], bool] | None = None) -> str:
+    """The precision to compute in: float32 and bfloat16 as given; ``auto`` takes bfloat16 where
+    this device multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP` times faster
+    than float32 (measured here on CUDA and CPU alike; no machine is assumed) and ``agrees()``
+    (the caller's check that its own result in bfloat16 stays within tolerance of float32's) holds;
+    float32 elsewhere. Callers record the answer in their results' metadata."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "float32"
+    try:
+        ratio = matmul_throughput("bfloat16", device=str(device)) / matmul_throughput("float32", device=str(device))
+    except RuntimeError:  # no bfloat16 kernels on this device
+        return "float32"
+    if ratio < BFLOAT16_MIN_SPEEDUP:
+        return "float32"
+    return "bfloat16" if agrees is None or agrees() else "float32"
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse rather than give it back to the system.
+
+    By default every large tensor is a fresh memory mapping whose pages fault on first touch, and
+    the loops here allocate the same large tensors again and again: measured on a 2-core machine,
+    this costs a quarter of an epoch's time and of importance sampling's (benchmarks/train_speed.py,
+    score_speed.py). The cost: the process keeps its peak memory until it exits. Applied when
+    vaelab is imported, except where ``VAELAB_MALLOC=system``; a no-op off glibc. Returns whether
+    it was applied.
+    """
+    if os.environ.get("VAELAB_MALLOC", "keep") == "system" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+MEMORY_KEPT = keep_freed_memory()
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -84,16 +166,37 @@ class RowNoise:
     """Standard normal draws for a batch of rows, each row's from its own generator
     (:func:`row_seeds`), so Monte-Carlo scores do not depend on the batch a row is in or the order
     of the rows. Rows past ``n_rows`` (padding) get zeros. Passed where a ``torch.Generator`` goes
-    (:func:`vaelab.distributions.reparameterize`)."""
+    (:func:`vaelab.distributions.reparameterize`). Draws are made in float32 and cast, so the same
+    seed gives the same numbers whatever precision computes with them."""
 
     def __init__(self, x: torch.Tensor, seed: int, n_rows: int | None = None) -> None:
         n_rows = x.shape[0] if n_rows is None else n_rows
         self.device, self.n_pad = x.device, x.shape[0] - n_rows
         self.generators = [make_generator(s, x.device) for s in row_seeds(x[:n_rows], seed)]
 
+    @property
+    def n_real(self) -> int:
+        """How many rows are real (not padding)."""
+        return len(self.generators)
+
+    def select(self, start: int, stop: int) -> "RowNoise":
+        """The noise of rows ``start:stop`` (sharing their generators)."""
+        part = RowNoise.__new__(RowNoise)
+        part.device, part.generators = self.device, self.generators[start:stop]
+        part.n_pad = (stop - start) - len(part.generators)
+        return part
+
+    def draws(self, k: int, width: int) -> torch.Tensor:
+        """``k`` float32 draws of ``width`` values for each row, (rows, k, width): each row's in
+        one call to its own generator (the same numbers as :meth:`standard_normal` with k samples)."""
+        out = torch.zeros((self.n_real + self.n_pad, k, width), device=self.device)
+        for row, g in enumerate(self.generators):
+            torch.randn((k, width), generator=g, device=self.device, out=out[row])
+        return out
+
     def standard_normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """Draws of ``shape`` whose second-to-last axis is the rows."""
         row_shape = (*shape[:-2], shape[-1])
-        draws = [torch.randn(row_shape, generator=g, device=self.device, dtype=dtype) for g in self.generators]
-        draws += [torch.zeros(row_shape, device=self.device, dtype=dtype)] * self.n_pad
-        return torch.stack(draws, dim=-2)
+        draws = [torch.randn(row_shape, generator=g, device=self.device) for g in self.generators]
+        draws += [torch.zeros(row_shape, device=self.device)] * self.n_pad
+        return torch.stack(draws, dim=-2).to(dtype)

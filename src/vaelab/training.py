@@ -30,7 +30,7 @@ from vaelab.config import ModelConfig, TrainConfig, identity
 from vaelab.data.labels import epoch_rows
 from vaelab.errors import TrainingDiverged, VaelabError
 from vaelab.models import build_model
-from vaelab.runtime import autocast, make_generator, resolve_device, seeded_init
+from vaelab.runtime import autocast, make_generator, resolve_device, resolve_precision, seeded_init
 
 Batch = dict[str, torch.Tensor]
 Transform = Callable[[Batch, torch.Generator], Batch]
@@ -41,6 +41,12 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    precision: str = "float32"  # the precision the products ran in (``auto`` resolved)
+
+
+# "auto" trains in bfloat16 only where one batch's loss in bfloat16 is within this relative
+# distance of float32's (the same draws); bfloat16's own rounding is about 0.4%.
+LOSS_TOLERANCE = 0.02
 
 
 def dynamic_binarization(batch: Batch, generator: torch.Generator) -> Batch:
@@ -112,6 +118,24 @@ class Trainer:
         self.log = log or (lambda line: None)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
+        # ``auto`` is resolved on the first batch of fit(), or taken from a resumed checkpoint
+        self.precision = None if config.precision == "auto" else config.precision
+
+    def _resolve_precision(self, data: Batch) -> str:
+        """The precision of the products: ``config.precision`` with ``auto`` measured here
+        (:func:`vaelab.runtime.resolve_precision`), bfloat16 only where one batch's loss agrees
+        with float32's within :data:`LOSS_TOLERANCE`."""
+        def agrees() -> bool:
+            batch = next(iterate_batches(data, self.config.batch_size))  # as stored: no transform's draws
+            losses = []
+            with torch.no_grad():
+                for precision in ("float32", "bfloat16"):
+                    with autocast(self.device, precision):
+                        out = self.model(**batch, generator=make_generator(0, self.device))
+                    losses.append(float(out.loss))
+            return abs(losses[1] - losses[0]) <= LOSS_TOLERANCE * max(abs(losses[0]), 1e-6)
+
+        return resolve_precision(self.config.precision, self.device, agrees)
 
     # ---- checkpoints -------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -121,7 +145,7 @@ class Trainer:
         opt_tensors, opt_meta = ckpt.optimizer_to_tensors(self.optimizer)
         tensors.update(opt_tensors)
         tensors["rng.train"] = self.generator.get_state()
-        meta = {"kind": "checkpoint", "epoch": self.epoch, "history": self.history,
+        meta = {"kind": "checkpoint", "epoch": self.epoch, "history": self.history, "precision": self.precision,
                 "optimizer": opt_meta, "config": self.run_config, "versions": ckpt.versions()}
         ckpt.save_tensors(self.checkpoint_path, tensors, meta)
 
@@ -142,6 +166,8 @@ class Trainer:
         self.generator.set_state(tensors["rng.train"])
         self.epoch = int(meta["epoch"])
         self.history = list(meta["history"])
+        if self.config.precision == "auto" and meta.get("precision"):
+            self.precision = meta["precision"]  # a resumed run keeps the arithmetic it started with
         self.log(f"resumed from {path} at epoch {self.epoch}")
 
     # ---- the loop ----------------------------------------------------------
@@ -152,7 +178,7 @@ class Trainer:
         for batch in iterate_batches(data, self.config.batch_size, order):
             if self.transform is not None:
                 batch = self.transform(batch, self.generator)
-            with autocast(self.device, self.config.precision):
+            with autocast(self.device, self.precision):
                 out = self.model(**batch, generator=self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -172,7 +198,10 @@ class Trainer:
         """Train until ``config.epochs`` epochs are done (from a loaded checkpoint's epoch)."""
         train = {k: v.to(self.device) for k, v in train.items()}
         val = None if val is None else {k: v.to(self.device) for k, v in val.items()}
-        result = TrainResult(resumed_from=self.epoch)
+        if self.precision is None:
+            self.precision = self._resolve_precision(train)
+            self.log(f"precision: {self.precision} (train.precision = auto)")
+        result = TrainResult(resumed_from=self.epoch, precision=self.precision)
         n = next(iter(train.values())).shape[0]
         start = time.perf_counter()
         bar = _progress(self.config, self.epoch)
@@ -185,7 +214,7 @@ class Trainer:
                 row = {"epoch": self.epoch, "train_elbo": train_elbo, "seconds": seconds}
                 if val is not None:
                     row["val_elbo"] = evaluate_elbo(self.model, val, self.config.eval_batch_size,
-                                                    self.config.seed + 1, self.config.precision)
+                                                    self.config.seed + 1, self.precision)
                 self.history.append(row)
                 self.log(json.dumps(row))
                 if bar is not None:

@@ -21,7 +21,8 @@ from vaelab.fileio import atomic_path
 from vaelab.models import load_model
 from vaelab.plots import figure_entry
 from vaelab.runtime import resolve_device
-from vaelab.scores import SCORES, latent_means, monte_carlo_samples, reconstruction_terms, score_array
+from vaelab.scores import (SCORES, latent_means, monte_carlo_samples, reconstruction_terms, score_array,
+                           scoring_precision)
 
 
 def _config(unit: Unit) -> Config:
@@ -42,7 +43,7 @@ def train(unit: Unit, root: Path) -> dict[str, Any]:
                       dataset=load_dataset(config.data))
     m = run.meta["metrics"]
     return {"epochs": m["epochs"], "train_seconds": m["train_seconds"], "val_elbo": m["val_elbo"],
-            "train_elbo": m["train_elbo"]}
+            "train_elbo": m["train_elbo"], "precision": m.get("precision")}
 
 
 def scores(unit: Unit, root: Path) -> dict[str, Any]:
@@ -53,10 +54,11 @@ def scores(unit: Unit, root: Path) -> dict[str, Any]:
     x = load_dataset(config.data).test.x
     cfg, rank = config.score, config.study.rank_score
     samples = monte_carlo_samples(cfg)
+    precision = scoring_precision(model, x, cfg.precision, next(model.parameters()).device)
     results = {}
     for name in dict.fromkeys([rank, "elbo"]):
         results[name] = score_array(model, x, name, n_samples=samples[name], batch_size=cfg.batch_size,
-                                    memory_mb=cfg.memory_mb, seed=cfg.seed,
+                                    memory_mb=cfg.memory_mb, seed=cfg.seed, precision=precision,
                                     progress=_row_progress(len(x), f"{name} z{latent}") if config.train.progress
                                     else None)
     means = latent_means(model, x)
@@ -64,7 +66,7 @@ def scores(unit: Unit, root: Path) -> dict[str, Any]:
         with open(tmp, "wb") as fh:
             np.savez(fh, rank=results[rank], elbo=results["elbo"], latent_mean=means)
     return {"test_elbo": float(results["elbo"].mean()), "test_rank": float(results[rank].mean()),
-            "rank_score": rank, "rank_samples": samples[rank]}
+            "rank_score": rank, "rank_samples": samples[rank], "precision": precision}
 
 
 def figures(unit: Unit, root: Path) -> dict[str, Any]:

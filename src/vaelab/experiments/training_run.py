@@ -128,7 +128,8 @@ def _train(config: Config, out_dir: Path, dataset: Dataset, likelihood: str, tra
             "data": data_meta(dataset, config.data), "train": config.to_dict()["train"],
             "metrics": {"epochs": last["epoch"], "train_elbo": last["train_elbo"],
                         "val_elbo": last.get("val_elbo"),
-                        "train_seconds": sum(row["seconds"] for row in result.history)}}
+                        "train_seconds": sum(row["seconds"] for row in result.history),
+                        "precision": result.precision}}
     model_path = out_dir / MODEL_FILE
     save_model(model_path, trainer.model, meta)
     write_json(out_dir / "history.json", result.history)
@@ -165,4 +166,4 @@ def score_rows(model: torch.nn.Module, x: np.ndarray, score: str, config: Config
     """One score per row of ``x`` with the Monte-Carlo settings of ``config.score``."""
     return score_array(model, x, score, n_samples=samples or monte_carlo_samples(config.score).get(score),
                        batch_size=config.score.batch_size, memory_mb=config.score.memory_mb,
-                       seed=config.score.seed)
+                       seed=config.score.seed, precision=config.score.precision)

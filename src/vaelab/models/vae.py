@@ -20,6 +20,9 @@ from vaelab import distributions as D
 from vaelab.config import ModelConfig
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus}
+# The activations applied in place where no gradient is needed (scoring).
+_IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.ELU: F.elu_,
+             nn.Softplus: lambda t: t.copy_(F.softplus(t))}
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -114,6 +117,39 @@ class VAE(nn.Module):
     def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x|z[,c]) summed over features; z may carry leading sample axes (k, n, d)."""
         return self.feature_log_probs(x, z, c).sum(-1)
+
+    @torch.no_grad()
+    def log_px_given_codes(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) for many codes per row: z (n, k, latent_dim) holds k codes for each row of
+        x (n, d); returns (n, k). For scoring (no gradients).
+
+        Equal to :meth:`log_px_given_z` up to float rounding, with less work per code. For a
+        Bernoulli decoder of linear layers and activations (logits = h W^T + b) the data term
+        sum_j x_j logits_j = h . (x W) + x . b needs the d-wide product once per row, not once per
+        code, leaving sum_j softplus(logits_j) per code; activations run in place. Under bfloat16 autocast the products
+        run in bfloat16 and both terms use the weights as rounded for them; sums are float32.
+        """
+        body = list(self.decoder) if isinstance(self.decoder, nn.Sequential) else []
+        lean = (self.likelihood == "bernoulli" and not self.condition_dim and body
+                and isinstance(body[-1], nn.Linear)
+                and all(isinstance(m, (nn.Linear, *_IN_PLACE)) for m in body))
+        if not lean:
+            return self.log_px_given_z(x.unsqueeze(1), z)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        n, k, width = z.shape
+        with torch.autocast(device, enabled=False):
+            acts = z.reshape(n * k, width).to(dtype)
+            for layer in body[:-1]:
+                if isinstance(layer, nn.Linear):
+                    acts = F.linear(acts, layer.weight.to(dtype), layer.bias.to(dtype))
+                else:
+                    _IN_PLACE[type(layer)](acts)
+            weight, bias = body[-1].weight.to(dtype), body[-1].bias.to(dtype)
+            logits = F.linear(acts, weight, bias)
+            per_row = (x @ weight.to(x.dtype)).unsqueeze(-1)
+            data = torch.bmm(acts.view(n, k, -1).to(x.dtype), per_row).squeeze(-1) + (x @ bias.to(x.dtype)).unsqueeze(-1)
+            return data - F.softplus(logits.to(x.dtype)).sum(-1).view(n, k)
 
     def feature_log_probs(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x_j|z[,c]) for each feature j, (..., input_dim): the terms of :meth:`log_px_given_z`."""
