@@ -8,6 +8,7 @@ from torch.distributions import MultivariateNormal
 from vaelab import scores as S
 from vaelab.config import ModelConfig
 from vaelab.models import VAE
+from vaelab.runtime import RowNoise
 
 
 def linear_gaussian_vae(sigma: float = 0.5) -> VAE:
@@ -124,3 +125,34 @@ def test_score_array_is_deterministic_and_bounded_in_memory(trained_vae):
     assert abs(a.mean() - c.mean()) < 0.5  # another seed: the same estimate up to MC noise
     with pytest.raises(ValueError, match="unknown score"):
         S.score_array(model, x.numpy(), "nope")
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "softplus"])
+@torch.no_grad()
+def test_the_lean_data_term_equals_the_elementwise_one(activation):
+    torch.manual_seed(0)
+    model = VAE(12, ModelConfig(latent_dim=3, hidden_dims=(8, 6), activation=activation), "bernoulli").double().eval()
+    x = torch.rand(5, 12, dtype=torch.float64)
+    z = torch.randn(5, 7, 3, dtype=torch.float64)
+    lean = model.log_px_given_codes(x, z)
+    plain = model.log_px_given_z(x, z.transpose(0, 1)).transpose(0, 1)
+    assert lean.shape == (5, 7) and torch.allclose(lean, plain, atol=1e-9)
+    gaussian = linear_gaussian_vae().double()
+    xg, zg = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 7, 2, dtype=torch.float64)
+    assert torch.allclose(gaussian.log_px_given_codes(xg, zg),
+                          gaussian.log_px_given_z(xg, zg.transpose(0, 1)).transpose(0, 1))
+
+
+@torch.no_grad()
+def test_bfloat16_importance_sampling_stays_within_tolerance_of_float64():
+    torch.manual_seed(0)
+    model = VAE(64, ModelConfig(latent_dim=4, hidden_dims=(32,)), "bernoulli").eval()
+    x = (torch.rand(20, 64) < 0.3).float()
+    exact = S.iwae_log_px(model.double(), x.double(), 200, RowNoise(x, 0)).numpy()  # the same draws, in float64
+    model.float()
+    x = x.numpy()
+    for precision in ("float32", "bfloat16"):
+        fast = S.score_array(model, x, "iwae", n_samples=200, precision=precision)
+        assert np.abs(fast - exact).mean() <= S.IWAE_TOLERANCE
+    assert S.scoring_precision(model, x, "float32", "cpu") == "float32"
+    assert S.scoring_precision(model, x, "auto", "cpu") in ("float32", "bfloat16")

@@ -128,6 +128,13 @@ class TrainConfig:
     checkpoint_every: int = 5      # epochs between checkpoints (and one at the end)
     eval_batch_size: int = 4096
     progress: bool = True
+    # The schedule (each needs a validation split): the learning rate is multiplied by lr_decay
+    # whenever the validation bound has gone lr_patience epochs without a new best, and training
+    # stops once it has gone stop_patience epochs without one (0: never), keeping the best epoch.
+    lr_decay: float = 1.0
+    lr_patience: int = 10
+    stop_patience: int = 0
+    snapshot_every: int = 0        # keep the weights every this many epochs (0: none), for curves
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1; got {self.epochs}")
@@ -135,6 +142,10 @@ class TrainConfig:
         _check(self.lr > 0, f"train.lr must be > 0; got {self.lr}")
         _check_choice(self.precision, PRECISIONS, "train.precision")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
+        _check(0 < self.lr_decay <= 1, f"train.lr_decay must be in (0, 1]; got {self.lr_decay}")
+        _check(self.lr_patience >= 1, f"train.lr_patience must be >= 1; got {self.lr_patience}")
+        _check(self.stop_patience >= 0, f"train.stop_patience must be >= 0; got {self.stop_patience}")
+        _check(self.snapshot_every >= 0, f"train.snapshot_every must be >= 0; got {self.snapshot_every}")
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
 
 
@@ -142,7 +153,10 @@ class TrainConfig:
 M2_FIELDS = ("n_classes", "alpha", "class_prior")
 # Training settings that may differ between a run and its resumption (they do not change the weights
 # of the epochs already trained).
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "eval_batch_size", "device")
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "eval_batch_size", "device", "snapshot_every")
+# Training settings added after models were stored: left out of the identity at their default
+# values, so those models keep theirs.
+LATER_TRAIN_FIELDS = {"lr_decay": 1.0, "lr_patience": 10, "stop_patience": 0}
 
 
 def identity(config: "Config | Mapping[str, Any]") -> dict[str, Any]:
@@ -153,7 +167,8 @@ def identity(config: "Config | Mapping[str, Any]") -> dict[str, Any]:
     model = dict(c.get("model") or {})
     if model.get("name", "vae") != "m2":
         model = {k: v for k, v in model.items() if k not in M2_FIELDS}
-    train = {k: v for k, v in (c.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
+    train = {k: v for k, v in (c.get("train") or {}).items()
+             if k not in RESUMABLE_CHANGES and LATER_TRAIN_FIELDS.get(k, object()) != v}
     return {"data": c.get("data"), "model": model, "train": train}
 
 
@@ -230,13 +245,15 @@ class StudyConfig:
     tsne_perplexity: float = 30.0
     pca_dims: int = 50             # PCA before the t-SNE of raw pixels
     seed: int = 0                  # the t-SNE subset and layouts
+    curve_rows: int = 1000         # test points of the log p(x)-against-epochs curve (train.snapshot_every)
 
     def __post_init__(self) -> None:
         _check(len(self.latent_dims) >= 1 and all(d >= 1 for d in self.latent_dims),
                "study.latent_dims must list positive sizes")
         _check(len(set(self.latent_dims)) == len(self.latent_dims), "study.latent_dims has a repeated size")
         _check_choice(self.rank_score, ("iwae", "elbo", "recon-prob"), "study.rank_score")
-        for key in ("n_ranked", "n_per_class", "n_prior_samples", "traversal_steps", "tsne_points", "pca_dims"):
+        for key in ("n_ranked", "n_per_class", "n_prior_samples", "traversal_steps", "tsne_points", "pca_dims",
+                    "curve_rows"):
             _check(getattr(self, key) >= 1, f"study.{key} must be >= 1")
         _check(self.tsne_perplexity > 0, "study.tsne_perplexity must be > 0")
 

@@ -167,6 +167,25 @@ def training_curves(histories: dict[str, list[dict[str, float]]]):
     return fig
 
 
+def likelihood_curve(curves: dict[str, list[list[float]]], reference: tuple[str, float] | None = None):
+    """Mean test log p(x) against epochs, one line per run; a dotted published reference."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    cmap = plt.get_cmap("tab10")
+    for i, (name, points) in enumerate(curves.items()):
+        if points:
+            epochs, values = zip(*points)
+            ax.plot(epochs, values, "o-", color=cmap(i), lw=1.5, ms=3,
+                    label=f"{name} (best {max(values):.2f})")
+    if reference is not None:
+        ax.axhline(reference[1], color="0.3", ls=":", lw=1, label=reference[0])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test log p(x) (nats per image)")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
             vmin: float = 0.0, vmax: float = 1.0, cmap: str = "RdYlGn"):
     """A labelled matrix of values (e.g. AUROC), each cell annotated with its number."""

@@ -50,8 +50,10 @@ LOSS_TOLERANCE = 0.02
 
 
 def dynamic_binarization(batch: Batch, generator: torch.Generator) -> Batch:
-    """A fresh Bernoulli draw of the grey pixels in ``batch["x"]``."""
-    return {**batch, "x": torch.bernoulli(batch["x"], generator=generator)}
+    """A fresh Bernoulli draw of the grey pixels in ``batch["x"]``: 1 where a uniform draw falls
+    below the pixel's value (twice as fast on the CPU as ``torch.bernoulli``, the same law)."""
+    x = batch["x"]
+    return {**batch, "x": (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)}
 
 
 def iterate_batches(tensors: Batch, batch_size: int, order: torch.Tensor | None = None):
@@ -120,6 +122,13 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         # ``auto`` is resolved on the first batch of fit(), or taken from a resumed checkpoint
         self.precision = None if config.precision == "auto" else config.precision
+        self.best: dict[str, torch.Tensor] | None = None  # the best epoch's weights (with a schedule)
+        self.stopped = False  # the validation bound stopped improving (train.stop_patience)
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the validation bound drives the learning rate or the stop."""
+        return self.config.lr_decay < 1.0 or self.config.stop_patience > 0
 
     def _resolve_precision(self, data: Batch) -> str:
         """The precision of the products: ``config.precision`` with ``auto`` measured here
@@ -145,7 +154,10 @@ class Trainer:
         opt_tensors, opt_meta = ckpt.optimizer_to_tensors(self.optimizer)
         tensors.update(opt_tensors)
         tensors["rng.train"] = self.generator.get_state()
+        if self.best is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best.items()})
         meta = {"kind": "checkpoint", "epoch": self.epoch, "history": self.history, "precision": self.precision,
+                "stopped": self.stopped,
                 "optimizer": opt_meta, "config": self.run_config, "versions": ckpt.versions()}
         ckpt.save_tensors(self.checkpoint_path, tensors, meta)
 
@@ -166,6 +178,9 @@ class Trainer:
         self.generator.set_state(tensors["rng.train"])
         self.epoch = int(meta["epoch"])
         self.history = list(meta["history"])
+        self.stopped = bool(meta.get("stopped", False))
+        best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best = best or None
         if self.config.precision == "auto" and meta.get("precision"):
             self.precision = meta["precision"]  # a resumed run keeps the arithmetic it started with
         self.log(f"resumed from {path} at epoch {self.epoch}")
@@ -194,10 +209,43 @@ class Trainer:
                                    f"{kept}; try a lower train.lr")
         return float(elbo_sum) / n
 
+    def _schedule(self) -> None:
+        """After an epoch with a validation bound: remember the best weights, decay the learning
+        rate after ``lr_patience`` epochs without a new best, stop after ``stop_patience`` (with
+        the best weights). Counted from the history, so a resumed run counts on."""
+        bounds = [row["val_elbo"] for row in self.history]
+        best_epoch = int(np.argmax(bounds))
+        since = len(bounds) - 1 - best_epoch
+        if since == 0:
+            self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        elif self.config.lr_decay < 1.0 and since % self.config.lr_patience == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.config.lr_decay
+            self.log(f"epoch {self.epoch}: no better validation bound for {since} epochs; "
+                     f"learning rate now {self.optimizer.param_groups[0]['lr']:.3g}")
+        if self.config.stop_patience and since >= self.config.stop_patience:
+            self.stopped = True
+            if self.best is not None:
+                self.model.load_state_dict(self.best)
+            self.log(f"stopped at epoch {self.epoch}: no better validation bound since epoch "
+                     f"{self.history[best_epoch]['epoch']}, whose weights are kept")
+
+    def _snapshot(self) -> None:
+        """The weights of this epoch into ``snapshots/epoch_NNNNN.safetensors`` beside the
+        checkpoint, every ``snapshot_every`` epochs."""
+        every = self.config.snapshot_every
+        if every and self.checkpoint_path is not None and self.epoch % every == 0:
+            path = self.checkpoint_path.parent / "snapshots" / f"epoch_{self.epoch:05d}.safetensors"
+            path.parent.mkdir(exist_ok=True)
+            ckpt.save_tensors(path, dict(self.model.state_dict()),
+                              {"kind": "snapshot", "epoch": self.epoch, "config": self.run_config})
+
     def fit(self, train: Batch, val: Batch | None = None) -> TrainResult:
         """Train until ``config.epochs`` epochs are done (from a loaded checkpoint's epoch)."""
         train = {k: v.to(self.device) for k, v in train.items()}
         val = None if val is None else {k: v.to(self.device) for k, v in val.items()}
+        if self.scheduled and val is None:
+            raise VaelabError("train.lr_decay and train.stop_patience need a validation split")
         if self.precision is None:
             self.precision = self._resolve_precision(train)
             self.log(f"precision: {self.precision} (train.precision = auto)")
@@ -206,7 +254,7 @@ class Trainer:
         start = time.perf_counter()
         bar = _progress(self.config, self.epoch)
         try:
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.config.epochs and not self.stopped:
                 t0 = time.perf_counter()
                 train_elbo = self._train_epoch(train, n)
                 seconds = time.perf_counter() - t0
@@ -215,17 +263,22 @@ class Trainer:
                 if val is not None:
                     row["val_elbo"] = evaluate_elbo(self.model, val, self.config.eval_batch_size,
                                                     self.config.seed + 1, self.precision)
+                row["lr"] = self.optimizer.param_groups[0]["lr"]
                 self.history.append(row)
                 self.log(json.dumps(row))
+                self._snapshot()
+                if val is not None and self.scheduled:
+                    self._schedule()
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k.endswith("elbo")})
                     bar.update(1)
-                if self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.epochs:
+                if (self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.epochs
+                        or self.stopped):
                     self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-        if self.epoch == self.config.epochs and self.checkpoint_path and not self.checkpoint_path.exists():
+        if (self.epoch == self.config.epochs or self.stopped) and self.checkpoint_path and not self.checkpoint_path.exists():
             self.save_checkpoint()  # resumed a finished run: make sure the final state is on disk
         result.history = self.history
         result.seconds = time.perf_counter() - start

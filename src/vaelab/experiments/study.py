@@ -94,8 +94,11 @@ class Study:
         maps = Unit("maps", f"{STAGES}:maps",
                     {"config": self._part(data=None, study=["latent_dims", "tsne_points", "seed", "pca_dims"])},
                     outputs=("figures/tsne.png",), after=tuple(u.fingerprint for u in tsne))
-        curves = Unit("curves", f"{STAGES}:curves", {"config": self._part(study=["latent_dims"])},
-                      outputs=("figures/training_curves.png",),
+        curves = Unit("curves", f"{STAGES}:curves",
+                      {"config": self._part(data=None, study=["latent_dims", "curve_rows"], score=None,
+                                            train=["snapshot_every"])},
+                      outputs=("figures/training_curves.png",
+                               *(("figures/likelihood_curve.png",) if self.config.train.snapshot_every else ())),
                       after=tuple(models[d][0].fingerprint for d in st.latent_dims))
         return [*units, *tsne, maps, curves]
 

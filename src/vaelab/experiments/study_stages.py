@@ -199,13 +199,49 @@ def maps(unit: Unit, root: Path) -> dict[str, Any]:
 
 
 def curves(unit: Unit, root: Path) -> dict[str, Any]:
-    """Train and validation ELBO per epoch of every latent size."""
+    """Train and validation ELBO per epoch of every latent size; with weight snapshots
+    (``train.snapshot_every``), also test log p(x) against epochs."""
+    config = _config(unit)
     histories = {f"z{d}": json.loads((root / "models" / f"z{d}" / "history.json").read_text())
-                 for d in _config(unit).study.latent_dims}
+                 for d in config.study.latent_dims}
     _save(root, plots.training_curves(histories), "training_curves.png")
-    return {"figures": [figure_entry("figures/training_curves.png", "Training",
-                                     "Train (dashed) and validation (solid) ELBO per epoch for each latent size.", 0)]}
+    figures = [figure_entry("figures/training_curves.png", "Training",
+                            "Train (dashed) and validation (solid) ELBO per epoch for each latent size.", 0)]
+    result: dict[str, Any] = {"figures": figures}
+    if config.train.snapshot_every:
+        result["likelihood_curve"] = likelihood_curve(config, root)
+        _save(root, plots.likelihood_curve(result["likelihood_curve"], LIKELIHOOD_REFERENCE), "likelihood_curve.png")
+        figures.append(figure_entry(
+            "figures/likelihood_curve.png", "Training",
+            f"Test log p(x) (importance sampled, K={config.score.iwae_samples}, the first "
+            f"{config.study.curve_rows} test digits) of the weights every {config.train.snapshot_every} epochs, "
+            f"for each latent size; dotted: {LIKELIHOOD_REFERENCE[0]}.", 1))
+    return result
 
+
+# The published single-stochastic-layer VAE on dynamically binarized MNIST, for the curve's reference line.
+LIKELIHOOD_REFERENCE = ("Burda et al. 2016, VAE with 2x200 hidden units, latent 50: -86.76 nats", -86.76)
+
+
+def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]:
+    """Per latent size, [epoch, mean test log p(x)] of every weight snapshot (and the kept model)."""
+    from vaelab.checkpoint import load_tensors
+
+    x = load_dataset(config.data).test.x[:config.study.curve_rows]
+    cfg = config.score
+    curves: dict[str, list[list[float]]] = {}
+    for d in config.study.latent_dims:
+        model, _ = load_model(root / "models" / f"z{d}" / MODEL_FILE, "cpu")
+        precision = scoring_precision(model, x, cfg.precision, "cpu")
+        points = []
+        for path in sorted((root / "models" / f"z{d}" / "snapshots").glob("epoch_*.safetensors")):
+            tensors, meta = load_tensors(path)
+            model.load_state_dict(tensors)
+            values = score_array(model, x, "iwae", n_samples=cfg.iwae_samples, batch_size=cfg.batch_size,
+                                 memory_mb=cfg.memory_mb, seed=cfg.seed, precision=precision)
+            points.append([int(meta["epoch"]), float(values.mean())])
+        curves[f"z{d}"] = points
+    return curves
 
 
 def _row_progress(total: int, desc: str):

@@ -124,9 +124,12 @@ def _train(config: Config, out_dir: Path, dataset: Dataset, likelihood: str, tra
     result = trainer.fit({"x": torch.from_numpy(dataset.train.x)}, {"x": torch.from_numpy(dataset.val.x)})
 
     last = result.history[-1]
+    if trainer.best is not None:  # a schedule kept the best epoch's weights: report that epoch
+        last = max(result.history, key=lambda row: row["val_elbo"])
     meta = {"model": config.to_dict()["model"], "input_dim": dataset.n_features, "likelihood": likelihood,
             "data": data_meta(dataset, config.data), "train": config.to_dict()["train"],
-            "metrics": {"epochs": last["epoch"], "train_elbo": last["train_elbo"],
+            "metrics": {"epochs": last["epoch"], "epochs_trained": result.history[-1]["epoch"],
+                        "stopped": trainer.stopped, "train_elbo": last["train_elbo"],
                         "val_elbo": last.get("val_elbo"),
                         "train_seconds": sum(row["seconds"] for row in result.history),
                         "precision": result.precision}}
