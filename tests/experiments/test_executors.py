@@ -85,6 +85,12 @@ def test_local_jobs_give_the_serial_results_and_files(tmp_path):
     assert {store.record(u)["name"] for u in _units()} == {u.name for u in _units()}
 
 
+def test_a_local_worker_computes_one_unit_after_another(tmp_path):
+    UnitStore(tmp_path / "run", executor=LocalExecutor(1)).run_all(_units())
+    pids = {p.read_text() for p in (tmp_path / "run" / "extra").glob("*.log")}
+    assert len(pids) == 1 and pids != {f"pid {os.getpid()}\n"}  # one worker, started once, not this process
+
+
 def test_a_killed_local_worker_is_replaced_and_its_unit_retried(tmp_path):
     (tmp_path / "markers").mkdir()
     units = _units({"die_once": str(tmp_path / "markers")})

@@ -1,7 +1,8 @@
 """Executors: who computes the units of work that a :class:`~vaelab.experiments.units.UnitStore` runs.
 
 - :class:`SerialExecutor`: one unit after another in this process (the default).
-- :class:`LocalExecutor` (``--jobs N``): N local worker processes, one thread each by default.
+- :class:`LocalExecutor` (``--jobs N``): N local worker processes, one thread each by default, each
+  computing one unit after another.
 - :class:`RayExecutor` (``--executor ray [--address A]``): Ray tasks on a Ray cluster (a local one
   when no address is given); a unit whose device is CUDA asks Ray for a GPU.
 
@@ -156,22 +157,33 @@ class WorkerDied(RuntimeError):
     """A worker process ended without returning its unit (killed, out of memory, ...)."""
 
 
-def _worker(conn, unit: Unit, inputs: dict[str, bytes], threads: int) -> None:
-    """A local worker process: compute one unit, send back what it made (or the error it raised)."""
+def _worker(conn, threads: int) -> None:
+    """A local worker process: compute the units it is sent, one at a time, sending back what each
+    made (or the error it raised), until it is sent None."""
     try:
-        conn.send(execute(unit, inputs, threads))
-    except BaseException as exc:  # noqa: BLE001 - every error goes back to the driver, which re-raises it
-        try:
-            conn.send(exc)
-        except Exception:  # an error that cannot be pickled: its text
-            conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                return
+            if job is None:
+                return
+            unit, inputs = job
+            try:
+                conn.send(execute(unit, inputs, threads))
+            except BaseException as exc:  # noqa: BLE001 - every error goes back to the driver, which re-raises it
+                try:
+                    conn.send(exc)
+                except Exception:  # an error that cannot be pickled: its text
+                    conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
 
 class LocalExecutor(_ParallelExecutor):
-    """``jobs`` local worker processes at a time (spawned, ``threads`` threads each), one per unit, so a
-    worker that dies costs only its own unit, which is retried."""
+    """``jobs`` local worker processes (spawned, ``threads`` threads each) that take one unit after
+    another, so each pays the start-up (Python, torch) once, not once per unit. A worker that dies
+    costs only the unit it was computing, which is retried, and is replaced."""
 
     def __init__(self, jobs: int, threads: int = 1, retries: int = 2) -> None:
         if jobs < 1:
@@ -180,14 +192,20 @@ class LocalExecutor(_ParallelExecutor):
         self.jobs, self.name = jobs, f"{jobs} local jobs"
         self.context = multiprocessing.get_context("spawn")
         self.queue: list[tuple[Any, Unit, dict[str, bytes]]] = []
-        self.live: dict[Any, tuple[Any, Any]] = {}  # handle -> (process, connection)
+        self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for a unit
+        self.busy: dict[Any, tuple[Any, Any]] = {}  # handle -> (process, connection)
 
     def _stop(self) -> None:
-        for process, conn in self.live.values():
-            process.kill()
-            process.join()
+        for process, conn in [*self.idle, *self.busy.values()]:
+            with contextlib.suppress(OSError):
+                conn.send(None)  # finish
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
             conn.close()
-        self.live.clear()
+        self.idle.clear()
+        self.busy.clear()
         self.queue.clear()
 
     def _submit(self, unit: Unit, inputs: dict[str, bytes]) -> Any:
@@ -196,31 +214,44 @@ class LocalExecutor(_ParallelExecutor):
         self._launch()
         return handle
 
+    def _worker_process(self) -> tuple[Any, Any]:
+        if self.idle:
+            return self.idle.pop()
+        parent, child = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=_worker, args=(child, self.threads), daemon=True)
+        process.start()
+        child.close()
+        return process, parent
+
     def _launch(self) -> None:
-        while self.queue and len(self.live) < self.jobs:
+        while self.queue and len(self.busy) < self.jobs:
             handle, unit, inputs = self.queue.pop(0)
-            parent, child = self.context.Pipe(duplex=False)
-            process = self.context.Process(target=_worker, args=(child, unit, inputs, self.threads), daemon=True)
-            process.start()
-            child.close()
-            self.live[handle] = (process, parent)
+            process, conn = self._worker_process()
+            try:
+                conn.send((unit, inputs))
+            except OSError:  # the idle worker had died: its unit goes to a fresh one
+                process.join()
+                conn.close()
+                self.queue.insert(0, (handle, unit, inputs))
+                continue
+            self.busy[handle] = (process, conn)
 
     def _wait(self, handles: list[Any]) -> list[tuple[Any, Any]]:
         from multiprocessing.connection import wait
 
-        by_conn = {conn: h for h, (_, conn) in self.live.items()}
+        by_conn = {conn: h for h, (_, conn) in self.busy.items()}
         ready = wait(list(by_conn))
         out = []
         for conn in ready:
             handle = by_conn[conn]
-            process, _ = self.live.pop(handle)
+            process, _ = self.busy.pop(handle)
             try:
                 outcome = conn.recv()
+                self.idle.append((process, conn))
             except (EOFError, OSError):
                 process.join()
+                conn.close()
                 outcome = WorkerDied(f"worker process ended with status {process.exitcode}")
-            process.join()
-            conn.close()
             out.append((handle, outcome))
         self._launch()
         return out
