@@ -2,8 +2,10 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import TINY_STUDY
 from vaelab.cli import main
@@ -89,3 +91,29 @@ def test_a_lost_output_is_rebuilt(study_run, capsys):
     assert "[tsne/z2] running" in err and "[tsne/z3] up to date" in err
 
 
+
+
+def _results(run: Path) -> dict:
+    """metrics.json without what differs between runs of the same study (times, when, where)."""
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.pop("run")
+    for row in metrics["study"].values():
+        row.pop("train_seconds", None)
+    return metrics
+
+
+@pytest.mark.slow
+def test_a_study_on_local_jobs_runs_its_stages_together_and_equals_the_serial_one(tmp_path, capsys):
+    from vaelab.cli import main
+
+    assert main(["run", "--out", str(tmp_path / "serial"), "--threads", "1", *TINY_STUDY]) == 0
+    assert main(["run", "--out", str(tmp_path / "jobs"), "--jobs", "2", *TINY_STUDY]) == 0
+    log = capsys.readouterr().err
+    submitted = [line.split("]")[0].lstrip("[") for line in log.splitlines() if "submitted (2 local jobs)" in line]
+    # every stage's units went to the workers in one pass: the pixel t-SNE (needs no model) was submitted
+    # before the models finished training, the anomaly and synthetic cells and M2 beside the figures
+    assert {"tsne/pixels", "semisupervised", "loco_c1_z2", "raw"} <= set(submitted)
+    assert submitted.index("tsne/pixels") < submitted.index("scores/z2")
+    assert _results(tmp_path / "jobs") == _results(tmp_path / "serial")

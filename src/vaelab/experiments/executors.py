@@ -103,9 +103,25 @@ class SerialExecutor:
         self.threads = threads
 
     def run(self, store, units: list[Unit]) -> None:
+        self.run_groups([(store, units)])
+
+    def run_groups(self, groups: list[tuple[Any, list[Unit]]]) -> None:
+        """Each group's units in its store, group after group."""
         with thread_limit(self.threads):
-            for unit in units:
-                store.run(unit)
+            for store, units in groups:
+                for unit in units:
+                    store.run(unit)
+
+
+def run_groups(executor: Any, groups: list[tuple[Any, list[Unit]]]) -> None:
+    """Run the units of several stores on ``executor`` together (None: serially, store after store,
+    each with :meth:`~vaelab.experiments.units.UnitStore.run_all`), so that a parallel executor keeps
+    every worker busy across stages; each unit is recorded in its own store."""
+    if executor is None:
+        for store, units in groups:
+            store.run_all(units)
+    else:
+        executor.run_groups(groups)
 
 
 class _ParallelExecutor:
@@ -117,31 +133,37 @@ class _ParallelExecutor:
         self.threads, self.retries = threads, retries
 
     def run(self, store, units: list[Unit]) -> None:
-        pending = [u for u in units if not store.done(u)]
-        ours = {u.fingerprint for u in pending}
+        self.run_groups([(store, units)])
+
+    def run_groups(self, groups: list[tuple[Any, list[Unit]]]) -> None:
+        """The units of several stores together (each recorded in its own store): a unit starts once
+        the units it reads (``after``, in any of the groups) have finished."""
+        pending = [(store, u) for store, units in groups for u in units if not store.done(u)]
+        ours = {u.fingerprint for _, u in pending}
         attempts: dict[str, int] = {}
-        running: dict[Any, Unit] = {}
+        running: dict[Any, tuple[Any, Unit]] = {}
         self._start()
         try:
             while pending or running:
-                for unit in [u for u in pending if not (set(u.after) & ours)]:
-                    pending.remove(unit)
+                for store, unit in [(s, u) for s, u in pending if not (set(u.after) & ours)]:
+                    pending.remove((store, unit))
                     store.say(f"[{unit.name}] submitted ({self.name})")
-                    running[self._submit(unit, store.input_files(unit))] = unit
+                    running[self._submit(unit, store.input_files(unit))] = (store, unit)
                 if not running:
-                    raise VaelabError("units wait on each other in a cycle: " + ", ".join(u.name for u in pending))
+                    raise VaelabError("units wait on each other in a cycle: " + ", ".join(u.name for _, u in pending))
                 for handle, outcome in self._wait(list(running)):
-                    unit = running.pop(handle)
+                    store, unit = running.pop(handle)
                     if isinstance(outcome, Finished):
                         write_files({store.root / rel: data for rel, data in outcome.files.items()})
                         store.save(unit, outcome.result, outcome.seconds)
                         ours.discard(unit.fingerprint)
                         continue
-                    attempts[unit.name] = attempts.get(unit.name, 0) + 1
-                    if not self._retryable(outcome) or attempts[unit.name] > self.retries:
+                    key = f"{store.root}:{unit.name}"
+                    attempts[key] = attempts.get(key, 0) + 1
+                    if not self._retryable(outcome) or attempts[key] > self.retries:
                         raise outcome
                     store.say(f"[{unit.name}] its worker died ({type(outcome).__name__}); retrying")
-                    pending.append(unit)
+                    pending.append((store, unit))
         finally:
             self._stop()
 

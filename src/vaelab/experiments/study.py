@@ -29,6 +29,7 @@ from vaelab.data import load_dataset
 from vaelab.errors import DataError
 from vaelab.experiments.anomaly import AnomalyBenchmark
 from vaelab.experiments.anomaly_tables import summary
+from vaelab.experiments.executors import run_groups
 from vaelab.experiments.synthetic import SyntheticBenchmark
 from vaelab.experiments.training_run import MODEL_FILE
 from vaelab.experiments.units import Unit, UnitStore, config_part
@@ -160,6 +161,24 @@ class Study:
         self.seconds["synthetic"] = sum(bench.store.seconds([*units, finish]).values())
         return result
 
+    def _groups(self, model_units: dict[int, tuple[Unit, Unit]], figure_units: list[Unit]) -> list[tuple[UnitStore, list[Unit]]]:
+        """Every stage's units with the store that records them, in the serial order: models, figures,
+        anomaly cells, synthetic cells, the semi-supervised stage. The tables that summarise a stage
+        run afterwards, in this process."""
+        cfg = self.config
+        groups = [(self.store, [*(t for t, _ in model_units.values()), *(s for _, s in model_units.values()),
+                                *figure_units])]
+        if cfg.anomaly.protocols:
+            bench = AnomalyBenchmark(cfg, self.run_dir / "anomaly", say=self.say, executor=self.executor)
+            groups.append((bench.store, bench.units()))
+        if cfg.synthetic.types and load_dataset(cfg.data).kind == "image":
+            synthetic = SyntheticBenchmark(cfg, self.run_dir / "synthetic", self.model_files(), say=self.say,
+                                           executor=self.executor)
+            groups.append((synthetic.store, synthetic.units()))
+        if cfg.semisupervised.labels:
+            groups.append((self.store, [self.semisupervised_unit()]))
+        return groups
+
     def run(self) -> dict[str, Any]:
         """Run (or continue) the whole study; writes and returns ``metrics.json``."""
         start = time.perf_counter()
@@ -167,8 +186,10 @@ class Study:
         if cfg.anomaly.protocols:
             cfg.anomaly_latent_dims()  # validate before any work
         model_units = self.model_units()
-        per_latent = self.models(model_units)
         units = self.figure_units(model_units)
+        self._begin()
+        run_groups(self.executor, self._groups(model_units, units))  # every stage's units, together
+        per_latent = self.models(model_units)
         results = dict(zip([u.name for u in units], self.store.run_all(units)))
         self.seconds.update(self.store.seconds([*(u for pair in model_units.values() for u in pair), *units]))
         figures = []
