@@ -79,7 +79,8 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
                            **({} if latent_dim == 0 else {"score": None}))
     name = "raw" if latent_dim == 0 else f"z{latent_dim}"
     return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
-                params={"config": settings, "latent_dim": latent_dim}, outputs=(f"cells/{name}.npz",),
+                params={"config": settings, "latent_dim": latent_dim, "with": ["tsne-panel"]},
+                outputs=(f"cells/{name}.npz",),
                 after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
 
 
@@ -96,8 +97,34 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
                                      random_state=config.train.seed)
         tests, refs, seconds = vae_scores(vae, data.train.x, ev.x, ref, config)
         tests = {**tests, **{f"mean/{j}": col for j, col in enumerate(vae.encode(ev.x).T)}}
+    tests.update(tsne_columns(config, ev, tests))
     save_scores(root / unit.outputs[0], (ev.kind != NORMAL).astype(np.int64), tests, refs)
     return {"seconds": seconds}
+
+
+def tsne_rows(config: Config, ev) -> np.ndarray:
+    """The rows of the t-SNE figure: every anomaly at the top severity and ``synthetic.tsne_normals``
+    normals at it."""
+    sc = config.synthetic
+    at = np.flatnonzero(ev.severity == max(sc.severities))
+    normals = at[ev.kind[at] == NORMAL]
+    normals = normals[embedding.subset(len(normals), sc.tsne_normals, sc.seed)]
+    return np.sort(np.concatenate([at[ev.kind[at] != NORMAL], normals]))
+
+
+def tsne_columns(config: Config, ev, tests: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A cell's panel of the t-SNE figure, computed with the cell (in parallel with the others): the
+    pixels (PCA 50 first) for the raw cell, the latent means for a model's; as two columns over the
+    test set, NaN outside :func:`tsne_rows`."""
+    sc, keep = config.synthetic, tsne_rows(config, ev)
+    cols = sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
+    if cols:
+        points = embedding.tsne(np.stack([tests[k] for k in cols], axis=1)[keep], seed=sc.seed)
+    else:
+        points = embedding.tsne(embedding.pca(ev.x[keep], 50, sc.seed), seed=sc.seed)
+    out = np.full((len(ev.x), 2), np.nan)
+    out[keep] = points
+    return {"tsne/0": out[:, 0], "tsne/1": out[:, 1]}
 
 
 class SyntheticBenchmark:
@@ -124,9 +151,16 @@ class SyntheticBenchmark:
     def scores(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
         """(test scores by detector, reference scores, latent means or None) of a finished cell."""
         _, tests, refs = load_scores(self.out_dir / unit.outputs[0])
+        for key in ("tsne/0", "tsne/1"):
+            tests.pop(key, None)
         cols = sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
         means = np.stack([tests.pop(k) for k in cols], axis=1) if cols else None
         return tests, refs, means
+
+    def tsne_panel(self, unit: Unit, keep: np.ndarray) -> np.ndarray:
+        """A finished cell's t-SNE points of the rows ``keep`` (:func:`tsne_columns`)."""
+        _, tests, _ = load_scores(self.out_dir / unit.outputs[0])
+        return np.stack([tests["tsne/0"], tests["tsne/1"]], axis=1)[keep]
 
     # ---- analysis ----------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -264,16 +298,14 @@ class SyntheticBenchmark:
             entries.append({"file": file, "caption": f"AUROC of each detector (rows, best mean first) for each "
                             f"anomaly type (columns) at severity {s:g}: that type's anomalies against the normal "
                             "test digits."})
-        top = max(sc.severities)
-        at = np.flatnonzero(ev.severity == top)
-        normals = at[ev.kind[at] == NORMAL]
-        normals = normals[embedding.subset(len(normals), sc.tsne_normals, sc.seed)]
-        keep = np.sort(np.concatenate([at[ev.kind[at] != NORMAL], normals]))
-        panels = [("pixels (PCA 50 then t-SNE)", embedding.tsne(embedding.pca(ev.x[keep], 50, sc.seed), seed=sc.seed))]
-        panels += [(f"latent means, size {d}", embedding.tsne(m[keep], seed=sc.seed)) for d, m in sorted(means.items())]
+        top, keep = max(sc.severities), tsne_rows(self.config, ev)
+        n_normal = int((ev.kind[keep] == NORMAL).sum())
+        embedded = {unit.params["latent_dim"]: self.tsne_panel(unit, keep) for unit in self.units()}
+        panels = [("pixels (PCA 50 then t-SNE)", embedded.pop(0))]
+        panels += [(f"latent means, size {d}", points) for d, points in sorted(embedded.items())]
         plots.save_figure(plots.map_panel(panels, ev.kind[keep]), fig_dir / "synthetic_tsne.png")
         entries.append({"file": "synthetic_tsne.png", "caption": f"t-SNE of {len(keep)} test points at severity "
-                        f"{top:g} ({len(normals)} normal, the rest anomalies), coloured by "
+                        f"{top:g} ({n_normal} normal, the rest anomalies), coloured by "
                         "anomaly type: pixels beside the latent means of each size."})
         dims = sorted(means)
         table = np.array([[next(r["shift"] for r in shift if (r["type"], r["latent_dim"], r["severity"]) == (t, d, s))
