@@ -61,6 +61,22 @@ def test_score_speed_smoke(tmp_path):
     assert (tmp_path / "s.txt").read_text().strip() == out.strip()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_gpu_script_smoke(tmp_path):
+    """The GPU script runs end to end (here on the CPU, shrunk) and writes its table."""
+    import os
+
+    env = {**os.environ, "EPOCHS": "1", "ROWS": "50", "PYTHON": sys.executable,
+           "STUDY_SET": "--set train.epochs=1 --set study.latent_dims=[2] --set study.tsne_points=100 "
+                        "--set score.iwae_samples=5 --set data.train_limit=1000"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(SHARED_MNIST), str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "speed.md").read_text()
+    assert "| training, s/epoch (median of 1) | 200 |" in table and "| seed study (configs/seed.toml, shrunk), wall |" in table
+
+
 def test_explain_pointing_smoke(tmp_path):
     out = _run("explain_pointing.py", tmp_path, "--results", str(tmp_path / "p.md"))
     assert "| baseline |" in out and "| latent | latent-gmm |" in out and (tmp_path / "p.md").exists()
