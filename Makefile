@@ -18,8 +18,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
+# Local worker processes for the demo's units: one per core (the tables equal a one-thread serial run).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
 demo: install
-	$(BIN)/vaelab run configs/quick.toml
+	$(BIN)/vaelab run configs/quick.toml --jobs $(JOBS)
 
 test: install
 	$(BIN)/python -m pytest -q
