@@ -186,17 +186,11 @@ class RowNoise:
         part.n_pad = (stop - start) - len(part.generators)
         return part
 
-    def draws(self, k: int, width: int) -> torch.Tensor:
-        """``k`` float32 draws of ``width`` values for each row, (rows, k, width): each row's in
-        one call to its own generator (the same numbers as :meth:`standard_normal` with k samples)."""
-        out = torch.zeros((self.n_real + self.n_pad, k, width), device=self.device)
-        for row, g in enumerate(self.generators):
-            torch.randn((k, width), generator=g, device=self.device, out=out[row])
-        return out
-
     def standard_normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        """Draws of ``shape`` whose second-to-last axis is the rows."""
+        """Draws of ``shape`` whose second-to-last axis is the rows: each row's in one call to its own
+        generator, written into one buffer (rows first in memory, so ``movedim(-2, 0)`` is contiguous)."""
         row_shape = (*shape[:-2], shape[-1])
-        draws = [torch.randn(row_shape, generator=g, device=self.device) for g in self.generators]
-        draws += [torch.zeros(row_shape, device=self.device)] * self.n_pad
-        return torch.stack(draws, dim=-2).to(dtype)
+        out = torch.zeros((self.n_real + self.n_pad, *row_shape), device=self.device)
+        for row, g in enumerate(self.generators):
+            torch.randn(row_shape, generator=g, device=self.device, out=out[row])
+        return out.movedim(0, -2).to(dtype)

@@ -50,10 +50,7 @@ def log_importance_weights(model: nn.Module, x: torch.Tensor, mean: torch.Tensor
     (:func:`~vaelab.distributions.log_prior_over_posterior`), and the decoder's term through
     ``model.log_px_given_codes`` where the model has it (many codes per row, less work per code).
     """
-    if isinstance(generator, RowNoise):
-        eps = generator.draws(n_samples, mean.shape[-1]).to(mean.dtype)
-    else:
-        eps = D.standard_normal((n_samples, *mean.shape), mean, generator).transpose(0, 1)
+    eps = D.standard_normal((n_samples, *mean.shape), mean, generator).transpose(0, 1)
     z = mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
     prior = D.log_prior_over_posterior(z, eps, logvar.unsqueeze(1))
     if hasattr(model, "log_px_given_codes"):

@@ -224,7 +224,7 @@ LIKELIHOOD_REFERENCE = ("Burda et al. 2016, VAE with 2x200 hidden units, latent 
 
 
 def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]:
-    """Per latent size, [epoch, mean test log p(x)] of every weight snapshot (and the kept model)."""
+    """Per latent size, [epoch, mean test log p(x)] of every weight snapshot."""
     from vaelab.checkpoint import load_tensors
 
     x = load_dataset(config.data).test.x[:config.study.curve_rows]

@@ -102,6 +102,11 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     return {"seconds": seconds}
 
 
+def _mean_columns(tests: dict[str, np.ndarray]) -> list[str]:
+    """The latent-mean columns of a cell's scores (``mean/0``, ``mean/1``, ...), in order."""
+    return sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
+
+
 def tsne_rows(config: Config, ev) -> np.ndarray:
     """The rows of the t-SNE figure: every anomaly at the top severity and ``synthetic.tsne_normals``
     normals at it."""
@@ -117,7 +122,7 @@ def tsne_columns(config: Config, ev, tests: dict[str, np.ndarray]) -> dict[str, 
     pixels (PCA 50 first) for the raw cell, the latent means for a model's; as two columns over the
     test set, NaN outside :func:`tsne_rows`."""
     sc, keep = config.synthetic, tsne_rows(config, ev)
-    cols = sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
+    cols = _mean_columns(tests)
     if cols:
         points = embedding.tsne(np.stack([tests[k] for k in cols], axis=1)[keep], seed=sc.seed)
     else:
@@ -153,7 +158,7 @@ class SyntheticBenchmark:
         _, tests, refs = load_scores(self.out_dir / unit.outputs[0])
         for key in ("tsne/0", "tsne/1"):
             tests.pop(key, None)
-        cols = sorted((k for k in tests if k.startswith("mean/")), key=lambda k: int(k[5:]))
+        cols = _mean_columns(tests)
         means = np.stack([tests.pop(k) for k in cols], axis=1) if cols else None
         return tests, refs, means
 
