@@ -163,7 +163,7 @@ def main() -> None:
             say(f"{latent:>6} {name:32} {seconds:>8.1f} {len(x_test) / seconds:>7.0f} "
                 f"{seconds / at_peak:>10.2f}x {diff:>11.4f} {auc:>6.3f}")
         say(f"{'':>6} {'(decoder products at fp32 peak)':32} {at_peak:>8.1f}")
-        say(f"{'':>6} precision auto for this model: {scoring_precision(model, x_test, 'auto', 'cpu')} "
+        say(f"{'':>6} precision auto for this model: {scoring_precision(model, 'auto', 'cpu')} "
             f"(bfloat16 only where it is faster and within {IWAE_TOLERANCE} nats of float32)")
     if args.results is not None:
         args.results.write_text("\n".join(lines) + "\n")

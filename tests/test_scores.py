@@ -154,5 +154,29 @@ def test_bfloat16_importance_sampling_stays_within_tolerance_of_float64():
     for precision in ("float32", "bfloat16"):
         fast = S.score_array(model, x, "iwae", n_samples=200, precision=precision)
         assert np.abs(fast - exact).mean() <= S.IWAE_TOLERANCE
-    assert S.scoring_precision(model, x, "float32", "cpu") == "float32"
-    assert S.scoring_precision(model, x, "auto", "cpu") in ("float32", "bfloat16")
+    assert S.scoring_precision(model, "float32", "cpu") == "float32"
+    assert S.scoring_precision(model, "auto", "cpu") in ("float32", "bfloat16")
+
+
+def test_auto_precision_is_chosen_once_per_model_and_weights(monkeypatch):
+    """The choice depends on the model alone (its own draws), so it is made once and a row scores
+    the same in any batch; changed weights make it anew."""
+    model = VAE(64, ModelConfig(latent_dim=4, hidden_dims=(32,)), "bernoulli").eval()
+    calls = []
+    monkeypatch.setattr(S, "resolve_precision", lambda p, d, agrees=None: calls.append(agrees()) or "float32")
+    assert S.scoring_precision(model, "auto", "cpu") == S.scoring_precision(model, "auto", "cpu") == "float32"
+    assert len(calls) == 1
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.0)
+    S.scoring_precision(model, "auto", "cpu")
+    assert len(calls) == 2
+
+
+def test_model_draws_are_data_like():
+    torch.manual_seed(0)
+    bern = VAE(16, ModelConfig(latent_dim=2, hidden_dims=(8,)), "bernoulli")
+    draws = bern.draw(50, torch.Generator().manual_seed(0))
+    assert draws.shape == (50, 16) and set(draws.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(draws, bern.draw(50, torch.Generator().manual_seed(0)))
+    gauss = VAE(16, ModelConfig(latent_dim=2, hidden_dims=(8,)), "gaussian")
+    assert gauss.draw(5).shape == (5, 16) and gauss.draw(5).dtype == torch.float32

@@ -205,6 +205,7 @@ class DetectorConfig:
     iforest_estimators: int = 200
     nystroem_components: int = 500  # kernel features of ocsvm-nystroem
     pca_components: int = 50        # raw baselines work on this many principal components
+    background_noise: float = 0.2   # likelihood-ratio: share of features replaced by noise for the background VAE
     calibration: float = 0.2        # share of the normal training rows held out for p-values and thresholds
     fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
 
@@ -213,6 +214,7 @@ class DetectorConfig:
                     "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components"):
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
         _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
+        _check(0 < self.background_noise < 1, f"detector.background_noise must be in (0, 1); got {self.background_noise}")
         _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
         _check(0 <= self.fpr < 1, f"detector.fpr must be in [0, 1) (0: use the contamination); got {self.fpr}")
         _check(not self.fpr or self.calibration > 0, "detector.fpr needs detector.calibration > 0")
@@ -221,11 +223,16 @@ class DetectorConfig:
 # Detector settings that only place thresholds (p-values, fpr): no ranking, and so no AUROC of the
 # benchmarks, depends on them, and a benchmark's units leave them out of their fingerprints.
 THRESHOLD_SETTINGS = ("calibration", "fpr")
+# Detector settings that only the likelihood-ratio's background model depends on: the benchmarks'
+# background units include them, every other unit leaves them out.
+BACKGROUND_SETTINGS = ("background_noise",)
 
 
-def ranking_detector_keys() -> list[str]:
-    """The ``[detector]`` settings that change a detector's scores (all but :data:`THRESHOLD_SETTINGS`)."""
-    return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in THRESHOLD_SETTINGS]
+def ranking_detector_keys(background: bool = False) -> list[str]:
+    """The ``[detector]`` settings that change a detector's scores (all but :data:`THRESHOLD_SETTINGS`,
+    and but :data:`BACKGROUND_SETTINGS` unless ``background``)."""
+    left_out = THRESHOLD_SETTINGS if background else (*THRESHOLD_SETTINGS, *BACKGROUND_SETTINGS)
+    return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in left_out]
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,7 @@ class AnomalyConfig:
     latent_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde")
     raw_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde", "pca-recon")
     pollution: float = 0.0              # fraction of anomalies put into training
+    likelihood_ratio: bool = False      # also train each VAE's background model (Ren et al. 2019): twice the training
 
     def __post_init__(self) -> None:
         for p in self.protocols:

@@ -21,6 +21,7 @@ The model must provide ``encode(x) -> (mean, logvar)``,
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -156,20 +157,34 @@ def latent_means(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int
 IWAE_TOLERANCE = 0.05
 
 
-def scoring_precision(model: nn.Module, x: np.ndarray | torch.Tensor, precision: str,
-                      device: torch.device | str) -> str:
-    """The precision importance sampling of ``x`` under ``model`` runs in: ``precision`` resolved by
+PRECISION_PROBE_ROWS = 64  # the model's own draws on which bfloat16 must agree with float32
+_precision_choices: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
+def scoring_precision(model: nn.Module, precision: str, device: torch.device | str) -> str:
+    """The precision importance sampling under ``model`` runs in: ``precision`` resolved by
     :func:`vaelab.runtime.resolve_precision`, where bfloat16 must also agree with float32 within
-    :data:`IWAE_TOLERANCE` on up to 16 of the rows (K = 64, the same draws)."""
+    :data:`IWAE_TOLERANCE` (mean over rows, K = 64, the same draws) on :data:`PRECISION_PROBE_ROWS`
+    rows that the model itself generates (seed 0). The choice depends on the model alone, never on
+    the rows being scored (so a row scores the same in any batch), and is made once per model and
+    weights (a training step makes it anew)."""
+    if precision != "auto":
+        return resolve_precision(precision, device)
+    versions = tuple(p._version for p in model.parameters())
+    cached = _precision_choices.get(model)
+    if cached is not None and cached[0] == versions:
+        return cached[1]
+
     def agrees() -> bool:
-        rows = torch.as_tensor(np.asarray(x[:16], dtype=np.float32) if not torch.is_tensor(x) else x[:16])
-        rows = rows.to(device, torch.float32)
         with torch.no_grad():
+            rows = model.draw(PRECISION_PROBE_ROWS, torch.Generator(device=device).manual_seed(0)).to(device)
             exact, fast = (iwae_log_px(model, rows, 64, RowNoise(rows, 0), precision=p)
                            for p in ("float32", "bfloat16"))
         return float((exact - fast).abs().mean()) <= IWAE_TOLERANCE
 
-    return resolve_precision(precision, device, agrees)
+    choice = resolve_precision(precision, device, agrees)
+    _precision_choices[model] = (versions, choice)
+    return choice
 
 
 def _row_cost(model: nn.Module, x: torch.Tensor) -> int:
@@ -199,7 +214,7 @@ def score_array(model: nn.Module, x: np.ndarray | torch.Tensor, score: str, *,
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if score == "iwae" and precision == "auto":
-        precision = scoring_precision(model, x, precision, device)
+        precision = scoring_precision(model, precision, device)
 
     def block_scores(xb: torch.Tensor, n: int) -> torch.Tensor:
         noise = RowNoise(xb, seed, n) if score != "recon-error" else None

@@ -10,6 +10,7 @@ from vaelab.detectors import (
     DETECTORS,
     SEMI_SUPERVISED,
     BaseDetector,
+    CorrectedLikelihoodDetector,
     FusionDetector,
     LatentDetector,
     RawDetector,
@@ -45,6 +46,8 @@ FILE_CASES = {
     "raw-pca-recon": lambda: RawDetector("pca-recon", pca_components=2),
     "fusion": lambda: FusionDetector((_vae(score_name="iwae"), LatentDetector("ocsvm", latent_dim=2)), rule="zsum"),
     "semisupervised": lambda: SemiSupervisedDetector(latent_dim=2, hidden_dims=(16,), epochs=2),
+    **{f"likelihood-{c}": (lambda c=c: CorrectedLikelihoodDetector(c, vae=_vae(score_name="iwae"), reference_rows=50))
+       for c in ("complexity", "typicality", "ratio")},
 }
 
 
@@ -119,7 +122,7 @@ def _expected(estimator) -> dict[str, str]:
 
 
 # One detector of each class in the default suite; every registered name in the slow one.
-ONE_OF_EACH = ("vae-iwae", "latent-gmm", "raw-kde", "fusion-latent-zsum", SEMI_SUPERVISED)
+ONE_OF_EACH = ("vae-iwae", "latent-gmm", "raw-kde", "fusion-latent-zsum", "likelihood-ratio", SEMI_SUPERVISED)
 
 
 @parametrize_with_checks([_tiny(name) for name in ONE_OF_EACH], expected_failed_checks=_expected)

@@ -9,14 +9,15 @@ import pytest
 from tests.conftest import tiny_config
 from vaelab.cli import main
 from vaelab.data import load_grey
-from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, subsample, with_fusions
-from vaelab.experiments.anomaly import RAW, AnomalyBenchmark, Cell
+from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, subsample, with_derived
+from vaelab.evaluation import detection_metrics
+from vaelab.experiments.anomaly import ENSEMBLE, RAW, AnomalyBenchmark, Cell
 from vaelab.experiments.detector_scores import load_scores
 from vaelab.scores import SCORES
 
 ANOMALY = {"protocols": ["loco", "ovr"], "classes": [1, 7], "latent_dims": [2], "loco_epochs": 2,
            "ovr_epochs": 3, "latent_estimators": ["iforest", "gmm", "ocsvm"],
-           "raw_estimators": ["iforest", "pca-recon"]}
+           "raw_estimators": ["iforest", "pca-recon"], "likelihood_ratio": True}
 SETTINGS = {"anomaly": ANOMALY, "study": {"latent_dims": [2]}, "detector": {"iwae_samples": 5, "reference_rows": 200}}
 
 
@@ -34,7 +35,8 @@ def bench_run(tmp_path_factory):
 def test_every_cell_detector_and_fusion_has_a_row(bench_run):
     bench, rows, out = bench_run
     vae = [f"vae-{s}" for s in SCORES] + ["latent-iforest", "latent-gmm", "latent-ocsvm"]
-    fusions = [n for n, (partner, _) in FUSIONS.items() if partner in ("raw-iforest", "latent-ocsvm", "latent-gmm")]
+    fusions = [n for n, (parts, _) in FUSIONS.items() if set(parts) <= {"vae-iwae", "raw-iforest", "latent-ocsvm", "latent-gmm"}]
+    vae += ["likelihood-complexity", "likelihood-typicality", "likelihood-ratio"]
     expected = {(p, c, 0, f"raw-{e}") for p in ("loco", "ovr") for c in (1, 7) for e in ("iforest", "pca-recon")}
     expected |= {(p, c, 2, d) for p in ("loco", "ovr") for c in (1, 7) for d in vae + fusions}
     assert {(r["protocol"], r["class"], r["latent_dim"], r["detector"]) for r in rows} == expected
@@ -86,7 +88,7 @@ def test_benchmark_fusion_is_the_fusion_detector():
     v, r = vae.fit(x), raw.fit(x)
     tests = {"vae-iwae": v.score_samples(test), "raw-iforest": r.score_samples(test)}
     refs = {"vae-iwae": v.score_samples(ref), "raw-iforest": r.score_samples(ref)}
-    assert np.allclose(with_fusions(tests, refs)["fusion-raw-rank"], fusion.score_samples(test))
+    assert np.allclose(with_derived(tests, refs)[0]["fusion-raw-rank"], fusion.score_samples(test))
     assert np.allclose(fuse(list(tests.values()), list(refs.values()), "rank"), fusion.score_samples(test))
 
 
@@ -107,3 +109,17 @@ def test_cli_benchmark_anomaly_refuses_unlabelled_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vaelab: error:") and "labels" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_ensembles_over_latent_sizes_fuse_each_detector_by_rank(tmp_path):
+    anomaly = {**ANOMALY, "protocols": ["loco"], "classes": [1], "latent_dims": [2, 3], "likelihood_ratio": False}
+    bench = AnomalyBenchmark(tiny_config(**{**SETTINGS, "anomaly": anomaly, "study": {"latent_dims": [2, 3]}}), tmp_path)
+    rows = bench.run()
+    ensemble = {r["detector"] for r in rows if r["latent_dim"] == ENSEMBLE}
+    assert ensemble == {r["detector"] for r in rows if r["latent_dim"] == 2}
+    y, tests2, refs2 = load_scores(npz(tmp_path, Cell("loco", 1, 2)))
+    _, tests3, refs3 = load_scores(npz(tmp_path, Cell("loco", 1, 3)))
+    expected = fuse([tests2["vae-iwae"], tests3["vae-iwae"]], [refs2["vae-iwae"], refs3["vae-iwae"]], "rank")
+    row = next(r for r in rows if r["latent_dim"] == ENSEMBLE and r["detector"] == "vae-iwae")
+    assert row["auroc"] == detection_metrics(y, expected)["auroc"]
+    assert "| vae-iwae | all |" in (tmp_path / "results.md").read_text()

@@ -5,21 +5,23 @@
     vae             VAEDetector: likelihood scores of a VAE
     latent_raw      LatentDetector (estimator on latent means), RawDetector (baselines)
     fusion          fuse() and FusionDetector
+    corrections     corrected likelihoods (complexity, typicality, background ratio)
     semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies
     registry        names -> detectors, for every caller
 """
 
 from vaelab.config import DEFAULT_DETECTOR
 from vaelab.detectors.base import BaseDetector, predictions, subsample
+from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector, with_fusions
+from vaelab.detectors.registry import CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector, with_derived
 from vaelab.detectors.semisupervised import SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 
 load_detector = BaseDetector.load
 
-__all__ = ["BaseDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
+__all__ = ["BaseDetector", "CORRECTED", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
-           "fuse", "load_detector", "make_detector", "predictions", "subsample", "with_fusions"]
+           "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "subsample", "with_derived"]

@@ -39,14 +39,21 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
 
 
+def fitted_vae(det: BaseDetector) -> VAEDetector | None:
+    """The fitted VAE that ``det`` is or holds (a corrected likelihood's ``vae_``), if any."""
+    vae = det if isinstance(det, VAEDetector) else getattr(det, "vae_", None)
+    return vae if isinstance(vae, VAEDetector) else None
+
+
 class FusionDetector(BaseDetector):
     """Combines its detectors' scores (higher = more normal) by :func:`fuse`'s ``rule``.
 
     Each unfitted detector is cloned and fitted on X (a fitted one is used as it
     is); the references are their scores on (at most ``reference_rows`` of) the
     training rows. A ``LatentDetector`` without its own ``vae`` reuses the first
-    fitted ``VAEDetector`` of the same latent size among the detectors, so
-    likelihood and latent codes come from one model.
+    fitted VAE of the same latent size among the detectors (a ``VAEDetector``
+    or the one a corrected likelihood holds), so likelihood and latent codes
+    come from one model.
     """
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
@@ -70,7 +77,7 @@ class FusionDetector(BaseDetector):
                 continue
             det = clone(det).set_params(calibration=0.0, fpr=None)  # the fusion holds out its own rows
             if isinstance(det, LatentDetector) and det.vae is None:
-                shared = [d for d in self.detectors_ if isinstance(d, VAEDetector) and d.latent_dim == det.latent_dim]
+                shared = [v for v in map(fitted_vae, self.detectors_) if v is not None and v.latent_dim == det.latent_dim]
                 if shared:
                     det.set_params(vae=shared[0])
             self.detectors_.append(det.fit(X))

@@ -1,9 +1,12 @@
 """The one registry of detectors by name, used by the CLI, the study and the benchmarks alike.
 
 Names: ``vae-<score>`` (:class:`VAEDetector`), ``latent-<estimator>``
-(:class:`LatentDetector`), ``raw-<estimator>`` (:class:`RawDetector`) and the
-fusions of :data:`FUSIONS` (:class:`FusionDetector`: the ``vae-iwae`` log p(x)
-with a partner detector of the same VAE). Every setting comes from a
+(:class:`LatentDetector`), ``raw-<estimator>`` (:class:`RawDetector`), the
+fusions of :data:`FUSIONS` (:class:`FusionDetector`: scores of the same VAE,
+or of the VAE and the raw features, combined by a fixed rule) and the
+corrected likelihoods of :data:`CORRECTED` (:class:`CorrectedLikelihoodDetector`:
+the ``vae-iwae`` log p(x) corrected for input complexity, typicality or a
+background model). Every setting comes from a
 :class:`~vaelab.config.Config`: the ``[detector]`` section, ``model.hidden_dims``
 and the ``train`` batch size, learning rate and device.
 """
@@ -14,6 +17,7 @@ import numpy as np
 
 from vaelab.config import LATENT_ESTIMATORS, RAW_ESTIMATORS, Config
 from vaelab.detectors.base import BaseDetector
+from vaelab.detectors.corrections import CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
 from vaelab.detectors.fusion import FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
@@ -22,17 +26,25 @@ from vaelab.detectors.vae import VAEDetector
 from vaelab.errors import ConfigError
 from vaelab.scores import SCORES
 
-LIKELIHOOD = "vae-iwae"  # the likelihood part of every fusion
-# The fusions: name -> (the partner detector's registry name, rule); the likelihood part is LIKELIHOOD.
+LIKELIHOOD = "vae-iwae"  # the log p(x) that the corrections and most fusions start from
+# The fusions: name -> (the parts' registry names, rule).
 FUSIONS = {
-    "fusion-raw-rank": ("raw-iforest", "rank"),
-    "fusion-latent-rank": ("latent-ocsvm", "rank"),
-    "fusion-latent-zsum": ("latent-gmm", "zsum"),
+    "fusion-raw-rank": ((LIKELIHOOD, "raw-iforest"), "rank"),
+    "fusion-latent-rank": ((LIKELIHOOD, "latent-ocsvm"), "rank"),
+    "fusion-latent-zsum": ((LIKELIHOOD, "latent-gmm"), "zsum"),
+    "fusion-recon-kde-rank": (("vae-recon-error", "latent-kde"), "rank"),
+    "fusion-complexity-kde-rank": (("likelihood-complexity", "latent-kde"), "rank"),
 }
+# The corrected likelihoods: name -> correction (vaelab.detectors.corrections).
+CORRECTED = {"likelihood-complexity": "complexity", "likelihood-typicality": "typicality",
+             "likelihood-ratio": "ratio"}
+# The per-row quantities besides LIKELIHOOD that the benchmarks store for the corrections:
+# the input complexity L(x) (raw cells) and the background model's log p(x) (background cells).
+CORRECTION_PARTS = {"complexity": "input-complexity", "ratio": "background-iwae"}
 VAE_NAMES = tuple(f"vae-{s}" for s in SCORES)
 LATENT_NAMES = tuple(f"latent-{e}" for e in LATENT_ESTIMATORS)
 RAW_NAMES = tuple(f"raw-{e}" for e in RAW_ESTIMATORS)
-DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *FUSIONS)  # the unsupervised ones: fit(X)
+DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *CORRECTED, *FUSIONS)  # the unsupervised ones: fit(X)
 SEMI_SUPERVISED = "m2-semisupervised"  # SemiSupervisedDetector: fit(X, y) with a few labelled anomalies
 
 
@@ -81,20 +93,37 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         return SemiSupervisedDetector(latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims), epochs=epochs,
                                       batch_size=config.train.batch_size, lr=config.train.lr,
                                       reference_rows=det.reference_rows, device=config.train.device, **common)
+    if name in CORRECTED:
+        vae = make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
+        return CorrectedLikelihoodDetector(CORRECTED[name], vae=vae, background_noise=det.background_noise,
+                                           reference_rows=det.reference_rows, **common)
     if name in FUSIONS:
-        partner, rule = FUSIONS[name]
-        parts = (make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0),
-                 make_detector(partner, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0))
+        names, rule = FUSIONS[name]
+        parts = tuple(make_detector(n, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
+                      for n in names)
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, **common)
     raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED))}")
 
 
-def with_fusions(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``tests`` plus every fusion of :data:`FUSIONS` whose parts are present, computed from the
-    parts' scores on the test rows and on the reference rows exactly as :class:`FusionDetector`
-    combines them (the benchmarks store the parts once and fuse them afterwards)."""
-    out = dict(tests)
-    for name, (partner, rule) in FUSIONS.items():
-        if LIKELIHOOD in tests and partner in tests:
-            out[name] = fuse([tests[LIKELIHOOD], tests[partner]], [refs[LIKELIHOOD], refs[partner]], rule)
-    return out
+def with_derived(tests: dict[str, np.ndarray],
+                 refs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(test scores, reference scores): ``tests`` and ``refs`` plus every corrected likelihood of :data:`CORRECTED` and then every fusion of
+    :data:`FUSIONS` whose parts are present, computed from the parts' scores on the test rows and on
+    the reference rows exactly as :class:`CorrectedLikelihoodDetector` and :class:`FusionDetector`
+    do (the benchmarks store the parts once and derive the rest afterwards). The stored
+    :data:`CORRECTION_PARTS` are inputs, not detectors, and are left out."""
+    tests, refs = dict(tests), dict(refs)
+    if LIKELIHOOD in tests:
+        for name, correction in CORRECTED.items():
+            part = CORRECTION_PARTS.get(correction)
+            if part is None or part in tests:
+                args = (tests[part], refs[part]) if part else ()
+                tests[name] = corrected_scores(correction, tests[LIKELIHOOD], refs[LIKELIHOOD], *args)
+                refs[name] = corrected_scores(correction, refs[LIKELIHOOD], refs[LIKELIHOOD],
+                                              *((refs[part], refs[part]) if part else ()))
+    for name, (names, rule) in FUSIONS.items():
+        if all(n in tests for n in names):
+            tests[name] = fuse([tests[n] for n in names], [refs[n] for n in names], rule)
+            refs[name] = fuse([refs[n] for n in names], [refs[n] for n in names], rule)
+    parts = set(CORRECTION_PARTS.values())
+    return ({k: v for k, v in tests.items() if k not in parts}, {k: v for k, v in refs.items() if k not in parts})

@@ -8,11 +8,16 @@ setting redoes only the cells it feeds, and cells can run in any process:
 - ``raw``: the raw-data baselines of one (protocol, class);
 - ``z<d>``: one VAE of latent size d trained on the normal training rows,
   which gives every likelihood score and, through its latent means, every
-  latent-space detector.
+  latent-space detector;
+- ``z<d>-bg`` (with ``anomaly.likelihood_ratio``): the background VAE of the
+  likelihood ratio (Ren et al. 2019), trained on the same rows with noise.
 
 Each cell stores every detector's scores on the test rows and on a fixed
 subsample of training rows (the references that the fusion rules use), so
-the fusions are computed afterwards exactly as ``FusionDetector`` combines them.
+the corrected likelihoods and fusions are computed afterwards exactly as
+``CorrectedLikelihoodDetector`` and ``FusionDetector`` compute them, and so
+are the ensembles over latent sizes (``latent_dim`` :data:`ENSEMBLE`: each
+detector's scores at every latent size, fused by rank).
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ from vaelab import plots
 from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import LIKELIHOOD, make_detector, subsample, with_fusions
+from vaelab.detectors import LIKELIHOOD, fuse, make_detector, subsample, with_derived
+from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
-from vaelab.experiments.anomaly_tables import PROTOCOL_TITLES, write_tables
+from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, latent_label, write_tables
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
-RAW = 0  # the latent size of the raw-data cells (no VAE)
+HEATMAP_ROWS = 30  # the AUROC heatmap shows the best this many (detector, latent size) pairs
+ENSEMBLE_RULE = "rank"  # fixed before any test score was seen: scale-free, equal weights
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,12 @@ class Cell:
     protocol: str
     target: int
     latent_dim: int
+    background: bool = False  # the likelihood ratio's background VAE instead of the VAE itself
 
     @property
     def name(self) -> str:
-        return f"{self.protocol}_c{self.target}_{'raw' if self.latent_dim == RAW else f'z{self.latent_dim}'}"
+        part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{'-bg' if self.background else ''}"
+        return f"{self.protocol}_c{self.target}_{part}"
 
     @property
     def file(self) -> str:
@@ -59,15 +68,18 @@ class Cell:
 def cell_unit(config: Config, cell: Cell) -> Unit:
     """The unit of work of ``cell``: its params hold exactly the settings its numbers depend on."""
     c = config.to_dict()
+    extra: dict[str, Any] = {}
     if cell.latent_dim == RAW:
         settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
+        extra = {"with": ["input-complexity"]}
     else:
-        settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed", "batch_size", "lr"], score=None,
-                               model=["hidden_dims"],
+        settings = config_part(c, data=None, detector=ranking_detector_keys(cell.background),
+                               train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", "latent_estimators", f"{cell.protocol}_epochs"])
+        extra = {"background": True} if cell.background else {}
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
                 params={"config": settings, "protocol": cell.protocol, "target": cell.target,
-                        "latent_dim": cell.latent_dim},
+                        "latent_dim": cell.latent_dim, **extra},
                 outputs=(cell.file,), runtime={"device": config.train.device})
 
 
@@ -87,6 +99,13 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(split.x_train, split.x_test, ref, config)
+    elif p.get("background"):
+        epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
+        noisy = background_rows(split.x_train, config.detector.background_noise, *feature_range(split.x_train),
+                                config.train.seed)
+        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, calibration=0.0).fit(noisy)
+        tests, refs = {"background-iwae": vae.score_samples(split.x_test)}, {"background-iwae": vae.score_samples(ref)}
+        seconds, extra = {"background-fit-and-score": time.perf_counter() - t0}, {"epochs": epochs}
     else:
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs,
@@ -122,8 +141,9 @@ class AnomalyBenchmark:
             raise ConfigError(f"anomaly.classes has {missing[0]}, which {data.name} does not have")
 
     def cells(self) -> list[Cell]:
-        return [Cell(p, c, d) for p in self.config.anomaly.protocols for c in self.classes
-                for d in (RAW, *self.latent_dims)]
+        background = (False, True) if self.config.anomaly.likelihood_ratio else (False,)
+        return [cell for p in self.config.anomaly.protocols for c in self.classes
+                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, b) for d in self.latent_dims for b in background))]
 
     def units(self) -> list[Unit]:
         return [cell_unit(self.config, cell) for cell in self.cells()]
@@ -145,18 +165,38 @@ class AnomalyBenchmark:
         y, tests, refs = load_scores(self.out_dir / cell.file)
         return y, tests, refs, self.store.result(cell_unit(self.config, cell))
 
+    def scores(self, protocol: str, target: int) -> tuple[np.ndarray, dict[int, dict[str, np.ndarray]],
+                                                          dict[int, dict[str, Any]]]:
+        """(is_anomaly, scores by latent size by detector, cell records by latent size) of one
+        (protocol, class): the raw baselines under :data:`RAW`, each latent size's detectors with the
+        corrections and fusions derived from its cells, and the ensembles over latent sizes under
+        :data:`ENSEMBLE` (every detector of the VAE cells that each latent size has)."""
+        y, raw_tests, raw_refs, raw_meta = self._cell(Cell(protocol, target, RAW))
+        scores, records = {RAW: with_derived(raw_tests, raw_refs)[0]}, {RAW: raw_meta}
+        refs_by_dim = {}
+        for d in self.latent_dims:
+            _, tests, refs, meta = self._cell(Cell(protocol, target, d))
+            if self.config.anomaly.likelihood_ratio:
+                _, bg_tests, bg_refs, _ = self._cell(Cell(protocol, target, d, background=True))
+                tests, refs = {**tests, **bg_tests}, {**refs, **bg_refs}
+            tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
+            scores[d] = {k: v for k, v in tests.items() if k not in raw_tests}
+            refs_by_dim[d], records[d] = refs, meta
+        if len(self.latent_dims) > 1:
+            shared = [k for k in scores[self.latent_dims[0]] if all(k in scores[d] for d in self.latent_dims)]
+            scores[ENSEMBLE] = {k: fuse([scores[d][k] for d in self.latent_dims],
+                                        [refs_by_dim[d][k] for d in self.latent_dims], ENSEMBLE_RULE) for k in shared}
+            records[ENSEMBLE] = {"seconds": {}}
+        return y, scores, records
+
     def results(self) -> list[dict[str, Any]]:
         """One row per (protocol, class, latent size, detector): AUROC with its 95% interval, AP, seconds."""
         rows = []
         for p in self.config.anomaly.protocols:
             for c in self.classes:
-                y, raw_tests, raw_refs, raw_meta = self._cell(Cell(p, c, RAW))
-                rows += _rows(p, c, RAW, y, raw_tests, raw_meta["seconds"])
-                for d in self.latent_dims:
-                    y_d, tests, refs, meta = self._cell(Cell(p, c, d))
-                    fused = with_fusions({**tests, **raw_tests}, {**refs, **raw_refs})
-                    own = {k: v for k, v in fused.items() if k not in raw_tests}
-                    rows += _rows(p, c, d, y_d, own, meta["seconds"], epochs=meta["epochs"])
+                y, scores, records = self.scores(p, c)
+                for d, by_name in scores.items():
+                    rows += _rows(p, c, d, y, by_name, records[d]["seconds"], epochs=records[d].get("epochs"))
         return rows
 
     def figures(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,24 +206,25 @@ class AnomalyBenchmark:
             sub = [r for r in rows if r["protocol"] == p]
             keys = sorted({(r["detector"], r["latent_dim"]) for r in sub},
                           key=lambda k: -np.mean([r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == k]))
+            keys = keys[:HEATMAP_ROWS]
             table = np.array([[next(r["auroc"] for r in sub if (r["detector"], r["latent_dim"], r["class"]) == (*k, c))
                                for c in self.classes] for k in keys])
             table = np.c_[table, table.mean(1)]
-            fig = plots.heatmap(table, [f"{det} ({'raw' if d == RAW else f'z{d}'})" for det, d in keys],
+            fig = plots.heatmap(table, [f"{det} ({latent_label(d)})" for det, d in keys],
                                 [*map(str, self.classes), "mean"], f"AUROC, {PROTOCOL_TITLES[p]}")
             file = f"anomaly_auroc_{p}.png"
             plots.save_figure(fig, self.out_dir / "figures" / file)
-            entries.append({"file": file, "caption": f"AUROC per class, {PROTOCOL_TITLES[p]}: every detector and "
-                            "latent size, best mean first (raw: no VAE)."})
+            entries.append({"file": file, "caption": f"AUROC per class, {PROTOCOL_TITLES[p]}: the {len(keys)} best "
+                            "(detector, latent size) pairs by mean, best first (raw: no VAE; all: the ensemble over "
+                            "latent sizes)."})
             best = max(self.latent_dims, key=lambda d: np.mean([r["auroc"] for r in sub
                                                                if r["latent_dim"] == d and r["detector"] == LIKELIHOOD]))
             panels = []
             for c in self.classes:
-                y, tests, refs, _ = self._cell(Cell(p, c, best))
-                _, raw_tests, raw_refs, _ = self._cell(Cell(p, c, RAW))
-                scores = with_fusions({**tests, **raw_tests}, {**refs, **raw_refs})
-                panels.append((f"class {c}", {name: roc_points(y, scores[name]) for name in ROC_DETECTORS
-                                              if name in scores}))
+                y, scores, _ = self.scores(p, c)
+                merged = {**scores[RAW], **scores[best]}
+                panels.append((f"class {c}", {name: roc_points(y, merged[name]) for name in ROC_DETECTORS
+                                              if name in merged}))
             file = f"anomaly_roc_{p}.png"
             plots.save_figure(plots.roc_panels(panels), self.out_dir / "figures" / file)
             entries.append({"file": file, "caption": f"ROC curves per class, {PROTOCOL_TITLES[p]}, latent size "

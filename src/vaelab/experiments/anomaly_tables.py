@@ -12,6 +12,14 @@ import numpy as np
 from vaelab.config import Config
 from vaelab.fileio import write_json, write_text
 
+RAW = 0  # the latent size of the raw-data cells (no VAE)
+ENSEMBLE = -1  # the latent size of the rows that fuse a detector's scores over every latent size
+
+
+def latent_label(d: int) -> str:
+    """How tables and figures name a latent size: ``raw``, ``all`` (the ensemble) or the size."""
+    return {RAW: "raw", ENSEMBLE: "all"}.get(d, str(d))
+
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean AUROC and AP over classes per (protocol, latent size, detector), best first."""
@@ -45,7 +53,7 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
         for det, d in order:
             vals = by_key[(det, d)]
             cells = " | ".join(f"{vals[c]:.3f}" if c in vals else "" for c in classes)
-            lines.append(f"| {det} | {d or 'raw'} | {cells} | **{np.mean(list(vals.values())):.3f}** |")
+            lines.append(f"| {det} | {latent_label(d)} | {cells} | **{np.mean(list(vals.values())):.3f}** |")
         lines.append("")
     return "\n".join(lines)
 
@@ -92,7 +100,7 @@ def published_comparison(rows: list[dict[str, Any]]) -> str:
                   "| | " + " | ".join(map(str, classes)) + " | mean |", "|---|" + "---|" * (len(classes) + 1)]
         for det, d in picks:
             vals = {r["class"]: r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == (det, d)}
-            label = f"vaelab {det}" + (f" (latent {d})" if d else "") + (" — best mean" if (det, d) == overall else "")
+            label = f"vaelab {det}" + (f" (latent {latent_label(d)})" if d != RAW else "") + (" — best mean" if (det, d) == overall else "")
             lines.append(f"| {label} | " + " | ".join(f"{vals[c]:.3f}" for c in classes) +
                          f" | **{np.mean(list(vals.values())):.3f}** |")
         for name, vals in PUBLISHED[p].items():

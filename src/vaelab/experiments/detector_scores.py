@@ -7,7 +7,7 @@ rules use) and its fit + score time. The detectors are built by the registry
 with the run's config, so what is measured is what ``vaelab detect`` ships;
 one VAE gives every ``vae-*`` score and the codes of every ``latent-*``
 detector, and the fusions are computed afterwards from the stored parts
-(:func:`vaelab.detectors.with_fusions`).
+(:func:`vaelab.detectors.with_derived`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import numpy as np
 
 from vaelab.config import Config
 from vaelab.detectors import VAEDetector, make_detector
-from vaelab.detectors.registry import VAE_NAMES, monte_carlo_samples
+from vaelab.detectors.corrections import compression_nats, feature_range
+from vaelab.detectors.registry import CORRECTION_PARTS, VAE_NAMES, monte_carlo_samples
 from vaelab.fileio import atomic_path
 
 Scores = dict[str, np.ndarray]
+COMPLEXITY = CORRECTION_PARTS["complexity"]
 
 
 def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
@@ -49,8 +51,12 @@ def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.
 
 def raw_scores(x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
                config: Config) -> tuple[Scores, Scores, dict[str, float]]:
-    """The raw-feature baselines of ``config.anomaly.raw_estimators`` fitted on ``x_fit``."""
-    tests, refs, seconds = {}, {}, {}
+    """The raw-feature baselines of ``config.anomaly.raw_estimators`` fitted on ``x_fit``, and the
+    input complexity L(x) in nats (``input-complexity``, for the complexity-corrected likelihood)."""
+    t0 = time.perf_counter()
+    low, high = feature_range(x_fit)
+    tests, refs = {COMPLEXITY: compression_nats(x_eval, low, high)}, {COMPLEXITY: compression_nats(ref, low, high)}
+    seconds = {COMPLEXITY: time.perf_counter() - t0}
     for est in config.anomaly.raw_estimators:
         name = f"raw-{est}"
         t0 = time.perf_counter()

@@ -54,7 +54,7 @@ def scores(unit: Unit, root: Path) -> dict[str, Any]:
     x = load_dataset(config.data).test.x
     cfg, rank = config.score, config.study.rank_score
     samples = monte_carlo_samples(cfg)
-    precision = scoring_precision(model, x, cfg.precision, next(model.parameters()).device)
+    precision = scoring_precision(model, cfg.precision, next(model.parameters()).device)
     results = {}
     for name in dict.fromkeys([rank, "elbo"]):
         results[name] = score_array(model, x, name, n_samples=samples[name], batch_size=cfg.batch_size,
@@ -232,7 +232,7 @@ def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]
     curves: dict[str, list[list[float]]] = {}
     for d in config.study.latent_dims:
         model, _ = load_model(root / "models" / f"z{d}" / MODEL_FILE, "cpu")
-        precision = scoring_precision(model, x, cfg.precision, "cpu")
+        precision = scoring_precision(model, cfg.precision, "cpu")
         points = []
         for path in sorted((root / "models" / f"z{d}" / "snapshots").glob("epoch_*.safetensors")):
             tensors, meta = load_tensors(path)

@@ -32,7 +32,7 @@ from vaelab import embedding, plots
 from vaelab.config import Config, DataConfig, SyntheticConfig, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
-from vaelab.detectors import VAEDetector, subsample, with_fusions
+from vaelab.detectors import VAEDetector, subsample, with_derived
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
@@ -79,7 +79,8 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
                            **({} if latent_dim == 0 else {"score": None}))
     name = "raw" if latent_dim == 0 else f"z{latent_dim}"
     return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
-                params={"config": settings, "latent_dim": latent_dim, "with": ["tsne-panel"]},
+                params={"config": settings, "latent_dim": latent_dim,
+                        "with": ["tsne-panel", *(["input-complexity"] if latent_dim == 0 else [])]},
                 outputs=(f"cells/{name}.npz",),
                 after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
 
@@ -184,10 +185,10 @@ class SyntheticBenchmark:
             latent = unit.params["latent_dim"]
             if latent:
                 tests, refs, means[latent] = self.scores(unit)
-                scores = {k: v for k, v in with_fusions({**tests, **raw_tests}, {**refs, **raw_refs}).items()
+                scores = {k: v for k, v in with_derived({**tests, **raw_tests}, {**refs, **raw_refs})[0].items()
                           if k not in raw_tests}
             else:
-                scores = raw_tests
+                scores = with_derived(raw_tests, raw_refs)[0]
             for s in sc.severities:
                 for t in sc.types:
                     rows_t = (ev.severity == s) & ((ev.kind == NORMAL) | (ev.kind == t))

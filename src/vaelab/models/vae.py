@@ -169,6 +169,14 @@ class VAE(nn.Module):
         z = torch.randn((n, self.config.latent_dim), generator=generator, device=device)
         return self.decoder_mean(z)
 
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n data draws x ~ p(x) (z ~ p(z), then x ~ p(x|z)), shape (n, input_dim), float32."""
+        mean = self.sample(n, generator).float()
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(mean, generator=generator)
+        std = torch.exp(0.5 * self._clamp(self.dec_logvar)).float()
+        return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
+
     # ---- the objective -----------------------------------------------------
     def elbo_terms(self, x: torch.Tensor, c: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

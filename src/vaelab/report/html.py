@@ -10,6 +10,7 @@ from typing import Any
 
 from vaelab.errors import VaelabError
 from vaelab.evaluation import ANOMALY_GROUPS
+from vaelab.experiments.anomaly_tables import RAW, latent_label
 from vaelab.fileio import write_text
 
 SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection",
@@ -66,7 +67,7 @@ def _anomaly_table(anomaly: dict[str, Any]) -> str:
         cells: dict[str, dict[int, float]] = {}
         for r in rows:
             cells.setdefault(r["detector"], {})[r["latent_dim"]] = r["mean_auroc"]
-        head = "".join(f"<th>{'raw' if d == 0 else f'latent {d}'}</th>" for d in dims)
+        head = "".join(f"<th>{'raw' if d == RAW else f'latent {latent_label(d)}'}</th>" for d in dims)
         body = "".join(f"<tr><td style='text-align:left'>{html.escape(det)}</td>"
                        + "".join(f"<td>{v[d]:.3f}</td>" if d in v else "<td></td>" for d in dims) + "</tr>"
                        for det, v in cells.items())
