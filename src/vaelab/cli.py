@@ -246,7 +246,7 @@ def _say(line: str) -> None:
 
 def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     from vaelab.experiments.anomaly import AnomalyBenchmark
-    from vaelab.experiments.anomaly_tables import summary
+    from vaelab.experiments.anomaly_tables import latent_label, summary
 
     config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
     if args.latent_dims:  # the sizes named on the command line, all of them
@@ -258,7 +258,7 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     tracking(args.out, "benchmark-anomaly")
     print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
     for r in summary(rows):
-        print(f"{r['protocol']:8} {r['latent_dim'] or 'raw':>6} {r['detector']:22} {r['mean_auroc']:>10.3f} "
+        print(f"{r['protocol']:8} {latent_label(r['latent_dim']):>6} {r['detector']:22} {r['mean_auroc']:>10.3f} "
               f"{r['min_auroc']:>9.3f} {r['mean_ap']:>8.3f}")
     print(f"\nAUROC over {len(bench.classes)} classes; tables and figures in {args.out}")
     return 0

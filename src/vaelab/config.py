@@ -290,6 +290,7 @@ class AnomalyConfig:
     raw_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde", "pca-recon")
     pollution: float = 0.0              # fraction of anomalies put into training
     likelihood_ratio: bool = False      # also train each VAE's background model (Ren et al. 2019): twice the training
+    seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
 
     def __post_init__(self) -> None:
         for p in self.protocols:

@@ -123,3 +123,17 @@ def test_ensembles_over_latent_sizes_fuse_each_detector_by_rank(tmp_path):
     row = next(r for r in rows if r["latent_dim"] == ENSEMBLE and r["detector"] == "vae-iwae")
     assert row["auroc"] == detection_metrics(y, expected)["auroc"]
     assert "| vae-iwae | all |" in (tmp_path / "results.md").read_text()
+
+
+def test_training_seeds_are_cells_of_their_own_and_the_base_seed_keeps_its_names(tmp_path):
+    anomaly = {**ANOMALY, "protocols": ["loco"], "classes": [1], "likelihood_ratio": False, "seeds": [0, 5]}
+    bench = AnomalyBenchmark(tiny_config(**{**SETTINGS, "anomaly": anomaly}), tmp_path)
+    assert [c.name for c in bench.cells()] == ["loco_c1_raw", "loco_c1_z2", "loco_c1_z2_s5"]
+    rows = bench.run()
+    assert {r["seed"] for r in rows if r["latent_dim"] == 2} == {0, 5}
+    assert {r["seed"] for r in rows if r["latent_dim"] == RAW} == {0}
+    _, base, _ = load_scores(npz(tmp_path, Cell("loco", 1, 2)))
+    _, other, _ = load_scores(npz(tmp_path, Cell("loco", 1, 2, seed=5)))
+    assert not np.array_equal(base["vae-iwae"], other["vae-iwae"])  # another VAE, the same split
+    summary = {(s["detector"], s["latent_dim"]): s for s in json.loads((tmp_path / "results.json").read_text())["summary"]}
+    assert summary[("vae-iwae", 2)]["n_seeds"] == 2 and summary[("vae-iwae", 2)]["seed_sd"] >= 0

@@ -24,3 +24,15 @@ def test_markdown_and_published_comparison():
     assert published_comparison(_rows([0, 1])) == ""  # published numbers cover all ten digits
     text = published_comparison(_rows(range(10)))
     assert "An & Cho 2015" in text and "vaelab raw-kde — best mean" in text
+
+
+def test_seeds_are_averaged_per_class_and_their_spread_reported():
+    rows = [{"protocol": "loco", "class": c, "latent_dim": 5, "detector": "vae-iwae", "seed": seed,
+             "auroc": 0.6 + 0.1 * seed, "ap": 0.5} for c in (0, 1) for seed in (0, 1, 2)]
+    rows += [{"protocol": "loco", "class": c, "latent_dim": 0, "detector": "raw-kde", "seed": 0, "auroc": 0.75,
+              "ap": 0.5} for c in (0, 1)]
+    out = {r["detector"]: r for r in summary(rows)}
+    assert out["vae-iwae"]["mean_auroc"] == np.mean([0.6, 0.7, 0.8]) and out["vae-iwae"]["n_seeds"] == 3
+    assert out["vae-iwae"]["seed_sd"] == np.std([0.6, 0.7, 0.8]) and out["raw-kde"]["seed_sd"] == 0
+    table = markdown_tables(rows)
+    assert "| vae-iwae | 5 | 0.700 | 0.700 | **0.700** | 0.082 |" in table

@@ -37,7 +37,7 @@ from vaelab.detectors import LIKELIHOOD, fuse, make_detector, subsample, with_de
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
-from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, latent_label, write_tables
+from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label, write_tables
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
@@ -54,11 +54,12 @@ class Cell:
     target: int
     latent_dim: int
     background: bool = False  # the likelihood ratio's background VAE instead of the VAE itself
+    seed: int | None = None  # the VAE's training seed where it is not train.seed (anomaly.seeds)
 
     @property
     def name(self) -> str:
         part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{'-bg' if self.background else ''}"
-        return f"{self.protocol}_c{self.target}_{part}"
+        return f"{self.protocol}_c{self.target}_{part}{'' if self.seed is None else f'_s{self.seed}'}"
 
     @property
     def file(self) -> str:
@@ -77,6 +78,8 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", "latent_estimators", f"{cell.protocol}_epochs"])
         extra = {"background": True} if cell.background else {}
+        if cell.seed is not None:
+            extra["train_seed"] = cell.seed
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
                 params={"config": settings, "protocol": cell.protocol, "target": cell.target,
                         "latent_dim": cell.latent_dim, **extra},
@@ -89,9 +92,11 @@ def protocol_split(data: Dataset, protocol: str, target: int, pollution: float, 
 
 
 def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
-    """Compute one cell: fit its detectors on the split's training rows and score the test rows."""
+    """Compute one cell: fit its detectors on the split's training rows and score the test rows. The
+    split and the reference rows follow ``train.seed``; a cell's ``train_seed`` seeds its VAE."""
     p = unit.params
     config = Config.from_dict(p["config"]).with_train(**unit.runtime)
+    vae_seed = p.get("train_seed", config.train.seed)
     split = protocol_split(load_grey(config.data), p["protocol"], p["target"], config.anomaly.pollution,
                            config.train.seed)
     ref = split.x_train[subsample(len(split.x_train), config.detector.reference_rows, config.train.seed)]
@@ -102,13 +107,14 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     elif p.get("background"):
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         noisy = background_rows(split.x_train, config.detector.background_noise, *feature_range(split.x_train),
-                                config.train.seed)
-        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, calibration=0.0).fit(noisy)
+                                vae_seed)
+        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
+                            calibration=0.0).fit(noisy)
         tests, refs = {"background-iwae": vae.score_samples(split.x_test)}, {"background-iwae": vae.score_samples(ref)}
         seconds, extra = {"background-fit-and-score": time.perf_counter() - t0}, {"epochs": epochs}
     else:
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
-        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs,
+        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
                             calibration=0.0).fit(split.x_train)
         fit_seconds = time.perf_counter() - t0
         tests, refs, seconds = vae_scores(vae, split.x_train, split.x_test, ref, config)
@@ -143,7 +149,14 @@ class AnomalyBenchmark:
     def cells(self) -> list[Cell]:
         background = (False, True) if self.config.anomaly.likelihood_ratio else (False,)
         return [cell for p in self.config.anomaly.protocols for c in self.classes
-                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, b) for d in self.latent_dims for b in background))]
+                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, b, s) for s in self.seeds
+                                                for d in self.latent_dims for b in background))]
+
+    @property
+    def seeds(self) -> list[int | None]:
+        """The VAE cells' training seeds as :class:`Cell` names them: None for ``train.seed``."""
+        base = self.config.train.seed
+        return [None if s == base else s for s in (self.config.anomaly.seeds or (base,))]
 
     def units(self) -> list[Unit]:
         return [cell_unit(self.config, cell) for cell in self.cells()]
@@ -165,19 +178,20 @@ class AnomalyBenchmark:
         y, tests, refs = load_scores(self.out_dir / cell.file)
         return y, tests, refs, self.store.result(cell_unit(self.config, cell))
 
-    def scores(self, protocol: str, target: int) -> tuple[np.ndarray, dict[int, dict[str, np.ndarray]],
-                                                          dict[int, dict[str, Any]]]:
+    def scores(self, protocol: str, target: int, seed: int | None = None) -> tuple[
+            np.ndarray, dict[int, dict[str, np.ndarray]], dict[int, dict[str, Any]]]:
         """(is_anomaly, scores by latent size by detector, cell records by latent size) of one
-        (protocol, class): the raw baselines under :data:`RAW`, each latent size's detectors with the
-        corrections and fusions derived from its cells, and the ensembles over latent sizes under
-        :data:`ENSEMBLE` (every detector of the VAE cells that each latent size has)."""
+        (protocol, class) and VAE training ``seed`` (:attr:`seeds`): the raw baselines under
+        :data:`RAW`, each latent size's detectors with the corrections and fusions derived from its
+        cells, and the ensembles over latent sizes under :data:`ENSEMBLE` (every detector of the VAE
+        cells that each latent size has)."""
         y, raw_tests, raw_refs, raw_meta = self._cell(Cell(protocol, target, RAW))
         scores, records = {RAW: with_derived(raw_tests, raw_refs)[0]}, {RAW: raw_meta}
         refs_by_dim = {}
         for d in self.latent_dims:
-            _, tests, refs, meta = self._cell(Cell(protocol, target, d))
+            _, tests, refs, meta = self._cell(Cell(protocol, target, d, seed=seed))
             if self.config.anomaly.likelihood_ratio:
-                _, bg_tests, bg_refs, _ = self._cell(Cell(protocol, target, d, background=True))
+                _, bg_tests, bg_refs, _ = self._cell(Cell(protocol, target, d, background=True, seed=seed))
                 tests, refs = {**tests, **bg_tests}, {**refs, **bg_refs}
             tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
             scores[d] = {k: v for k, v in tests.items() if k not in raw_tests}
@@ -190,13 +204,18 @@ class AnomalyBenchmark:
         return y, scores, records
 
     def results(self) -> list[dict[str, Any]]:
-        """One row per (protocol, class, latent size, detector): AUROC with its 95% interval, AP, seconds."""
+        """One row per (protocol, class, latent size, detector, VAE training seed): AUROC with its 95%
+        interval, AP, seconds (the raw baselines once, under ``train.seed``)."""
         rows = []
         for p in self.config.anomaly.protocols:
             for c in self.classes:
-                y, scores, records = self.scores(p, c)
-                for d, by_name in scores.items():
-                    rows += _rows(p, c, d, y, by_name, records[d]["seconds"], epochs=records[d].get("epochs"))
+                for i, seed in enumerate(self.seeds):
+                    y, scores, records = self.scores(p, c, seed)
+                    number = self.config.train.seed if seed is None else seed
+                    for d, by_name in scores.items():
+                        if d != RAW or i == 0:
+                            rows += _rows(p, c, d, y, by_name, records[d]["seconds"], number,
+                                          epochs=records[d].get("epochs"))
         return rows
 
     def figures(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -204,11 +223,9 @@ class AnomalyBenchmark:
         entries = []
         for p in self.config.anomaly.protocols:
             sub = [r for r in rows if r["protocol"] == p]
-            keys = sorted({(r["detector"], r["latent_dim"]) for r in sub},
-                          key=lambda k: -np.mean([r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == k]))
-            keys = keys[:HEATMAP_ROWS]
-            table = np.array([[next(r["auroc"] for r in sub if (r["detector"], r["latent_dim"], r["class"]) == (*k, c))
-                               for c in self.classes] for k in keys])
+            means = {(det, d): vals for (_, d, det), vals in class_means(sub).items()}
+            keys = sorted(means, key=lambda k: -np.mean(list(means[k].values())))[:HEATMAP_ROWS]
+            table = np.array([[means[k][c] for c in self.classes] for k in keys])
             table = np.c_[table, table.mean(1)]
             fig = plots.heatmap(table, [f"{det} ({latent_label(d)})" for det, d in keys],
                                 [*map(str, self.classes), "mean"], f"AUROC, {PROTOCOL_TITLES[p]}")
@@ -233,7 +250,7 @@ class AnomalyBenchmark:
 
 
 def _rows(protocol: str, target: int, latent: int, y: np.ndarray, scores: dict[str, np.ndarray],
-          seconds: dict[str, float], epochs: int | None = None) -> list[dict[str, Any]]:
-    return [{"protocol": protocol, "class": target, "latent_dim": latent, "detector": name,
+          seconds: dict[str, float], seed: int, epochs: int | None = None) -> list[dict[str, Any]]:
+    return [{"protocol": protocol, "class": target, "latent_dim": latent, "detector": name, "seed": seed,
              **detection_metrics(y, s), "seconds": seconds.get(name), "epochs": epochs}
             for name, s in scores.items()]

@@ -21,15 +21,35 @@ def latent_label(d: int) -> str:
     return {RAW: "raw", ENSEMBLE: "all"}.get(d, str(d))
 
 
-def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean AUROC and AP over classes per (protocol, latent size, detector), best first."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+def class_means(rows: list[dict[str, Any]], key: str = "auroc") -> dict[tuple, dict[int, float]]:
+    """(protocol, latent size, detector) -> class -> ``key`` averaged over the VAE training seeds."""
+    by: dict[tuple, dict[int, list[float]]] = {}
     for r in rows:
-        groups.setdefault((r["protocol"], r["latent_dim"], r["detector"]), []).append(r)
-    out = [{"protocol": p, "latent_dim": d, "detector": name, "n_classes": len(g),
-            "mean_auroc": float(np.mean([r["auroc"] for r in g])), "mean_ap": float(np.mean([r["ap"] for r in g])),
-            "min_auroc": float(np.min([r["auroc"] for r in g]))}
-           for (p, d, name), g in groups.items()]
+        by.setdefault((r["protocol"], r["latent_dim"], r["detector"]), {}).setdefault(r["class"], []).append(r[key])
+    return {k: {c: float(np.mean(v)) for c, v in per.items()} for k, per in by.items()}
+
+
+def seed_spread(rows: list[dict[str, Any]]) -> dict[tuple, float]:
+    """(protocol, latent size, detector) -> standard deviation over training seeds of the mean AUROC
+    over classes (0 with one seed)."""
+    by: dict[tuple, dict[Any, list[float]]] = {}
+    for r in rows:
+        by.setdefault((r["protocol"], r["latent_dim"], r["detector"]), {}).setdefault(r.get("seed"), []).append(
+            r["auroc"])
+    return {k: float(np.std([np.mean(v) for v in per.values()])) for k, per in by.items()}
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean AUROC and AP over classes (each class averaged over seeds first) per (protocol, latent
+    size, detector), the worst class, and the spread over seeds; best first."""
+    aurocs, aps, spread = class_means(rows), class_means(rows, "ap"), seed_spread(rows)
+    seeds: dict[tuple, set] = {}
+    for r in rows:
+        seeds.setdefault((r["protocol"], r["latent_dim"], r["detector"]), set()).add(r.get("seed"))
+    out = [{"protocol": p, "latent_dim": d, "detector": name, "n_classes": len(per), "n_seeds": len(seeds[k]),
+            "mean_auroc": float(np.mean(list(per.values()))), "mean_ap": float(np.mean(list(aps[k].values()))),
+            "min_auroc": float(np.min(list(per.values()))), "seed_sd": spread[k]}
+           for k, per in aurocs.items() for p, d, name in [k]]
     return sorted(out, key=lambda r: (r["protocol"], -r["mean_auroc"]))
 
 
@@ -38,22 +58,24 @@ PROTOCOL_TITLES = {"loco": "leave-one-class-out (class c is the anomaly)",
 
 
 def markdown_tables(rows: list[dict[str, Any]]) -> str:
-    """Per protocol: AUROC per class and mean, one line per detector and latent size."""
+    """Per protocol: AUROC per class (mean over seeds) and mean, one line per detector and latent size,
+    with the spread over seeds where there are several."""
     lines = []
+    means, spread = class_means(rows), seed_spread(rows)
+    several = len({r.get("seed") for r in rows if r["latent_dim"] != RAW}) > 1
     for p in dict.fromkeys(r["protocol"] for r in rows):
-        sub = [r for r in rows if r["protocol"] == p]
-        classes = sorted({r["class"] for r in sub})
+        classes = sorted({r["class"] for r in rows if r["protocol"] == p})
         lines += [f"### {PROTOCOL_TITLES[p]}", "",
-                  "| detector | latent | " + " | ".join(str(c) for c in classes) + " | mean |",
-                  "|---|---|" + "---|" * (len(classes) + 1)]
-        by_key: dict[tuple, dict[int, float]] = {}
-        for r in sub:
-            by_key.setdefault((r["detector"], r["latent_dim"]), {})[r["class"]] = r["auroc"]
-        order = sorted(by_key, key=lambda k: -np.mean(list(by_key[k].values())))
-        for det, d in order:
-            vals = by_key[(det, d)]
+                  "| detector | latent | " + " | ".join(str(c) for c in classes) + " | mean |"
+                  + (" sd over seeds |" if several else ""),
+                  "|---|---|" + "---|" * (len(classes) + 1 + several)]
+        keys = sorted((k for k in means if k[0] == p), key=lambda k: -np.mean(list(means[k].values())))
+        for key in keys:
+            _, d, det = key
+            vals = means[key]
             cells = " | ".join(f"{vals[c]:.3f}" if c in vals else "" for c in classes)
-            lines.append(f"| {det} | {latent_label(d)} | {cells} | **{np.mean(list(vals.values())):.3f}** |")
+            lines.append(f"| {det} | {latent_label(d)} | {cells} | **{np.mean(list(vals.values())):.3f}** |"
+                         + (f" {spread[key]:.3f} |" if several else ""))
         lines.append("")
     return "\n".join(lines)
 
@@ -89,9 +111,8 @@ def published_comparison(rows: list[dict[str, Any]]) -> str:
         classes = sorted({r["class"] for r in sub})
         if classes != list(range(10)):
             continue
-        means = {}
-        for r in sub:
-            means.setdefault((r["detector"], r["latent_dim"]), []).append(r["auroc"])
+        per_class = {(det, d): vals for (q, d, det), vals in class_means(sub).items()}
+        means = {k: list(v.values()) for k, v in per_class.items()}
         best_of = lambda det: max((k for k in means if k[0] == det), key=lambda k: np.mean(means[k]))  # noqa: E731
         picks = [best_of(d) for d in COMPARED[p] if any(k[0] == d for k in means)]
         overall = max(means, key=lambda k: np.mean(means[k]))
@@ -99,7 +120,7 @@ def published_comparison(rows: list[dict[str, Any]]) -> str:
         lines += [f"### {PROTOCOL_TITLES[p]}: vaelab beside published results", "",
                   "| | " + " | ".join(map(str, classes)) + " | mean |", "|---|" + "---|" * (len(classes) + 1)]
         for det, d in picks:
-            vals = {r["class"]: r["auroc"] for r in sub if (r["detector"], r["latent_dim"]) == (det, d)}
+            vals = per_class[(det, d)]
             label = f"vaelab {det}" + (f" (latent {latent_label(d)})" if d != RAW else "") + (" — best mean" if (det, d) == overall else "")
             lines.append(f"| {label} | " + " | ".join(f"{vals[c]:.3f}" for c in classes) +
                          f" | **{np.mean(list(vals.values())):.3f}** |")

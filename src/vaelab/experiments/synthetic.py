@@ -154,19 +154,15 @@ class SyntheticBenchmark:
         return [cell_unit(self.config, 0), *(cell_unit(self.config, d, file, fp)
                                              for d, (file, fp) in sorted(self.models.items()))]
 
-    def scores(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
-        """(test scores by detector, reference scores, latent means or None) of a finished cell."""
+    def scores(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None,
+                                          np.ndarray]:
+        """(test scores by detector, reference scores, latent means or None, t-SNE points (n, 2) of
+        :func:`tsne_columns`) of a finished cell, from one read of its file."""
         _, tests, refs = load_scores(self.out_dir / unit.outputs[0])
-        for key in ("tsne/0", "tsne/1"):
-            tests.pop(key, None)
+        tsne = np.stack([tests.pop("tsne/0"), tests.pop("tsne/1")], axis=1)
         cols = _mean_columns(tests)
         means = np.stack([tests.pop(k) for k in cols], axis=1) if cols else None
-        return tests, refs, means
-
-    def tsne_panel(self, unit: Unit, keep: np.ndarray) -> np.ndarray:
-        """A finished cell's t-SNE points of the rows ``keep`` (:func:`tsne_columns`)."""
-        _, tests, _ = load_scores(self.out_dir / unit.outputs[0])
-        return np.stack([tests["tsne/0"], tests["tsne/1"]], axis=1)[keep]
+        return tests, refs, means, tsne
 
     # ---- analysis ----------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -178,13 +174,14 @@ class SyntheticBenchmark:
         """Every table and figure from the finished cells; returns the summary for metrics.json and the report."""
         sc, ev = self.config.synthetic, self.eval
         units = self.units()
-        raw_tests, raw_refs, _ = self.scores(units[0])
+        raw_tests, raw_refs, _, raw_tsne = self.scores(units[0])
         rows: list[dict[str, Any]] = []
         means: dict[int, np.ndarray] = {}
+        tsne = {0: raw_tsne}
         for unit in units:
             latent = unit.params["latent_dim"]
             if latent:
-                tests, refs, means[latent] = self.scores(unit)
+                tests, refs, means[latent], tsne[latent] = self.scores(unit)
                 scores = {k: v for k, v in with_derived({**tests, **raw_tests}, {**refs, **raw_refs})[0].items()
                           if k not in raw_tests}
             else:
@@ -198,7 +195,7 @@ class SyntheticBenchmark:
         probe = self.probe(means)
         shift = self.shift(means)
         self.write(rows, probe, shift)
-        figures = self.figures(rows, means, shift)
+        figures = self.figures(rows, means, shift, tsne)
         return {"figures": figures, "best": best_per_type(rows), "probe": probe, "severities": list(sc.severities),
                 "types": list(sc.types)}
 
@@ -263,7 +260,7 @@ class SyntheticBenchmark:
                                                    "types": {t: describe(t) for t in self.config.synthetic.types}})
         write_text(self.out_dir / "results.md", markdown(rows, probe, shift, list(self.config.synthetic.types)))
 
-    def figures(self, rows, means: dict[int, np.ndarray], shift) -> list[dict[str, Any]]:
+    def figures(self, rows, means: dict[int, np.ndarray], shift, tsne: dict[int, np.ndarray]) -> list[dict[str, Any]]:
         sc, ev, fig_dir = self.config.synthetic, self.eval, self.out_dir / "figures"
         entries = []
         clean = self.data.test.x[:EXAMPLES]
@@ -306,7 +303,7 @@ class SyntheticBenchmark:
                             "test digits."})
         top, keep = max(sc.severities), tsne_rows(self.config, ev)
         n_normal = int((ev.kind[keep] == NORMAL).sum())
-        embedded = {unit.params["latent_dim"]: self.tsne_panel(unit, keep) for unit in self.units()}
+        embedded = {d: points[keep] for d, points in tsne.items()}
         panels = [("pixels (PCA 50 then t-SNE)", embedded.pop(0))]
         panels += [(f"latent means, size {d}", points) for d, points in sorted(embedded.items())]
         plots.save_figure(plots.map_panel(panels, ev.kind[keep]), fig_dir / "synthetic_tsne.png")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vaelab.errors import VaelabError
+from vaelab.experiments.anomaly_tables import latent_label
 
 MLFLOW_INSTALL = "pip install 'vaelab[mlflow]'"
 LOCAL_STORE = Path("mlruns")
@@ -89,7 +90,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
     summary = (metrics.get("anomaly") or {}).get("summary") or metrics.get("summary") or []
     for row in summary:
         if isinstance(row, dict) and "mean_auroc" in row:
-            out[f"{row['protocol']}_{row['detector']}_z{row.get('latent_dim') or 'raw'}_mean_auroc"] = float(
+            out[f"{row['protocol']}_{row['detector']}_z{latent_label(row.get('latent_dim') or 0)}_mean_auroc"] = float(
                 row["mean_auroc"])
     return out
 
