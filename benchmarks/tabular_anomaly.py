@@ -10,7 +10,8 @@ anomaly test); the table gives the mean AUROC per task, the mean over tasks and 
 Raw-feature detectors (scikit-learn's one-class SVM, isolation forest, GMM, KDE, PCA) are the
 baseline in the same run.
 
-    python benchmarks/tabular_anomaly.py [--seeds 3] [--epochs 100] [--results benchmarks/results/tabular_anomaly.md]
+    python benchmarks/tabular_anomaly.py [--seeds 3] [--epochs 100] [--results benchmarks/results/tabular_anomaly.md] \
+        [--json benchmarks/results/tabular_anomaly.json]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from vaelab.data.synthetic import TABULAR_ANOMALIES, tabular_anomalies
 from vaelab.detectors import DETECTORS, make_detector
 from vaelab.evaluation import auroc
-from vaelab.fileio import write_text
+from vaelab.fileio import write_json, write_text
 
 
 def real_tasks(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detectors", default=",".join(d for d in DETECTORS if d != "raw-ocsvm-nystroem"
                                                          and d != "latent-ocsvm-nystroem"))
     parser.add_argument("--results", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--json", type=Path, help="also write the mean AUROC per detector and task here (JSON)")
     args = parser.parse_args(argv)
     names = args.detectors.split(",")
     scores: dict[str, dict[str, list[float]]] = {n: {} for n in names}
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.results:
         write_text(args.results, text)
+    if args.json:
+        write_json(args.json, {"seeds": args.seeds, "epochs": args.epochs, "latent_dim": args.latent_dim,
+                               "auroc": {n: dict(zip(tasks, means[n])) for n in names}})
 
 
 if __name__ == "__main__":

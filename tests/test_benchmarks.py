@@ -26,6 +26,7 @@ SMOKE = {
     "score_speed.py": ["--data", "mnist5k", "--rows", "60", "--latent-dims", "2", "--samples", "20", "--epochs", "1",
                        "--reference-rows", "10"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
+    "default_detector.py": [],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
 
@@ -92,9 +93,20 @@ def test_scale_out_smoke(tmp_path):
     assert "--jobs 2 (1 thread each)" in out and "(serial1, jobs): True" in out
 
 
-def test_tabular_anomaly_smoke(tmp_path):
-    out = _run("tabular_anomaly.py", tmp_path, "--results", str(tmp_path / "t.md"))
+def test_tabular_anomaly_and_default_detector_smoke(tmp_path):
+    out = _run("tabular_anomaly.py", tmp_path, "--results", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.json"))
     assert "| raw-iforest |" in out and "adbench-dependency" in out and (tmp_path / "t.md").exists()
+    names = {"vae-iwae": 5, "raw-iforest": 0, "fusion-latent-zsum": 5}
+    summary = [{"protocol": p, "latent_dim": d, "detector": n, "mean_auroc": 0.9 if d else 0.95}
+               for p in ("loco", "ovr") for n, d in names.items()]
+    (tmp_path / "a.json").write_text(json.dumps({"summary": summary}))
+    rows = [{"severity": 1.0, "type": t, "latent_dim": d, "detector": n, "auroc": 0.8 if d else 0.85}
+            for t in ("thin", "blur") for n, d in names.items()]
+    (tmp_path / "s.json").write_text(json.dumps({"rows": rows}))
+    out = _run("default_detector.py", tmp_path, "--anomaly", str(tmp_path / "a.json"), "--synthetic",
+               str(tmp_path / "s.json"), "--tabular", str(tmp_path / "t.json"), "--results", str(tmp_path / "d.md"))
+    assert "| raw-iforest | 0.950 | 0.950 | 0.850 |" in out and "Best mean rank: **raw-iforest**" in out
+    assert "| vae-iwae | 0.900 | 0.900 | 0.800 |" in out and (tmp_path / "d.md").exists()
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from typing import Any
 from vaelab.errors import VaelabError
 from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.experiments.anomaly_tables import RAW, latent_label
+from vaelab.experiments.synthetic_tables import FAMILIES
 from vaelab.fileio import write_text
 
 SECTION_ORDER = ("Training", "Decoder samples", "Likelihood ranking", "Latent space", "Anomaly detection",
@@ -85,7 +86,7 @@ def _synthetic_tables(synthetic: dict[str, Any]) -> str:
         size = f" z{f['latent_dim']}" if f["latent_dim"] else ""
         return f"<td>{f['auroc']:.3f} <span class='muted'>{html.escape(f['detector'])}{size}</span></td>"
 
-    families = ("vae", "latent", "raw", "fusion")
+    families = FAMILIES
     head = "<tr><th>severity</th><th>type</th>" + "".join(f"<th>best {f}-*</th>" for f in families) + "</tr>"
     body = "".join(f"<tr><td>{b['severity']:g}</td><td style='text-align:left'>{html.escape(b['type'])}</td>"
                    + "".join(cell(b, f) for f in families) + "</tr>" for b in synthetic["best"])
