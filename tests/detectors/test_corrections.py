@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vaelab.detectors import CorrectedLikelihoodDetector, VAEDetector, corrected_scores, subsample, with_derived
+from vaelab.detectors import CorrectedLikelihoodDetector, VAEDetector, corrected_scores, reference_split, with_derived
 from vaelab.detectors.corrections import background_rows, complexity_slope, compression_nats, feature_range
 
 
@@ -63,7 +63,7 @@ def test_detector_equals_the_rule_on_stored_parts(correction):
     x = rng.random((300, 12))
     test = np.vstack([rng.random((40, 12)), rng.random((10, 12)) ** 4])
     det = CorrectedLikelihoodDetector(correction, vae=_vae(), reference_rows=100).fit(x)
-    ref = x[subsample(len(x), 100, 0)]
+    ref = x[reference_split(len(x), 100, 0)[1]]
     vae = det.vae_
     tests, refs = {"vae-iwae": vae.score_samples(test)}, {"vae-iwae": vae.score_samples(ref)}
     if correction == "complexity":

@@ -25,3 +25,24 @@ def test_fusion_combines_and_keeps_the_sign(rule):
     fusion = FusionDetector((RawDetector("gmm", pca_components=None), RawDetector("iforest", pca_components=None)),
                             rule=rule).fit(train)
     assert len(fusion.detectors_) == 2 and auroc(y, fusion.score_samples(test)) > 0.95
+
+
+def test_reference_split_holds_out_at_most_half():
+    from vaelab.detectors import reference_split
+
+    fit, held = reference_split(100, 30, seed=0)
+    assert len(held) == 30 and len(fit) == 70 and not set(fit) & set(held)
+    assert len(reference_split(10, 30, seed=0)[1]) == 5
+    assert np.array_equal(reference_split(100, 30, 0)[1], reference_split(100, 30, 0)[1])
+
+
+def test_references_are_rows_the_parts_never_saw():
+    """A kernel density scores its own fit rows with their self-kernel; references drawn from them
+    would put every unseen row below every reference (measured before the hold-out: position 0.0
+    here), and the rank rule would then ignore the part."""
+    rng = np.random.default_rng(0)
+    train, normal_test = rng.normal(size=(600, 50)), rng.normal(size=(200, 50))
+    fusion = FusionDetector((RawDetector("kde", pca_components=None), RawDetector("iforest", pca_components=None)),
+                            rule="rank", reference_rows=200).fit(train)
+    position = np.searchsorted(np.sort(fusion.references_[0]), fusion.detectors_[0].score_samples(normal_test))
+    assert 0.3 < position.mean() / len(fusion.references_[0]) < 0.7  # unseen normal rows sit among the references

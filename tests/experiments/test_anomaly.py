@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import tiny_config
 from vaelab.cli import main
 from vaelab.data import load_grey
-from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, subsample, with_derived
+from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, reference_split, with_derived
 from vaelab.evaluation import detection_metrics
 from vaelab.experiments.anomaly import ENSEMBLE, RAW, AnomalyBenchmark, Cell
 from vaelab.experiments.detector_scores import load_scores
@@ -84,8 +84,9 @@ def test_benchmark_fusion_is_the_fusion_detector():
     vae = VAEDetector(score_name="iwae", latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=5)
     raw = RawDetector("iforest", pca_components=None)
     fusion = FusionDetector((vae, raw), rule="rank", reference_rows=100).fit(x)
-    ref = x[subsample(len(x), 100, 0)]
-    v, r = vae.fit(x), raw.fit(x)
+    fit, held = reference_split(len(x), 100, 0)  # the parts never see the reference rows
+    ref = x[held]
+    v, r = vae.fit(x[fit]), raw.fit(x[fit])
     tests = {"vae-iwae": v.score_samples(test), "raw-iforest": r.score_samples(test)}
     refs = {"vae-iwae": v.score_samples(ref), "raw-iforest": r.score_samples(ref)}
     assert np.allclose(with_derived(tests, refs)[0]["fusion-raw-rank"], fusion.score_samples(test))

@@ -11,7 +11,7 @@
 """
 
 from vaelab.config import DEFAULT_DETECTOR
-from vaelab.detectors.base import BaseDetector, predictions, subsample
+from vaelab.detectors.base import BaseDetector, predictions, reference_split, subsample
 from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
@@ -24,4 +24,4 @@ load_detector = BaseDetector.load
 
 __all__ = ["BaseDetector", "CORRECTED", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
-           "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "subsample", "with_derived"]
+           "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "reference_split", "subsample", "with_derived"]

@@ -56,6 +56,16 @@ def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
+def reference_split(n: int, reference_rows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, reference rows): sorted indices of a seeded hold-out of at most ``reference_rows``
+    (and at most half) of ``n`` normal rows, and the rest. Rules that compare a score with its
+    distribution on normal rows (fusions, corrections) need references the models never saw: an
+    estimator scores its own fit rows optimistically (a kernel density in 200 dimensions gives every
+    fit row the same self-kernel value, far above any unseen row)."""
+    held = subsample(n, min(reference_rows or n, n // 2), seed)
+    return np.setdiff1d(np.arange(n), held), held
+
+
 def finite_rows(X, min_rows: int = 1) -> np.ndarray:
     """X as a float64 array of at least ``min_rows`` rows of finite values that the float32 models
     can hold (else a ValueError; a DataError names the first bad row and feature)."""

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, subsample
+from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, reference_split
 from vaelab.detectors.vae import VAEDetector
 
 CORRECTIONS = ("complexity", "typicality", "ratio")
@@ -113,6 +113,8 @@ class CorrectedLikelihoodDetector(BaseDetector):
             raise ValueError(f"unknown correction {self.correction!r}; use {', '.join(CORRECTIONS)}")
         if not 0.0 < self.background_noise < 1.0:
             raise ValueError(f"background_noise must be in (0, 1); got {self.background_noise}")
+        fit, held = reference_split(len(X), self.reference_rows, self.random_state)
+        X, ref = X[fit], X[held]
         template = self.vae if self.vae is not None else VAEDetector(score_name="iwae", random_state=self.random_state)
         untrained = clone(template).set_params(calibration=0.0, fpr=None)
         self.vae_ = template if is_fitted(template) else clone(untrained).fit(X)
@@ -120,7 +122,6 @@ class CorrectedLikelihoodDetector(BaseDetector):
         if self.correction == "ratio":
             noisy = background_rows(X, self.background_noise, self.low_, self.high_, self.random_state)
             self.background_ = untrained.fit(noisy)
-        ref = X[subsample(len(X), self.reference_rows, self.random_state)]
         self.ref_logp_, self.ref_other_ = self.vae_.score_samples(ref), self._other(ref)
 
     def _other(self, X: np.ndarray) -> np.ndarray | None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, subsample
+from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, reference_split
 from vaelab.detectors.latent_raw import LatentDetector
 from vaelab.detectors.vae import VAEDetector
 
@@ -48,9 +48,10 @@ def fitted_vae(det: BaseDetector) -> VAEDetector | None:
 class FusionDetector(BaseDetector):
     """Combines its detectors' scores (higher = more normal) by :func:`fuse`'s ``rule``.
 
-    Each unfitted detector is cloned and fitted on X (a fitted one is used as it
-    is); the references are their scores on (at most ``reference_rows`` of) the
-    training rows. A ``LatentDetector`` without its own ``vae`` reuses the first
+    Each unfitted detector is cloned and fitted on X less a seeded hold-out of at
+    most ``reference_rows`` (and at most half) of its rows (a fitted one is used
+    as it is); the references are the detectors' scores on that hold-out
+    (:func:`~vaelab.detectors.base.reference_split`). A ``LatentDetector`` without its own ``vae`` reuses the first
     fitted VAE of the same latent size among the detectors (a ``VAEDetector``
     or the one a corrected likelihood holds), so likelihood and latent codes
     come from one model.
@@ -70,6 +71,8 @@ class FusionDetector(BaseDetector):
             raise ValueError(f"unknown rule {self.rule!r}; use {' or '.join(FUSION_RULES)}")
         if not self.detectors:
             raise ValueError("FusionDetector needs at least one detector")
+        fit, held = reference_split(len(X), self.reference_rows, self.random_state)
+        X, ref = X[fit], X[held]
         self.detectors_ = []
         for det in self.detectors:
             if is_fitted(det):
@@ -81,7 +84,6 @@ class FusionDetector(BaseDetector):
                 if shared:
                     det.set_params(vae=shared[0])
             self.detectors_.append(det.fit(X))
-        ref = X[subsample(len(X), self.reference_rows, self.random_state)]
         self.references_ = [d.score_samples(ref) for d in self.detectors_]
 
     def _score(self, X: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ setting redoes only the cells it feeds, and cells can run in any process:
   likelihood ratio (Ren et al. 2019), trained on the same rows with noise.
 
 Each cell stores every detector's scores on the test rows and on a fixed
-subsample of training rows (the references that the fusion rules use), so
+hold-out of normal training rows that no model or estimator is fitted on
+(the references that the fusion and correction rules use), so
 the corrected likelihoods and fusions are computed afterwards exactly as
 ``CorrectedLikelihoodDetector`` and ``FusionDetector`` compute them, and so
 are the ensembles over latent sizes (``latent_dim`` :data:`ENSEMBLE`: each
@@ -33,7 +34,7 @@ from vaelab import plots
 from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import LIKELIHOOD, fuse, make_detector, subsample, with_derived
+from vaelab.detectors import LIKELIHOOD, fuse, make_detector, reference_split, with_derived
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
@@ -82,7 +83,7 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
             extra["train_seed"] = cell.seed
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
                 params={"config": settings, "protocol": cell.protocol, "target": cell.target,
-                        "latent_dim": cell.latent_dim, **extra},
+                        "latent_dim": cell.latent_dim, "references": "held-out", **extra},
                 outputs=(cell.file,), runtime={"device": config.train.device})
 
 
@@ -99,15 +100,15 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     vae_seed = p.get("train_seed", config.train.seed)
     split = protocol_split(load_grey(config.data), p["protocol"], p["target"], config.anomaly.pollution,
                            config.train.seed)
-    ref = split.x_train[subsample(len(split.x_train), config.detector.reference_rows, config.train.seed)]
+    fit, held = reference_split(len(split.x_train), config.detector.reference_rows, config.train.seed)
+    x_fit, ref = split.x_train[fit], split.x_train[held]  # references held out: no model or estimator is fitted on them
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if p["latent_dim"] == RAW:
-        tests, refs, seconds = raw_scores(split.x_train, split.x_test, ref, config)
+        tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
     elif p.get("background"):
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
-        noisy = background_rows(split.x_train, config.detector.background_noise, *feature_range(split.x_train),
-                                vae_seed)
+        noisy = background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
                             calibration=0.0).fit(noisy)
         tests, refs = {"background-iwae": vae.score_samples(split.x_test)}, {"background-iwae": vae.score_samples(ref)}
@@ -115,13 +116,13 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     else:
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
-                            calibration=0.0).fit(split.x_train)
+                            calibration=0.0).fit(x_fit)
         fit_seconds = time.perf_counter() - t0
-        tests, refs, seconds = vae_scores(vae, split.x_train, split.x_test, ref, config)
+        tests, refs, seconds = vae_scores(vae, x_fit, split.x_test, ref, config)
         seconds = {"vae-fit": fit_seconds, **seconds}
         extra = {"epochs": epochs, "train_elbo": float(refs["vae-elbo"].mean())}
     save_scores(root / unit.outputs[0], split.is_anomaly, tests, refs)
-    return {"seconds": seconds, **extra, "n_train": len(split.x_train), "n_test": len(split.x_test),
+    return {"seconds": seconds, **extra, "n_train": len(x_fit), "n_reference": len(ref), "n_test": len(split.x_test),
             "n_anomalies": int(split.is_anomaly.sum()), "cell_seconds": time.perf_counter() - t0}
 
 

@@ -32,7 +32,7 @@ from vaelab import embedding, plots
 from vaelab.config import Config, DataConfig, SyntheticConfig, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
-from vaelab.detectors import VAEDetector, subsample, with_derived
+from vaelab.detectors import VAEDetector, reference_split, with_derived
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
@@ -80,6 +80,7 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
     name = "raw" if latent_dim == 0 else f"z{latent_dim}"
     return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
                 params={"config": settings, "latent_dim": latent_dim,
+                        "references": "held-out",
                         "with": ["tsne-panel", *(["input-complexity"] if latent_dim == 0 else [])]},
                 outputs=(f"cells/{name}.npz",),
                 after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
@@ -89,14 +90,15 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     """Score the synthetic test set with one cell's detectors; the latent means ride along."""
     config = Config.from_dict(unit.params["config"])
     data, ev = load_grey(config.data), eval_set(config.data, config.synthetic)
-    ref = data.train.x[subsample(len(data.train.x), config.detector.reference_rows, config.train.seed)]
+    fit, held = reference_split(len(data.train.x), config.detector.reference_rows, config.train.seed)
+    x_fit, ref = data.train.x[fit], data.train.x[held]  # references held out: no model or estimator is fitted on them
     if unit.params["latent_dim"] == 0:
-        tests, refs, seconds = raw_scores(data.train.x, ev.x, ref, config)
+        tests, refs, seconds = raw_scores(x_fit, ev.x, ref, config)
     else:
         model, _ = load_model(unit.runtime["model_file"])
         vae = VAEDetector.from_model(model, score_name="iwae", n_samples=config.detector.iwae_samples,
                                      random_state=config.train.seed)
-        tests, refs, seconds = vae_scores(vae, data.train.x, ev.x, ref, config)
+        tests, refs, seconds = vae_scores(vae, x_fit, ev.x, ref, config)
         tests = {**tests, **{f"mean/{j}": col for j, col in enumerate(vae.encode(ev.x).T)}}
     tests.update(tsne_columns(config, ev, tests))
     save_scores(root / unit.outputs[0], (ev.kind != NORMAL).astype(np.int64), tests, refs)
