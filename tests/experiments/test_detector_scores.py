@@ -4,6 +4,7 @@ import numpy as np
 
 from tests.conftest import tiny_config
 from vaelab.detectors import make_detector
+from vaelab.detectors.corrections import compression_nats, feature_range
 from vaelab.detectors.registry import VAE_NAMES
 from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
 
@@ -22,7 +23,9 @@ CONFIG = tiny_config(anomaly={"latent_estimators": ["gmm"], "raw_estimators": ["
 def test_raw_scores_equal_the_registered_detectors_fitted_alone():
     fit, test, ref = _data()
     tests, refs, seconds = raw_scores(fit, test, ref, CONFIG)
-    assert set(tests) == set(refs) == set(seconds) == {"raw-iforest", "raw-pca-recon"}
+    assert set(tests) == set(refs) == set(seconds) == {"raw-iforest", "raw-pca-recon", "input-complexity"}
+    low, high = feature_range(fit)
+    assert np.array_equal(tests.pop("input-complexity"), compression_nats(test, low, high))
     for name in tests:
         alone = make_detector(name, CONFIG, calibration=0.0).fit(fit)  # benchmarks fit on every row
         assert np.array_equal(tests[name], alone.score_samples(test)) and np.array_equal(refs[name],
