@@ -12,6 +12,7 @@ from vaelab.detectors.latent_raw import LatentDetector
 from vaelab.detectors.vae import VAEDetector
 
 FUSION_RULES = ("rank", "fisher", "zsum")
+TIE_TOLERANCE = 1e-9
 
 
 def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> np.ndarray:
@@ -34,7 +35,11 @@ def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> n
         if rule == "zsum":
             parts.append((np.asarray(s) - ref.mean()) / (ref.std() + 1e-12))
             continue
-        below = np.searchsorted(ref, s, side="right")  # the empirical CDF position, for rank and fisher
+        s = np.asarray(s, dtype=np.float64)
+        # the empirical CDF position, for rank and fisher; a reference within TIE_TOLERANCE (relative)
+        # counts as equal, so a row that is itself a reference row ranks the same whatever block it
+        # was scored in (blockwise sums may differ in the last bit)
+        below = np.searchsorted(ref, s + TIE_TOLERANCE * np.maximum(1.0, np.abs(s)), side="right")
         parts.append(below / len(ref) if rule == "rank" else np.log((below + 1) / (len(ref) + 1)))
     return np.mean(parts, axis=0) if rule == "rank" else np.sum(parts, axis=0)
 
