@@ -99,19 +99,20 @@ def occlusion(score: Callable[[np.ndarray], np.ndarray], X: np.ndarray, baseline
     return out
 
 
-def _in_unit_range(X: np.ndarray) -> bool:
+def in_unit_range(X: np.ndarray) -> bool:
+    """Whether every value of X is in [0, 1] (pixels)."""
     return bool(X.min() >= 0.0 and X.max() <= 1.0)
 
 
 def feature_likelihood(X: np.ndarray) -> str:
     """The decoder for features X: Bernoulli for values in [0, 1] (pixels), else Gaussian."""
-    return "bernoulli" if _in_unit_range(X) else "gaussian"
+    return "bernoulli" if in_unit_range(X) else "gaussian"
 
 
 def feature_scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) for X: none for features already in [0, 1] (pixels), else training
     mean and standard deviation (constant features keep scale 1)."""
-    if _in_unit_range(X):
+    if in_unit_range(X):
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     scale = X.std(0)
     return X.mean(0), np.where(scale < 1e-12, 1.0, scale)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, reference_split
+from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, in_unit_range, is_fitted, reference_split
 from vaelab.detectors.vae import VAEDetector
 
 CORRECTIONS = ("complexity", "typicality", "ratio")
@@ -43,7 +43,7 @@ LEVELS = 256  # the compressor sees each feature quantized to one byte
 def feature_range(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per feature of the rows that a quantizer or noise draws should span: [0, 1] for
     pixels (every value in [0, 1]), else the rows' own minimum and maximum."""
-    if X.min() >= 0.0 and X.max() <= 1.0:
+    if in_unit_range(X):
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     return X.min(0), X.max(0)
 

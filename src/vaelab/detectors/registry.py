@@ -107,8 +107,8 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
 
 def with_derived(tests: dict[str, np.ndarray],
                  refs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(test scores, reference scores): ``tests`` and ``refs`` plus every corrected likelihood of :data:`CORRECTED` and then every fusion of
-    :data:`FUSIONS` whose parts are present, computed from the parts' scores on the test rows and on
+    """(test scores, reference scores): ``tests`` and ``refs`` plus every corrected likelihood of
+    :data:`CORRECTED` and then every fusion of :data:`FUSIONS` whose parts are present, computed from the parts' scores on the test rows and on
     the reference rows exactly as :class:`CorrectedLikelihoodDetector` and :class:`FusionDetector`
     do (the benchmarks store the parts once and derive the rest afterwards). The stored
     :data:`CORRECTION_PARTS` are inputs, not detectors, and are left out."""
@@ -117,10 +117,9 @@ def with_derived(tests: dict[str, np.ndarray],
         for name, correction in CORRECTED.items():
             part = CORRECTION_PARTS.get(correction)
             if part is None or part in tests:
-                args = (tests[part], refs[part]) if part else ()
-                tests[name] = corrected_scores(correction, tests[LIKELIHOOD], refs[LIKELIHOOD], *args)
-                refs[name] = corrected_scores(correction, refs[LIKELIHOOD], refs[LIKELIHOOD],
-                                              *((refs[part], refs[part]) if part else ()))
+                other, ref_other = (tests[part], refs[part]) if part else (None, None)
+                tests[name] = corrected_scores(correction, tests[LIKELIHOOD], refs[LIKELIHOOD], other, ref_other)
+                refs[name] = corrected_scores(correction, refs[LIKELIHOOD], refs[LIKELIHOOD], ref_other, ref_other)
     for name, (names, rule) in FUSIONS.items():
         if all(n in tests for n in names):
             tests[name] = fuse([tests[n] for n in names], [refs[n] for n in names], rule)

@@ -39,7 +39,7 @@ from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label, write_tables
-from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
+from vaelab.experiments.detector_scores import BACKGROUND, COMPLEXITY, load_scores, raw_scores, save_scores, vae_scores
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
@@ -73,7 +73,7 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
     extra: dict[str, Any] = {}
     if cell.latent_dim == RAW:
         settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
-        extra = {"with": ["input-complexity"]}
+        extra = {"with": [COMPLEXITY]}
     else:
         settings = config_part(c, data=None, detector=ranking_detector_keys(cell.background),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
@@ -106,21 +106,20 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
-    elif p.get("background"):
-        epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
-        noisy = background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
-        vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
-                            calibration=0.0).fit(noisy)
-        tests, refs = {"background-iwae": vae.score_samples(split.x_test)}, {"background-iwae": vae.score_samples(ref)}
-        seconds, extra = {"background-fit-and-score": time.perf_counter() - t0}, {"epochs": epochs}
     else:
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
+        rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
+                if p.get("background") else x_fit)
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
-                            calibration=0.0).fit(x_fit)
-        fit_seconds = time.perf_counter() - t0
-        tests, refs, seconds = vae_scores(vae, x_fit, split.x_test, ref, config)
-        seconds = {"vae-fit": fit_seconds, **seconds}
-        extra = {"epochs": epochs, "train_elbo": float(refs["vae-elbo"].mean())}
+                            calibration=0.0).fit(rows)
+        if p.get("background"):
+            tests, refs = {BACKGROUND: vae.score_samples(split.x_test)}, {BACKGROUND: vae.score_samples(ref)}
+            seconds, extra = {"background-fit-and-score": time.perf_counter() - t0}, {"epochs": epochs}
+        else:
+            fit_seconds = time.perf_counter() - t0
+            tests, refs, seconds = vae_scores(vae, x_fit, split.x_test, ref, config)
+            seconds = {"vae-fit": fit_seconds, **seconds}
+            extra = {"epochs": epochs, "train_elbo": float(refs["vae-elbo"].mean())}
     save_scores(root / unit.outputs[0], split.is_anomaly, tests, refs)
     return {"seconds": seconds, **extra, "n_train": len(x_fit), "n_reference": len(ref), "n_test": len(split.x_test),
             "n_anomalies": int(split.is_anomaly.sum()), "cell_seconds": time.perf_counter() - t0}

@@ -24,7 +24,7 @@ from vaelab.detectors.registry import CORRECTION_PARTS, VAE_NAMES, monte_carlo_s
 from vaelab.fileio import atomic_path
 
 Scores = dict[str, np.ndarray]
-COMPLEXITY = CORRECTION_PARTS["complexity"]
+COMPLEXITY, BACKGROUND = CORRECTION_PARTS["complexity"], CORRECTION_PARTS["ratio"]  # the stored correction parts
 
 
 def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,

@@ -35,7 +35,7 @@ from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
 from vaelab.detectors import VAEDetector, reference_split, with_derived
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics
-from vaelab.experiments.detector_scores import load_scores, raw_scores, save_scores, vae_scores
+from vaelab.experiments.detector_scores import COMPLEXITY, load_scores, raw_scores, save_scores, vae_scores
 from vaelab.experiments.synthetic_tables import best_per_type, markdown
 from vaelab.experiments.units import Unit, UnitStore, config_part
 from vaelab.fileio import write_json, write_text
@@ -81,7 +81,7 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
     return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
                 params={"config": settings, "latent_dim": latent_dim,
                         "references": "held-out",
-                        "with": ["tsne-panel", *(["input-complexity"] if latent_dim == 0 else [])]},
+                        "with": ["tsne-panel", *([COMPLEXITY] if latent_dim == 0 else [])]},
                 outputs=(f"cells/{name}.npz",),
                 after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
 
