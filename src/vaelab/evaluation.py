@@ -43,6 +43,22 @@ def auroc_by_group(name: str, is_anomaly: np.ndarray, known: np.ndarray, normal_
     return {name + key: auroc(is_anomaly[masks[key]], normal_score[masks[key]]) for key in ANOMALY_GROUPS}
 
 
+def class_aurocs(y_test: np.ndarray, normal_class: int, normal_score: np.ndarray) -> dict[int, float]:
+    """AUROC of the normal class's test rows against each other class alone, keyed by class."""
+    y_test, normal_score = np.asarray(y_test), np.asarray(normal_score)
+    normal = y_test == normal_class
+    return {int(c): auroc((y_test[normal | (y_test == c)] == c), normal_score[normal | (y_test == c)])
+            for c in np.unique(y_test) if c != normal_class}
+
+
+def pooled_auroc(per_class: dict[int, float], counts: dict[int, int], classes) -> float:
+    """The AUROC against the union of ``classes`` from :func:`class_aurocs`: the mean of their
+    AUROCs weighted by their test counts (exact: AUROC is a mean over anomaly rows)."""
+    classes = [int(c) for c in classes]
+    weights = np.array([counts[c] for c in classes], dtype=np.float64)
+    return float(np.dot(weights, [per_class[c] for c in classes]) / weights.sum())
+
+
 def average_precision(is_anomaly: np.ndarray, normal_score: np.ndarray) -> float:
     """Average precision of -score for finding anomalies."""
     from sklearn.metrics import average_precision_score

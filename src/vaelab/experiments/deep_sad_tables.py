@@ -1,0 +1,83 @@
+"""Tables and figures of Deep SAD's grid (:mod:`vaelab.experiments.deep_sad`) from its units' results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vaelab.evaluation import ANOMALY_GROUPS
+from vaelab.experiments.deep_sad import (DEFAULT_PRIOR, EXPERIMENTS, MATCHED_PRIOR, PUBLISHED, SUPERVISED,
+                                         UNSUPERVISED, cell_aurocs)
+
+DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
+                   MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
+                   SUPERVISED: "supervised classifier (MLP)", UNSUPERVISED: "unsupervised default detector"}
+
+
+def experiment_means(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
+                     counts: dict[int, int]) -> dict[str, list[float | None]]:
+    """{detector + group: [mean AUROC over ``classes`` at each point of ``experiment``]}, None where a
+    detector has no score at a point (no labels for the classifier, no matched prior)."""
+    points = EXPERIMENTS[experiment][2]
+    cells = [[cell_aurocs(results, c, point, detector, counts) for c in classes] for point in points]
+    keys = sorted({k for row in cells for cell in row for k in cell})
+    return {k: [float(np.mean([cell[k] for cell in row])) if all(k in cell for cell in row) else None
+                for row in cells] for k in keys}
+
+
+def cell_seconds(results: dict[str, dict[str, Any]], experiment: str, classes: list[int]) -> list[float]:
+    """Mean compute seconds of one (normal class, point) cell at each point of ``experiment``."""
+    return [float(np.mean([sum(results[f"normal{c}-{point.name}"]["seconds"].values()) for c in classes]))
+            for point in EXPERIMENTS[experiment][2]]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def experiment_table(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
+                     counts: dict[int, int]) -> str:
+    """Markdown: mean AUROC (%) per point for every detector and, below, the published numbers, then
+    the SemiSupervisedDetector's AUROC against the known and the novel classes, and seconds per cell."""
+    axis, values, _ = EXPERIMENTS[experiment]
+    means = experiment_means(results, experiment, classes, detector, counts)
+    head = " | ".join(f"{v:g}" for v in values)
+    lines = [f"| detector | {head} |", "|---|" + "---|" * len(values)]
+    for name, label in DETECTOR_LABELS.items():
+        if any(v is not None for v in means.get(name, [None])):
+            lines.append(f"| {label} | " + " | ".join(_pct(v) for v in means[name]) + " |")
+    for name, row in PUBLISHED.get(experiment, {}).items():
+        lines.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in row) + " |")
+    for key, label in list(ANOMALY_GROUPS.items())[1:]:
+        name = DEFAULT_PRIOR + key
+        if name in means:
+            lines.append(f"| M2, against the {label} only | " + " | ".join(_pct(v) for v in means[name]) + " |")
+    lines.append("| compute seconds per cell (mean) | "
+                 + " | ".join(f"{s:.0f}" for s in cell_seconds(results, experiment, classes)) + " |")
+    return f"Experiment {list(EXPERIMENTS).index(experiment) + 1}: {axis}.\n\n" + "\n".join(lines) + "\n"
+
+
+def class_table(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
+                counts: dict[int, int], name: str = DEFAULT_PRIOR) -> str:
+    """Markdown: ``name``'s AUROC (%) per normal class at each point of ``experiment``."""
+    axis, values, points = EXPERIMENTS[experiment]
+    lines = ["| normal class | " + " | ".join(f"{v:g}" for v in values) + " |", "|---|" + "---|" * len(values)]
+    for c in classes:
+        row = [cell_aurocs(results, c, point, detector, counts).get(name) for point in points]
+        lines.append(f"| {c} | " + " | ".join(_pct(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def experiment_figure(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
+                      counts: dict[int, int]):
+    """AUROC against the experiment's axis: every detector, and the published Deep SAD where given."""
+    from vaelab import plots
+
+    axis, values, _ = EXPERIMENTS[experiment]
+    means = experiment_means(results, experiment, classes, detector, counts)
+    curves = {label: [np.nan if v is None else v for v in means[name]]
+              for name, label in DETECTOR_LABELS.items() if any(v is not None for v in means.get(name, [None]))}
+    for name, row in PUBLISHED.get(experiment, {}).items():
+        curves[name] = [np.nan if v is None else v / 100 for v in row]
+    return plots.label_curve(list(values), curves, {}, axis, highlighted=len(curves))
