@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--pollution", type=float, default=0.0)
+    parser.add_argument("--anomaly-prior", type=float, help="the detector's p(anomaly) (default: its own)")
+    parser.add_argument("--labelled-share", type=float, help="the labelled rows' share of each epoch (default: its own)")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished class here and reuse it")
     parser.add_argument("--results", type=Path)
@@ -58,13 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_anomaly-")),
                       executor=executor_from_arguments(args))
+    overrides = _overrides(args)
+    variant = "".join(f"-{k}{v:g}" for k, v in overrides.items())
     units = {}
     for c in classes:
         known = ((c + 1) % 10,)
-        units[c] = Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_curve",
+        units[c] = Unit(f"normal{c}-pollution{args.pollution:g}{variant}", "vaelab.experiments.semisupervised:run_curve",
                     {"config": {"data": dataclasses.asdict(data)}, "normal": c, "known": list(known), "counts": counts,
                      "epochs": args.epochs, "latent_dim": args.latent_dim, "pollution": args.pollution, "seed": c,
-                     "iwae_samples": DetectorConfig().iwae_samples, "rule": SemiSupervisedDetector.fusion_rule})
+                     "iwae_samples": DetectorConfig().iwae_samples, "rule": SemiSupervisedDetector.fusion_rule,
+                     **({"detector_params": overrides} if overrides else {})})
     store.run_all(list(units.values()))  # on the executor the flags name (classes run side by side there)
     for c, unit in units.items():
         known = ((c + 1) % 10,)
@@ -87,6 +92,11 @@ def main(argv: list[str] | None = None) -> None:
                                             highlighted=3), args.figure)
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, float]:
+    return {k: v for k, v in (("anomaly_prior", args.anomaly_prior), ("labelled_share", args.labelled_share))
+            if v is not None}
+
+
 def _tables(curves: dict[int, dict[str, object]], counts: list[int], args: argparse.Namespace) -> str:
     """Markdown: AUROC per normal class against all test anomalies, then the class mean per
     anomaly group (all, the known class, the novel classes)."""
@@ -96,6 +106,7 @@ def _tables(curves: dict[int, dict[str, object]], counts: list[int], args: argpa
     labelled = " | ".join(f"{n} labelled" for n in counts)
     lines = [f"AUROC on the MNIST test set; one-vs-rest, {args.epochs} epochs, latent {args.latent_dim}, "
              f"pollution {args.pollution}; the labelled anomalies come from class (normal + 1) mod 10; "
+             + "".join(f"detector {k} = {v:g}; " for k, v in _overrides(args).items()) +
              "seed = normal class.", "",
              f"| normal class | {labelled} | unsupervised vae-iwae |", "|---|" + "---|" * (len(counts) + 1)]
     for c, curve in curves.items():

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="MNIST .npz or IDX directory")
     parser.add_argument("--m1-run", type=Path, required=True, help="study run directory holding (or to hold) M1")
     parser.add_argument("--m1-latent", type=int, default=200)
+    parser.add_argument("--m1-hidden", help="M1's hidden layers, e.g. 600,600 (the paper's); default: the config's")
     parser.add_argument("--m1-config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "seed.toml")
     parser.add_argument("--labels", default="100,600,1000,3000")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 of every model")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
                                             f"data.train_limit={args.train_limit}",
-                                            *([f"train.epochs={args.m1_epochs}"] if args.m1_epochs else [])])
+                                            *([f"train.epochs={args.m1_epochs}"] if args.m1_epochs else []),
+                                            *([f"model.hidden_dims=[{args.m1_hidden}]"] if args.m1_hidden else [])])
     data = load_grey(seed_cfg.data)
     x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
     models = args.models.split(",")
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (
-        [f"M1+M2 {args.m1m2_epochs} epochs on the active latent means of the study's {args.m1_latent}-d VAE"]
+        [f"M1+M2 {args.m1m2_epochs} epochs on the active latent means of a {args.m1_latent}-d VAE with hidden "
+         f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
         if "m1m2" in models else [])
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +
              ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +

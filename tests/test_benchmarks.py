@@ -27,6 +27,8 @@ SMOKE = {
                        "--reference-rows", "10"],
     "tabular_anomaly.py": ["--seeds", "1", "--epochs", "2", "--detectors", "vae-iwae,raw-iforest,fusion-latent-zsum"],
     "default_detector.py": [],
+    "deep_sad.py": ["--data", "mnist5k", "--classes", "0", "--epochs", "1", "--latent-dim", "2", "--detector-epochs", "1",
+                    "--train-limit", "2000"],
 }
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
 
@@ -123,6 +125,20 @@ def test_ssl_mnist_smoke(tmp_path):
     assert "| 100 | 12.35 | " in out2 and "m1m2 labels=100 seed=1" in out2 and "±" in out2
 
 
+def test_deep_sad_smoke(tmp_path):
+    args = ["--results", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"), "--cells", str(tmp_path / "c"),
+            "--json", str(tmp_path / "r.json")]
+    out = _run("deep_sad.py", tmp_path, *args)
+    assert "Experiment 1: labelled-anomaly ratio" in out and "| Deep SAD (published) | 92.8 |" in out
+    assert "| supervised classifier (MLP) | – |" in out  # no labels at gamma_l = 0
+    assert all((tmp_path / "f" / f"deep_sad_{e}.png").exists() for e in ("labelled", "pollution", "classes"))
+    cell = tmp_path / "c" / "units" / "normal0-l0-p0-k1.json"
+    stored = json.loads(cell.read_text())
+    stored["result"]["per_class"]["m2"] = {k: 0.1234 for k in stored["result"]["per_class"]["m2"]}
+    cell.write_text(json.dumps(stored))  # a finished cell is reused, not recomputed
+    assert "| SemiSupervisedDetector (M2) | 12.3 |" in _run("deep_sad.py", tmp_path, *args)
+
+
 def test_ssl_anomaly_smoke(tmp_path):
     args = ["--results", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"), "--cells", str(tmp_path / "c")]
     out = _run("ssl_anomaly.py", tmp_path, *args)
@@ -133,3 +149,6 @@ def test_ssl_anomaly_smoke(tmp_path):
     stored["result"]["m2"][0] = 0.1234  # a finished class is reused, not retrained
     cell.write_text(json.dumps(stored))
     assert "| 0 | 0.123 |" in _run("ssl_anomaly.py", tmp_path, *args)
+    out = _run("ssl_anomaly.py", tmp_path, *args, "--anomaly-prior", "0.2", "--labelled-share", "0.1")
+    assert "detector anomaly_prior = 0.2; detector labelled_share = 0.1;" in out and "| 0 | 0.123 |" not in out
+    assert (tmp_path / "c" / "units" / "normal0-pollution0-anomaly_prior0.2-labelled_share0.1.json").exists()

@@ -118,7 +118,8 @@ def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
     data = load_grey(Config.from_dict(p["config"]).data)
     return anomaly_curve(data.train.x, data.train.y, data.test.x, data.test.y, p["normal"], tuple(p["known"]),
                          list(p["counts"]), epochs=p["epochs"], latent_dim=p["latent_dim"],
-                         pollution=p["pollution"], seed=p["seed"], iwae_samples=p["iwae_samples"])
+                         pollution=p["pollution"], seed=p["seed"], iwae_samples=p["iwae_samples"],
+                         detector_params=p.get("detector_params"))
 
 
 # the SemiSupervisedDetector's score and the alternatives an anomaly curve also records
@@ -130,7 +131,7 @@ SCORE_VARIANTS = {"m2": "SemiSupervisedDetector", "likelihood_part": "its likeli
 def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
                   latent_dim: int, pollution: float = 0.0, seed: int = 0, hidden_dims: tuple[int, ...] = (400,),
-                  iwae_samples: int = 100) -> dict[str, object]:
+                  iwae_samples: int = 100, detector_params: dict[str, Any] | None = None) -> dict[str, object]:
     """Test AUROC of the SemiSupervisedDetector for each number of labelled anomalies (Deep SAD
     protocol), and of the unsupervised vae-iwae detector fitted on the same rows without the
     labelled anomalies.
@@ -140,7 +141,8 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     "unsupervised": one AUROC. Each also with the suffix "_known" (against the known anomaly
     classes alone: normal test rows and anomalies of the classes the labels came from) and
     "_novel" (against every other anomaly class), so that a user sees whether labels teach the
-    detector more than the classes they were drawn from.
+    detector more than the classes they were drawn from. ``detector_params`` override the
+    SemiSupervisedDetector's settings (``anomaly_prior``, ``labelled_share``, ...).
     """
     known_test = np.isin(y_test, known_classes)
     # the registry's detectors, with the settings the curve has always used (batch 128, lr 1e-3)
@@ -154,7 +156,7 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         if "unsupervised" not in out:  # the unlabelled rows do not depend on n (same seed)
             vae = build(LIKELIHOOD).fit(split.x_train[split.y_train != 1])
             out.update(auroc_by_group("unsupervised", split.is_anomaly, known_test, vae.score_samples(split.x_test)))
-        det = build(SEMI_SUPERVISED).fit(split.x_train, split.y_train)
+        det = build(SEMI_SUPERVISED).set_params(**(detector_params or {})).fit(split.x_train, split.y_train)
         parts = det.score_parts(split.x_test)
         scores = {"m2": det.fuse_parts(parts), "likelihood_part": parts["likelihood"],
                   "classifier_part": parts["classifier"], "rank_fusion": det.fuse_parts(parts, "rank")}
