@@ -23,6 +23,7 @@ def test_semi_supervised_protocol_labels_only_training_rows():
     assert np.mean(y_train[unlabelled] != 1) == pytest.approx(0.1, abs=0.02)
     assert np.array_equal(split.x_test, x_test) and np.array_equal(split.is_anomaly, (y_test != 1).astype(int))
     assert len(set(source)) == len(source)  # no row twice
+    assert np.array_equal(split.x_train, x_train[split.train_rows])
 
 
 def _labelled():

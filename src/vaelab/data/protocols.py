@@ -57,6 +57,7 @@ class SemiSupervisedSplit:
     x_test: np.ndarray
     is_anomaly: np.ndarray   # (n_test,) 1 = anomaly
     description: str
+    train_rows: np.ndarray | None = None  # which rows of the full training set x_train holds, in order
 
 
 def semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class: int,
@@ -87,7 +88,8 @@ def semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class: 
     labels[len(normal) + len(polluting):] = 1
     return SemiSupervisedSplit(x_train[rows], labels, x_test, (y_test != normal_class).astype(np.int64),
                                f"semi-supervised one-vs-rest: class {normal_class} normal, "
-                               f"{n_labelled_anomalies} labelled anomalies from {list(known_anomaly_classes)}")
+                               f"{n_labelled_anomalies} labelled anomalies from {list(known_anomaly_classes)}",
+                               rows)
 
 
 # config name -> split function

@@ -17,6 +17,7 @@ from vaelab.data import load_grey
 from vaelab.data.labels import balanced_labels
 from vaelab.data.protocols import semi_supervised_one_vs_rest
 from vaelab.detectors import LIKELIHOOD, SEMI_SUPERVISED, make_detector
+from vaelab.detectors.fusion import fuse
 from vaelab.errors import DataError
 from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
 from vaelab.experiments.units import Unit
@@ -174,3 +175,59 @@ def curve_groups(curves: list[dict[str, object]]) -> tuple[dict[str, list[float]
     base = {f"vae-iwae, {label}": float(np.mean([c["unsupervised" + key] for c in curves]))
             for key, label in ANOMALY_GROUPS.items()}
     return lines, base
+
+
+# reference sets of the pollution diagnosis: name -> which non-labelled training rows the p-values are read against
+REFERENCE_SETS = {"unlabelled": "every unlabelled row (the detector's rule, all rows)",
+                  "classified-normal": "the unlabelled rows M2's classifier puts in the normal class",
+                  "true-normal": "the truly normal rows (an oracle: shows what pollution costs)"}
+
+
+def run_pollution_diagnosis(unit: Unit, root: Path) -> dict[str, Any]:
+    """One normal class of ``benchmarks/ssl_pollution.py``: :func:`pollution_diagnosis` on MNIST."""
+    p = unit.params
+    data = load_grey(Config.from_dict(p["config"]).data)
+    return pollution_diagnosis(data.train.x, data.train.y, data.test.x, data.test.y, p["normal"], tuple(p["known"]),
+                               list(p["counts"]), epochs=p["epochs"], latent_dim=p["latent_dim"],
+                               pollution=p["pollution"], seed=p["seed"], iwae_samples=p["iwae_samples"])
+
+
+def pollution_diagnosis(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                        normal_class: int, known_classes: tuple[int, ...], counts: list[int], *, epochs: int,
+                        latent_dim: int, pollution: float, seed: int = 0,
+                        iwae_samples: int = 100) -> dict[str, object]:
+    """Why labels stop helping under pollution: the SemiSupervisedDetector fitted on the split of
+    :func:`anomaly_curve` for each label count, its two parts then read as p-values against each
+    reference set of :data:`REFERENCE_SETS` (the model is the same; only the references change).
+
+    Keys per count (lists): "detector" + group (the detector's own score), "<set>" + group for
+    each reference set (Fisher's rule), "<set>_anomaly_share" (the share of anomalies among that
+    set's rows) and "<set>_floor" (the classifier part's lowest attainable p-value for a test row
+    of the known classes, as the median over those rows: the share of reference rows that score
+    below them)."""
+    known_test = np.isin(y_test, known_classes)
+    settings = Config(model=ModelConfig(hidden_dims=(400,)), detector=DetectorConfig(iwae_samples=iwae_samples))
+    out: dict[str, object] = {"counts": list(counts)}
+    for n in counts:
+        split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
+                                            pollution=pollution, seed=seed)
+        det = make_detector(SEMI_SUPERVISED, settings, latent_dim=latent_dim, epochs=epochs, seed=seed,
+                            calibration=0.0).fit(split.x_train, split.y_train)
+        found = {"detector": det.score_samples(split.x_test)}
+        unlabelled = np.flatnonzero(split.y_train == -1)
+        ref_parts = det.score_parts(split.x_train[unlabelled])
+        test_parts = det.score_parts(split.x_test)
+        truly_normal = y_train[split.train_rows[unlabelled]] == normal_class
+        sets = {"unlabelled": np.ones(len(unlabelled), dtype=bool),
+                "classified-normal": ref_parts["classifier"] >= np.log(0.5), "true-normal": truly_normal}
+        for name, keep in sets.items():
+            refs = [part[keep] for part in ref_parts.values()]
+            found[name] = fuse(list(test_parts.values()), refs, "fisher")
+            out.setdefault(f"{name}_anomaly_share", []).append(float(1 - truly_normal[keep].mean()))
+            classifier = np.sort(refs[1])
+            floor = np.searchsorted(classifier, test_parts["classifier"][known_test], side="right") / len(classifier)
+            out.setdefault(f"{name}_floor", []).append(float(np.median(floor)))
+        for name, score in found.items():
+            for key, value in auroc_by_group(name, split.is_anomaly, known_test, score).items():
+                out.setdefault(key, []).append(value)
+    return out
