@@ -23,8 +23,7 @@ from vaelab.fileio import write_json, write_text
 def main(argv: list[str] | None = None) -> None:
     import tempfile
 
-    from vaelab.config import DataConfig
-    from vaelab.data import load_grey
+    from vaelab.data import digits_config, load_grey
     from vaelab.experiments.deep_sad import EXPERIMENTS, GridSettings, class_counts, grid_units
     from vaelab.experiments.deep_sad_tables import class_table, experiment_figure, experiment_means, experiment_table
     from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
@@ -49,9 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [e for e in experiments if e not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
-    is_name = args.data in ("mnist5k",)
-    data = DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
-                      train_limit=args.train_limit, binarize="none")
+    data = digits_config(args.data, args.train_limit)
     settings = GridSettings(data, epochs=args.epochs, latent_dim=args.latent_dim, detector_epochs=args.detector_epochs)
     classes = [int(c) for c in args.classes.split(",")]
     t_all = time.perf_counter()

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     import dataclasses
     import tempfile
 
-    from vaelab.config import DataConfig, DetectorConfig
+    from vaelab.config import DetectorConfig
+    from vaelab.data import digits_config
     from vaelab.detectors import SemiSupervisedDetector
     from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
     from vaelab.experiments.semisupervised import curve_groups
@@ -51,9 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
 
-    is_name = args.data in ("mnist5k",)
-    data = DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
-                      train_limit=args.train_limit, binarize="none")
+    data = digits_config(args.data, args.train_limit)
     classes = [int(c) for c in args.classes.split(",")]
     counts = [int(n) for n in args.labels.split(",")]
     curves: dict[int, dict[str, object]] = {}

@@ -22,7 +22,8 @@ from vaelab.fileio import write_text
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vaelab.config import DataConfig, DetectorConfig
+    from vaelab.config import DetectorConfig
+    from vaelab.data import digits_config
     from vaelab.evaluation import ANOMALY_GROUPS
     from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
     from vaelab.experiments.semisupervised import REFERENCE_SETS
@@ -41,9 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
 
-    is_name = args.data in ("mnist5k",)
-    data = DataConfig(name=args.data if is_name else "mnist", path="" if is_name else args.data,
-                      train_limit=args.train_limit, binarize="none")
+    data = digits_config(args.data, args.train_limit)
     counts = [int(n) for n in args.labels.split(",")]
     units = {int(c): Unit(f"normal{c}-pollution{args.pollution:g}", "vaelab.experiments.semisupervised:run_pollution_diagnosis",
                           {"config": {"data": dataclasses.asdict(data)}, "normal": int(c), "known": [(int(c) + 1) % 10],

@@ -31,3 +31,11 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         load_path(tmp_path / "nope.csv")
 
 
+
+
+def test_digits_config_takes_a_name_or_a_path():
+    from vaelab.data import digits_config
+
+    named, path = digits_config("mnist5k", 300), digits_config("../shared/data/mnist.npz")
+    assert (named.name, named.path, named.train_limit, named.binarize) == ("mnist5k", "", 300, "none")
+    assert (path.name, path.path, path.binarize) == ("mnist", "../shared/data/mnist.npz", "none")

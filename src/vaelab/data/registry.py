@@ -42,6 +42,14 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+def digits_config(source: str, train_limit: int = 0) -> DataConfig:
+    """The grey-level (unbinarized) MNIST-like data a benchmark names by ``source``: a registered
+    name (``mnist5k``) or the path of MNIST as .npz or an IDX directory."""
+    named = source in DATASETS and source != "mnist"
+    return DataConfig(name=source if named else "mnist", path="" if named else source, train_limit=train_limit,
+                      binarize="none")
+
+
 def load_path(path: str | Path, label_column: str = "label") -> RawData:
     """Dispatch on a file's suffix (or an IDX directory)."""
     path = Path(path).expanduser()
