@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="the SemiSupervisedDetector's and the classifier's")
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--detector-epochs", type=int, default=50, help="the unsupervised default detector's")
+    parser.add_argument("--m2-balance", type=float, default=1.0, help="the SemiSupervisedDetector's class balance")
+    parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished cell here and reuse it")
     parser.add_argument("--results", type=Path, help="markdown tables")
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
     data = digits_config(args.data, args.train_limit)
-    settings = GridSettings(data, epochs=args.epochs, latent_dim=args.latent_dim, detector_epochs=args.detector_epochs)
+    settings = GridSettings(data, epochs=args.epochs, latent_dim=args.latent_dim, detector_epochs=args.detector_epochs,
+                            m2_balance=args.m2_balance, m2_references=args.m2_references)
     classes = [int(c) for c in args.classes.split(",")]
     t_all = time.perf_counter()
     units = grid_units(settings, classes, experiments)
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
     computed = sum(r["seconds_total"] for r in results.values())
     parts = [f"AUROC (%) on the MNIST test set, mean over normal classes {classes}; SemiSupervisedDetector "
-             f"{args.epochs} epochs, latent {args.latent_dim}; supervised classifier: an MLP with the same hidden "
+             f"{args.epochs} epochs, latent {args.latent_dim}, class balance {args.m2_balance:g}, references "
+             f"{args.m2_references}; supervised classifier: an MLP with the same hidden "
              f"layer, {args.epochs} epochs; unsupervised: `{settings.detector}` with `vaelab detect`'s defaults "
              f"(latent {settings.detector_latent_dim}, {settings.detector_epochs} epochs), fitted on the unlabelled "
              "rows; seed = the normal class; known anomaly classes of normal class c: c+1, ..., c+k_l (mod 10).", ""]

@@ -99,10 +99,12 @@ class ModelConfig:
     n_classes: int = 10
     alpha: float = 50.0            # weight of -log q(y|x) per labelled row (the paper's alpha, per-row form)
     class_prior: tuple[float, ...] = ()  # p(y); empty = uniform
+    balance: float = 0.0           # weight, per unlabelled row, of KL(p(y) || a batch's mean q(y|x) over its unlabelled rows)
 
     def __post_init__(self) -> None:
         _check(self.n_classes >= 2, "model.n_classes must be >= 2")
         _check(self.alpha >= 0, "model.alpha must be >= 0")
+        _check(self.balance >= 0, "model.balance must be >= 0")
         _check(not self.class_prior or (len(self.class_prior) == self.n_classes and all(p > 0 for p in self.class_prior)
                                         and abs(sum(self.class_prior) - 1) < 1e-6),
                "model.class_prior must list n_classes positive probabilities summing to 1")
@@ -150,7 +152,9 @@ class TrainConfig:
 
 
 # Model settings that count only for M2, so adding them did not change the identity of earlier VAEs.
-M2_FIELDS = ("n_classes", "alpha", "class_prior")
+M2_FIELDS = ("n_classes", "alpha", "class_prior", "balance")
+# M2 settings added after M2 models were stored: left out of the identity at their default values.
+LATER_M2_FIELDS = {"balance": 0.0}
 # Training settings that may differ between a run and its resumption (they do not change the weights
 # of the epochs already trained).
 RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "eval_batch_size", "device", "snapshot_every")
@@ -167,6 +171,7 @@ def identity(config: "Config | Mapping[str, Any]") -> dict[str, Any]:
     model = dict(c.get("model") or {})
     if model.get("name", "vae") != "m2":
         model = {k: v for k, v in model.items() if k not in M2_FIELDS}
+    model = {k: v for k, v in model.items() if LATER_M2_FIELDS.get(k, object()) != v}
     train = {k: v for k, v in (c.get("train") or {}).items()
              if k not in RESUMABLE_CHANGES and LATER_TRAIN_FIELDS.get(k, object()) != v}
     return {"data": c.get("data"), "model": model, "train": train}

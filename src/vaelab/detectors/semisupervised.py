@@ -14,26 +14,37 @@ from vaelab.scores import class_elbo, class_probabilities
 from vaelab.training import train_m2
 
 
+REFERENCE_RULES = ("classified-normal", "all")  # which training rows the parts' p-values are read against
+
+
 class SemiSupervisedDetector(ScaledInput, BaseDetector):
     """M2 with two classes (0 normal, 1 anomaly) fitted on X and partial labels y.
 
     ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
     unlabelled rows (y=None: all unlabelled). The class prior p(anomaly) is
-    ``anomaly_prior``. Score (higher = more normal), by :func:`fuse`'s ``fisher``
+    ``anomaly_prior``; ``balance`` weighs M2's class-balance term (see
+    :class:`vaelab.models.m2.M2`), which keeps the classifier from putting every
+    unlabelled row in the anomaly class when all labels are anomalies. Score (higher = more normal), by :func:`fuse`'s ``fisher``
     rule: log p_a + log p_b, where p is the empirical CDF position, among the
-    non-anomalous training rows, of (a) L(x, normal), M2's bound on
+    reference rows, of (a) L(x, normal), M2's bound on
     log p(x, y=normal) (how likely x is as a normal point: the generative view,
     which catches novel kinds of anomaly) and (b) log q(normal|x) (the
     classifier: the discriminative view, which catches the known kinds). Either
     part alone can flag a row. Not U(x), the bound with y marginalised: M2 also
-    models the labelled anomalies, so U rates them likely.
+    models the labelled anomalies, so U rates them likely. The reference rows
+    (``references``): "classified-normal", the rows not labelled anomalous that
+    the classifier puts in the normal class (unlabelled anomalies, pollution,
+    would otherwise set a floor under the p-values of rows like them; all of
+    them if that keeps under a tenth), or "all" of the rows not labelled
+    anomalous.
     """
 
     fusion_rule = "fisher"  # how the two parts are combined (see fuse)
 
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
-                 labelled_share: float = 0.2, reference_rows: int | None = 2000, contamination: float = 0.1,
+                 balance: float = 1.0, labelled_share: float = 0.2, reference_rows: int | None = 2000,
+                 references: str = "classified-normal", contamination: float = 0.1,
                  threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",
                  calibration: float = 0.0, fpr: float | None = None) -> None:
         super().__init__(contamination, threshold_rows, calibration, fpr)
@@ -44,8 +55,10 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         self.lr = lr
         self.alpha = alpha
         self.anomaly_prior = anomaly_prior
+        self.balance = balance
         self.labelled_share = labelled_share
         self.reference_rows = reference_rows
+        self.references = references
         self.random_state = random_state
         self.device = device
 
@@ -76,16 +89,24 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     def _fit(self, X: np.ndarray) -> None:
         if not 0 < self.anomaly_prior < 1:
             raise ValueError(f"anomaly_prior must be in (0, 1); got {self.anomaly_prior}")
+        if self.references not in REFERENCE_RULES:
+            raise ValueError(f"references must be one of {REFERENCE_RULES}; got {self.references!r}")
         self.mean_, self.scale_ = feature_scaling(X)
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
-                             alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior))
+                             alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
+                             balance=self.balance)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
                                labelled_share=self.labelled_share)
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
-        self.references_ = list(self._parts(ref).values())
+        parts = self._parts(ref)
+        if self.references == "classified-normal":
+            keep = parts["classifier"] >= np.log(0.5)
+            if keep.sum() >= max(2, 0.1 * len(keep)):
+                parts = {name: part[keep] for name, part in parts.items()}
+        self.references_ = list(parts.values())
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self.fuse_parts(self._parts(X))

@@ -150,8 +150,7 @@ def run_point(unit: Unit, root: Path) -> dict[str, Any]:
         start = time.perf_counter()
         det = make_detector(SEMI_SUPERVISED, _settings(p), latent_dim=p["latent_dim"], epochs=p["epochs"],
                             seed=p["seed"], calibration=0.0)
-        if prior is not None:
-            det.set_params(anomaly_prior=prior)
+        det.set_params(**p["m2"], **({"anomaly_prior": prior} if prior is not None else {}))
         scores = det.fit(split.x_train, split.y_train).score_samples(split.x_test)
         out["per_class"][name] = class_aurocs(data.test.y, p["normal"], scores)
         out["seconds"][name] = time.perf_counter() - start
@@ -191,6 +190,8 @@ class GridSettings:
     detector: str = DEFAULT_DETECTOR  # the unsupervised baseline, with vaelab detect's defaults:
     detector_latent_dim: int = ModelConfig().latent_dim
     detector_epochs: int = 50
+    m2_balance: float = 1.0        # the SemiSupervisedDetector's balance and references (its defaults)
+    m2_references: str = "classified-normal"
 
 
 def grid_units(settings: GridSettings, classes: list[int], experiments: list[str] | None = None) -> dict[str, Unit]:
@@ -206,7 +207,8 @@ def grid_units(settings: GridSettings, classes: list[int], experiments: list[str
             name = f"normal{c}-{point.name}"
             units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
                                {**common, "normal": c, "seed": c, "point": dataclasses.asdict(point),
-                                "epochs": settings.epochs, "latent_dim": settings.latent_dim})
+                                "epochs": settings.epochs, "latent_dim": settings.latent_dim,
+                                "m2": {"balance": settings.m2_balance, "references": settings.m2_references}})
         for pollution in sorted({point.pollution for point in points}):
             name = f"normal{c}-p{pollution:g}-{settings.detector}"
             units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",

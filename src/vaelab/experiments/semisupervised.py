@@ -201,7 +201,8 @@ def pollution_diagnosis(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
     reference set of :data:`REFERENCE_SETS` (the model is the same; only the references change).
 
     Keys per count (lists): "detector" + group (the detector's own score), "<set>" + group for
-    each reference set (Fisher's rule), "<set>_anomaly_share" (the share of anomalies among that
+    each reference set (Fisher's rule; an empty set is replaced by every unlabelled row),
+    "<set>_rows" (its size), "<set>_anomaly_share" (the share of anomalies among that
     set's rows) and "<set>_floor" (the classifier part's lowest attainable p-value for a test row
     of the known classes, as the median over those rows: the share of reference rows that score
     below them)."""
@@ -221,6 +222,8 @@ def pollution_diagnosis(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
         sets = {"unlabelled": np.ones(len(unlabelled), dtype=bool),
                 "classified-normal": ref_parts["classifier"] >= np.log(0.5), "true-normal": truly_normal}
         for name, keep in sets.items():
+            keep = keep if keep.any() else np.ones_like(keep)  # an empty set (a collapsed classifier): all rows
+            out.setdefault(f"{name}_rows", []).append(int(keep.sum()))
             refs = [part[keep] for part in ref_parts.values()]
             found[name] = fuse(list(test_parts.values()), refs, "fisher")
             out.setdefault(f"{name}_anomaly_share", []).append(float(1 - truly_normal[keep].mean()))

@@ -8,7 +8,12 @@ encoder q(z|x,y). Objectives, per row (nats):
 - unlabelled: U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), y marginalised exactly
   by evaluating L for every class (a lower bound on log p(x));
 - loss: the mean over rows of -L (labelled) or -U (unlabelled), plus
-  ``alpha`` x -log q(y|x) for every labelled row (the paper's classification term).
+  ``alpha`` x -log q(y|x) for every labelled row (the paper's classification term),
+  plus ``balance`` x KL(p(y) || q_bar(y)) per unlabelled row, q_bar being the batch's class
+  shares, q(y|x) for unlabelled rows and the label for labelled ones (not in the paper). Without it, when every label is of one
+  class (anomalies, in the detector), the classifier can put every row in that class and
+  the other class is never trained (measured: benchmarks/deep_sad.py, docs/semisupervised.md);
+  this term keeps the unlabelled rows' class shares near the prior.
 
 Unlabelled rows carry y = -1 in the batch.
 """
@@ -71,6 +76,17 @@ class M2(nn.Module):
         log_q = F.log_softmax(logits.float(), dim=-1)
         return (log_q.exp() * (self.elbo_per_class(x, generator) - log_q)).sum(-1)
 
+    def class_balance(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """KL(p(y) || q_bar(y)), q_bar the batch's class shares: q(y|x) for its unlabelled rows
+        (y = -1), the label for the others. Large when a class the prior expects gets (almost) no
+        rows; labelled rows count at their share of the batch, so once they hold their class's
+        prior share the term draws the unlabelled rows to the other classes."""
+        q = F.softmax(logits.float(), dim=-1)
+        labelled = y >= 0
+        q = torch.where(labelled.unsqueeze(1), F.one_hot(y.clamp_min(0), self.n_classes).to(q.dtype), q)
+        q_bar = q.mean(0).clamp_min(1e-12)
+        return (self.log_prior.exp() * (self.log_prior - q_bar.log())).sum()
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> M2Output:
         logits = self.classify(x)
         labelled = y >= 0
@@ -83,6 +99,8 @@ class M2(nn.Module):
             loss = loss + self.config.alpha * ce
         if (~labelled).any():
             elbo[~labelled] = self.unlabelled_elbo(x[~labelled], generator, logits[~labelled])
+        if self.config.balance and (~labelled).any():
+            loss = loss + self.config.balance * (~labelled).sum() * self.class_balance(logits, y)
         loss = (loss - elbo.sum()) / x.shape[0]
         return M2Output(loss=loss, elbo=elbo, logits=logits)
 
