@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pollution", type=float, default=0.0)
     parser.add_argument("--anomaly-prior", type=float, help="the detector's p(anomaly) (default: its own)")
     parser.add_argument("--labelled-share", type=float, help="the labelled rows' share of each epoch (default: its own)")
+    parser.add_argument("--balance", type=float, help="the weight of M2's class balance (default: the detector's)")
+    parser.add_argument("--references", help="classified-normal | all (default: the detector's)")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished class here and reuse it")
     parser.add_argument("--results", type=Path)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_anomaly-")),
                       executor=executor_from_arguments(args))
     overrides = _overrides(args)
-    variant = "".join(f"-{k}{v:g}" for k, v in overrides.items())
+    variant = "".join(f"-{k}{_value(v)}" for k, v in overrides.items())
     units = {}
     for c in classes:
         known = ((c + 1) % 10,)
@@ -91,9 +93,15 @@ def main(argv: list[str] | None = None) -> None:
                                             highlighted=3), args.figure)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, float]:
-    return {k: v for k, v in (("anomaly_prior", args.anomaly_prior), ("labelled_share", args.labelled_share))
-            if v is not None}
+OVERRIDES = ("anomaly_prior", "labelled_share", "balance", "references")  # flags that set the detector's parameters
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, float | str]:
+    return {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+
+
+def _value(v: float | str) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _tables(curves: dict[int, dict[str, object]], counts: list[int], args: argparse.Namespace) -> str:
@@ -105,11 +113,16 @@ def _tables(curves: dict[int, dict[str, object]], counts: list[int], args: argpa
     labelled = " | ".join(f"{n} labelled" for n in counts)
     lines = [f"AUROC on the MNIST test set; one-vs-rest, {args.epochs} epochs, latent {args.latent_dim}, "
              f"pollution {args.pollution}; the labelled anomalies come from class (normal + 1) mod 10; "
-             + "".join(f"detector {k} = {v:g}; " for k, v in _overrides(args).items()) +
+             + "".join(f"detector {k} = {_value(v)}; " for k, v in _overrides(args).items()) +
              "seed = normal class.", "",
              f"| normal class | {labelled} | unsupervised vae-iwae |", "|---|" + "---|" * (len(counts) + 1)]
     for c, curve in curves.items():
         lines.append(f"| {c} | " + " | ".join(f"{v:.3f}" for v in curve["m2"]) + f" | {curve['unsupervised']:.3f} |")
+    shares = {c: curve["classified_normal"] for c, curve in curves.items() if "classified_normal" in curve}
+    if shares:  # near 0: M2's classifier has put every unlabelled row in the anomaly class
+        lines += ["", "Share of the unlabelled training rows that M2's classifier puts in the normal class:", "",
+                  f"| normal class | {labelled} |", "|---|" + "---|" * len(counts)]
+        lines += [f"| {c} | " + " | ".join(f"{v:.3f}" for v in share) + " |" for c, share in shares.items()]
     lines += ["", f"Mean over the {len(curves)} normal classes, by which test anomalies the AUROC is against "
               "(normal test digits always included); below the detector, its two parts alone (likelihood: "
               "L(x, normal); classifier: log q(normal given x)) and the mean-rank fusion of both, from the same "

@@ -157,6 +157,7 @@ def test_ssl_anomaly_smoke(tmp_path):
     stored["result"]["m2"][0] = 0.1234  # a finished class is reused, not retrained
     cell.write_text(json.dumps(stored))
     assert "| 0 | 0.123 |" in _run("ssl_anomaly.py", tmp_path, *args)
-    out = _run("ssl_anomaly.py", tmp_path, *args, "--anomaly-prior", "0.2", "--labelled-share", "0.1")
-    assert "detector anomaly_prior = 0.2; detector labelled_share = 0.1;" in out and "| 0 | 0.123 |" not in out
-    assert (tmp_path / "c" / "units" / "normal0-pollution0-anomaly_prior0.2-labelled_share0.1.json").exists()
+    out = _run("ssl_anomaly.py", tmp_path, *args, "--anomaly-prior", "0.2", "--labelled-share", "0.1", "--references", "all")
+    assert "detector anomaly_prior = 0.2; detector labelled_share = 0.1; detector references = all;" in out
+    assert "| 0 | 0.123 |" not in out and "puts in the normal class" in out
+    assert (tmp_path / "c" / "units" / "normal0-pollution0-anomaly_prior0.2-labelled_share0.1-referencesall.json").exists()

@@ -82,6 +82,9 @@ def test_identity_is_what_determines_the_weights():
     assert identity(vae) == identity({**vae, "model": {**vae["model"], "alpha": 1.0}})  # M2 settings: not a VAE's
     m2 = {**vae, "model": {**vae["model"], "name": "m2"}}
     assert identity(m2) != identity({**m2, "model": {**m2["model"], "alpha": 1.0}})
+    stored_m2 = {**m2, "model": {k: v for k, v in m2["model"].items() if k != "balance"}}
+    assert identity(stored_m2) == identity(m2)  # an M2 stored before balance existed keeps its identity
+    assert identity(m2) != identity({**m2, "model": {**m2["model"], "balance": 1.0}})
     resumable = {**vae, "train": {**vae["train"], "epochs": 999, "device": "cpu", "progress": False}}
     assert identity(resumable) == identity(vae)  # may change between a run and its resumption
     for section, key, value in (("train", "lr", 0.5), ("train", "seed", 3), ("model", "latent_dim", 7),

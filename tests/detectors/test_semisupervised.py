@@ -25,3 +25,20 @@ def test_semi_supervised_detector_uses_its_few_anomaly_labels():
         SemiSupervisedDetector(**kw).fit(x, np.full(len(x), 2))
 
 
+
+
+def test_references_leave_out_the_rows_the_classifier_calls_anomalies():
+    from vaelab.detectors import SemiSupervisedDetector
+
+    rng = np.random.default_rng(1)
+    shift = np.array([2.0, -2.0, 0, 0])
+    polluted = np.vstack([rng.normal(size=(300, 4)), rng.normal(size=(30, 4)) * 0.3 + shift])  # 30 unlabelled anomalies
+    x = np.vstack([polluted, rng.normal(size=(15, 4)) * 0.3 + shift])
+    y = np.r_[np.full(330, -1), np.ones(15)].astype(int)
+    kw = dict(latent_dim=2, hidden_dims=(32,), epochs=30, batch_size=64)
+    every = SemiSupervisedDetector(references="all", **kw).fit(x, y)
+    classified = SemiSupervisedDetector(**kw).fit(x, y)
+    assert len(every.references_[0]) == 330 and len(classified.references_[0]) < 330  # the same model otherwise
+    assert np.array_equal(every.score_parts(x)["classifier"], classified.score_parts(x)["classifier"])
+    with pytest.raises(ValueError, match="references must be one of"):
+        SemiSupervisedDetector(references="some", **kw).fit(x, y)

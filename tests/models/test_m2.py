@@ -63,3 +63,26 @@ def test_encoding_every_class_at_once_equals_encoding_repeated_rows(hidden):
     assert torch.allclose(logvar.reshape(20, 3), ref_logvar, atol=1e-6)
 
 
+
+
+def test_class_balance_is_zero_at_the_prior_and_grows_as_a_class_empties(m2):
+    y = torch.tensor([-1, -1, -1, -1])
+    even = torch.zeros(4, 4)  # q(y|x) uniform = the uniform prior
+    assert m2.class_balance(even, y).item() == pytest.approx(0.0, abs=1e-6)
+    collapsed = torch.tensor([[0.0, 0.0, 0.0, 30.0]]).repeat(4, 1)  # every row in class 3
+    assert m2.class_balance(collapsed, y).item() > 10
+    # labelled rows count with their label: one row of each class already matches the prior
+    assert m2.class_balance(collapsed, torch.tensor([0, 1, 2, 3])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_balance_enters_the_loss_only_when_set():
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 12), torch.tensor([1, -1, -1, -1, -1, -1, -1, -1])
+    losses = []
+    for balance in (0.0, 2.0):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(name="m2", latent_dim=3, hidden_dims=(16,), n_classes=2, balance=balance),
+                            12, "bernoulli")
+        out = model(x, y, _gen())
+        losses.append(out.loss.item() - balance * 7 * model.class_balance(out.logits, y).item() / 8)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -142,7 +142,9 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     "unsupervised": one AUROC. Each also with the suffix "_known" (against the known anomaly
     classes alone: normal test rows and anomalies of the classes the labels came from) and
     "_novel" (against every other anomaly class), so that a user sees whether labels teach the
-    detector more than the classes they were drawn from. ``detector_params`` override the
+    detector more than the classes they were drawn from. "classified_normal": the share of the
+    unlabelled training rows the classifier puts in the normal class (near 0: it has put
+    every row in the anomaly class). ``detector_params`` override the
     SemiSupervisedDetector's settings (``anomaly_prior``, ``labelled_share``, ...).
     """
     known_test = np.isin(y_test, known_classes)
@@ -164,6 +166,9 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         for variant, score in scores.items():
             for key, value in auroc_by_group(variant, split.is_anomaly, known_test, score).items():
                 out[key].append(value)
+        unlabelled = split.x_train[split.y_train == -1]
+        out.setdefault("classified_normal", []).append(
+            float((det.score_parts(unlabelled)["classifier"] >= np.log(0.5)).mean()))
     return out
 
 
