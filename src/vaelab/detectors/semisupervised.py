@@ -23,8 +23,9 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     ``fit(X, y)``: y is 1 for known anomalies, 0 for known normals and -1 for
     unlabelled rows (y=None: all unlabelled). The class prior p(anomaly) is
     ``anomaly_prior``; ``balance`` weighs M2's class-balance term (see
-    :class:`vaelab.models.m2.M2`), which keeps the classifier from putting every
-    unlabelled row in the anomaly class when all labels are anomalies. Score (higher = more normal), by :func:`fuse`'s ``fisher``
+    :class:`vaelab.models.m2.M2`; only when some rows are labelled), which keeps
+    the classifier from putting every unlabelled row in the anomaly class when
+    all labels are anomalies. Score (higher = more normal), by :func:`fuse`'s ``fisher``
     rule: log p_a + log p_b, where p is the empirical CDF position, among the
     reference rows, of (a) L(x, normal), M2's bound on
     log p(x, y=normal) (how likely x is as a normal point: the generative view,
@@ -94,7 +95,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         self.mean_, self.scale_ = feature_scaling(X)
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
                              alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
-                             balance=self.balance)
+                             balance=self.balance if (self._y >= 0).any() else 0.0)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
