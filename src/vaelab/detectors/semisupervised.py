@@ -36,7 +36,8 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     (``references``): "classified-normal", the rows not labelled anomalous that
     the classifier puts in the normal class (unlabelled anomalies, pollution,
     would otherwise set a floor under the p-values of rows like them; all of
-    them if that keeps under a tenth), or "all" of the rows not labelled
+    them if that keeps under a tenth, and all of them when no row is labelled:
+    the classifier is then untaught), or "all" of the rows not labelled
     anomalous.
     """
 
@@ -95,7 +96,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         self.mean_, self.scale_ = feature_scaling(X)
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
                              alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
-                             balance=self.balance if (self._y >= 0).any() else 0.0)
+                             balance=self.balance if (self._y >= 0).any() else 0.0)  # see the class docstring
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
@@ -103,7 +104,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
         parts = self._parts(ref)
-        if self.references == "classified-normal":
+        if self.references == "classified-normal" and (self._y >= 0).any():  # a classifier taught by labels
             keep = parts["classifier"] >= np.log(0.5)
             if keep.sum() >= max(2, 0.1 * len(keep)):
                 parts = {name: part[keep] for name, part in parts.items()}
