@@ -36,6 +36,7 @@ from vaelab.data import load_grey
 from vaelab.data.protocols import SemiSupervisedSplit, semi_supervised_one_vs_rest
 from vaelab.detectors import SEMI_SUPERVISED, make_detector
 from vaelab.evaluation import class_aurocs, pooled_auroc
+from vaelab.experiments.semisupervised import detector_settings
 from vaelab.experiments.units import Unit
 
 N_CLASSES = 10
@@ -127,8 +128,7 @@ def supervised_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
 
 def _settings(p: dict[str, Any]) -> Config:
-    return Config(model=ModelConfig(hidden_dims=tuple(p["hidden_dims"])),
-                  detector=DetectorConfig(iwae_samples=p["iwae_samples"]))
+    return detector_settings(tuple(p["hidden_dims"]), p["iwae_samples"])
 
 
 def run_point(unit: Unit, root: Path) -> dict[str, Any]:

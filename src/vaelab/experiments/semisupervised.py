@@ -123,6 +123,12 @@ def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
                          detector_params=p.get("detector_params"))
 
 
+def detector_settings(hidden_dims: tuple[int, ...], iwae_samples: int) -> Config:
+    """The settings the semi-supervised benchmarks build their registry detectors with: the hidden
+    layers and IWAE samples given, every other setting the default (batch 128, lr 1e-3)."""
+    return Config(model=ModelConfig(hidden_dims=tuple(hidden_dims)), detector=DetectorConfig(iwae_samples=iwae_samples))
+
+
 # the SemiSupervisedDetector's score and the alternatives an anomaly curve also records
 SCORE_VARIANTS = {"m2": "SemiSupervisedDetector", "likelihood_part": "its likelihood part alone",
                   "classifier_part": "its classifier part alone",
@@ -149,7 +155,7 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     """
     known_test = np.isin(y_test, known_classes)
     # the registry's detectors, with the settings the curve has always used (batch 128, lr 1e-3)
-    settings = Config(model=ModelConfig(hidden_dims=tuple(hidden_dims)), detector=DetectorConfig(iwae_samples=iwae_samples))
+    settings = detector_settings(hidden_dims, iwae_samples)
     build = lambda name: make_detector(name, settings, latent_dim=latent_dim, epochs=epochs, seed=seed,  # noqa: E731
                                         calibration=0.0)
     out: dict[str, object] = {"counts": list(counts), **{v + g: [] for v in SCORE_VARIANTS for g in ANOMALY_GROUPS}}
@@ -212,7 +218,7 @@ def pollution_diagnosis(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
     of the known classes, as the median over those rows: the share of reference rows that score
     below them)."""
     known_test = np.isin(y_test, known_classes)
-    settings = Config(model=ModelConfig(hidden_dims=(400,)), detector=DetectorConfig(iwae_samples=iwae_samples))
+    settings = detector_settings((400,), iwae_samples)
     out: dict[str, object] = {"counts": list(counts)}
     for n in counts:
         split = semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class, known_classes, n,
