@@ -35,3 +35,18 @@ def test_seeded_init_is_reproducible_and_leaves_the_global_generator_alone():
     with seeded_init(7):
         b = torch.nn.Linear(4, 3).weight.clone()
     assert torch.equal(a, b)
+
+
+def test_auto_precision_can_be_pinned_for_every_process_of_a_run(monkeypatch):
+    from vaelab.errors import ConfigError
+    from vaelab.runtime import resolve_precision
+
+    monkeypatch.setenv("VAELAB_PRECISION", "bfloat16")
+    assert resolve_precision("auto", "cpu") == "bfloat16"
+    assert resolve_precision("auto", "cpu", agrees=lambda: False) == "float32"  # the caller's check still counts
+    assert resolve_precision("float32", "cpu") == "float32"  # an explicit precision is not touched
+    monkeypatch.setenv("VAELAB_PRECISION", "float32")
+    assert resolve_precision("auto", "cpu", agrees=lambda: True) == "float32"
+    monkeypatch.setenv("VAELAB_PRECISION", "half")
+    with pytest.raises(ConfigError, match="VAELAB_PRECISION must be float32 or bfloat16"):
+        resolve_precision("auto", "cpu")

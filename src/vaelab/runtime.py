@@ -75,17 +75,26 @@ def matmul_throughput(precision: str, shape: tuple[int, int, int] = (512, 784, 4
     return best
 
 
+PRECISION_ENV = "VAELAB_PRECISION"  # if set, what precision = "auto" answers instead of measuring
+
+
 def resolve_precision(precision: str, device: torch.device | str,
                       agrees: Callable[[], bool] | None = None) -> str:
     """The precision to compute in: float32 and bfloat16 as given; ``auto`` takes bfloat16 where
     this device multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP` times faster
     than float32 (measured here on CUDA and CPU alike; no machine is assumed) and ``agrees()``
     (the caller's check that its own result in bfloat16 stays within tolerance of float32's) holds;
-    float32 elsewhere. Callers record the answer in their results' metadata."""
+    float32 elsewhere. ``VAELAB_PRECISION`` (float32 or bfloat16) replaces the measurement, so that
+    every process of a run answers alike. Callers record the answer in their results' metadata."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    pinned = os.environ.get(PRECISION_ENV, "")
+    if pinned:  # one answer for every process of a run (workers, nodes), instead of each measuring
+        if pinned not in ("float32", "bfloat16"):
+            raise ConfigError(f"{PRECISION_ENV} must be float32 or bfloat16; got {pinned!r}")
+        return "bfloat16" if pinned == "bfloat16" and (agrees is None or agrees()) else "float32"
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "float32"
