@@ -60,6 +60,12 @@ class SemiSupervisedSplit:
     train_rows: np.ndarray | None = None  # which rows of the full training set x_train holds, in order
 
 
+def polluting_count(n_normal: int, pollution: float) -> int:
+    """Unlabelled anomalies that make up the share ``pollution`` of the unlabelled rows beside
+    ``n_normal`` normal ones."""
+    return int(round(pollution * n_normal / (1 - pollution))) if pollution > 0 else 0
+
+
 def semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class: int,
                                 known_anomaly_classes: tuple[int, ...], n_labelled_anomalies: int,
                                 n_labelled_normals: int = 0, pollution: float = 0.0, seed: int = 0) -> SemiSupervisedSplit:
@@ -78,7 +84,7 @@ def semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal_class: 
     if n_labelled_anomalies > len(known):
         raise ValueError(f"only {len(known)} rows of the known anomaly classes")
     labelled_anomalies = rng.choice(known, size=n_labelled_anomalies, replace=False)
-    n_extra = int(round(pollution * len(normal) / (1 - pollution))) if pollution > 0 else 0
+    n_extra = polluting_count(len(normal), pollution)
     others = np.setdiff1d(np.flatnonzero(y_train != normal_class), labelled_anomalies)
     polluting = rng.choice(others, size=min(n_extra, len(others)), replace=False)
     labelled_normals = rng.choice(normal, size=n_labelled_normals, replace=False)

@@ -94,9 +94,10 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         if self.references not in REFERENCE_RULES:
             raise ValueError(f"references must be one of {REFERENCE_RULES}; got {self.references!r}")
         self.mean_, self.scale_ = feature_scaling(X)
+        labelled = bool((self._y >= 0).any())  # without labels the balance and the references' rule stay off
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
                              alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
-                             balance=self.balance if (self._y >= 0).any() else 0.0)  # see the class docstring
+                             balance=self.balance if labelled else 0.0)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
@@ -104,11 +105,16 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
         parts = self._parts(ref)
-        if self.references == "classified-normal" and (self._y >= 0).any():  # a classifier taught by labels
-            keep = parts["classifier"] >= np.log(0.5)
+        if self.references == "classified-normal" and labelled:
+            keep = self.classified_normal(parts)
             if keep.sum() >= max(2, 0.1 * len(keep)):
                 parts = {name: part[keep] for name, part in parts.items()}
         self.references_ = list(parts.values())
+
+    @staticmethod
+    def classified_normal(parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Which rows of :meth:`score_parts`' output the classifier puts in the normal class."""
+        return parts["classifier"] >= np.log(0.5)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self.fuse_parts(self._parts(X))

@@ -33,7 +33,7 @@ import numpy as np
 
 from vaelab.config import DEFAULT_DETECTOR, Config, DataConfig, DetectorConfig, ModelConfig
 from vaelab.data import load_grey
-from vaelab.data.protocols import SemiSupervisedSplit, semi_supervised_one_vs_rest
+from vaelab.data.protocols import SemiSupervisedSplit, polluting_count, semi_supervised_one_vs_rest
 from vaelab.detectors import SEMI_SUPERVISED, make_detector
 from vaelab.evaluation import class_aurocs, pooled_auroc
 from vaelab.experiments.semisupervised import detector_settings
@@ -101,7 +101,7 @@ def labelled_count(labelled: float, n_unlabelled: int) -> int:
 def grid_split(x_train, y_train, x_test, y_test, normal: int, point: GridPoint, seed: int) -> SemiSupervisedSplit:
     """The training rows of ``point`` for normal class ``normal`` (see the module docstring)."""
     n_normal = int((y_train == normal).sum())
-    n_unlabelled = n_normal + (int(round(point.pollution * n_normal / (1 - point.pollution))) if point.pollution else 0)
+    n_unlabelled = n_normal + polluting_count(n_normal, point.pollution)
     known = known_classes(normal, point.known)
     n_labelled = labelled_count(point.labelled, n_unlabelled) if known else 0
     return semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal, known, n_labelled,

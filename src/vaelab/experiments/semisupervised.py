@@ -174,7 +174,7 @@ def anomaly_curve(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                 out[key].append(value)
         unlabelled = split.x_train[split.y_train == -1]
         out.setdefault("classified_normal", []).append(
-            float((det.score_parts(unlabelled)["classifier"] >= np.log(0.5)).mean()))
+            float(det.classified_normal(det.score_parts(unlabelled)).mean()))
     return out
 
 
@@ -231,7 +231,7 @@ def pollution_diagnosis(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
         test_parts = det.score_parts(split.x_test)
         truly_normal = y_train[split.train_rows[unlabelled]] == normal_class
         sets = {"unlabelled": np.ones(len(unlabelled), dtype=bool),
-                "classified-normal": ref_parts["classifier"] >= np.log(0.5), "true-normal": truly_normal}
+                "classified-normal": det.classified_normal(ref_parts), "true-normal": truly_normal}
         for name, keep in sets.items():
             keep = keep if keep.any() else np.ones_like(keep)  # an empty set (a collapsed classifier): all rows
             out.setdefault(f"{name}_rows", []).append(int(keep.sum()))

@@ -10,10 +10,11 @@ encoder q(z|x,y). Objectives, per row (nats):
 - loss: the mean over rows of -L (labelled) or -U (unlabelled), plus
   ``alpha`` x -log q(y|x) for every labelled row (the paper's classification term),
   plus ``balance`` x KL(p(y) || q_bar(y)) per unlabelled row, q_bar being the batch's class
-  shares, q(y|x) for unlabelled rows and the label for labelled ones (not in the paper). Without it, when every label is of one
-  class (anomalies, in the detector), the classifier can put every row in that class and
-  the other class is never trained (measured: benchmarks/deep_sad.py, docs/semisupervised.md);
-  this term keeps the unlabelled rows' class shares near the prior.
+  shares: q(y|x) for unlabelled rows, the label for labelled ones (not in the paper). Without
+  it, when every label is of one class (anomalies, in the detector), the classifier can put
+  every row in that class and the other class is never trained (measured:
+  benchmarks/deep_sad.py, docs/semisupervised.md); this term keeps the class shares near the
+  prior.
 
 Unlabelled rows carry y = -1 in the batch.
 """
