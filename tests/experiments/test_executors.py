@@ -166,3 +166,12 @@ def test_a_tiny_benchmark_on_ray_equals_the_serial_one(ray_executor, tmp_path):
     on_ray = AnomalyBenchmark(tiny_config(**SETTINGS), tmp_path / "ray", executor=ray_executor).run()
     assert _timeless(on_ray) == _timeless(serial)
     _same_outputs(tmp_path / "ray", tmp_path / "serial")
+
+
+def test_a_free_local_worker_takes_the_earliest_unit_of_the_serial_order(monkeypatch):
+    executor = LocalExecutor(jobs=1)
+    monkeypatch.setattr(executor, "_launch", lambda: None)  # queue only: no worker takes anything
+    units = _units()
+    for rank in (3, 0, 5, 1):
+        executor._submit(units[rank], {}, rank)
+    assert [job[2].name for job in executor.queue] == [units[r].name for r in (0, 1, 3, 5)]

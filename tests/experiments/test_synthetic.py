@@ -65,3 +65,27 @@ def test_tabular_data_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("vaelab: error:") and "image data" in err[-1]
     assert not (tmp_path / "o").exists()  # refused before anything was trained or written
+
+
+def test_the_probe_in_the_span_of_its_rows_is_the_plain_probe():
+    """probe_columns rotates the standardized rows onto their principal axes first: the same L2
+    logistic regression (its weights lie in the rows' span), so the same predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from vaelab.config import Config
+    from vaelab.experiments.synthetic import EvalSet, probe_columns, probe_rows
+
+    rng = np.random.default_rng(0)
+    kinds = np.repeat(["normal", "noise", "blur"], [150, 25, 25])
+    x = rng.normal(size=(200, 300)) + (kinds == "noise")[:, None] * 0.4 - (kinds == "blur")[:, None] * 0.4
+    config = Config.from_dict({"synthetic": {"types": ["noise", "blur"], "severities": [1.0], "probe_folds": 4}})
+    ev = EvalSet(x, kinds, np.ones(200), None)
+    column = probe_columns(config, ev, x)["probe/1"]
+    idx = probe_rows(config, ev, 1.0)
+    assert np.isnan(np.delete(column, idx)).all() and len(idx) == 75  # 50 anomalies and 25 normals
+    plain = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), x[idx], kinds[idx],
+                              cv=StratifiedKFold(4, shuffle=True, random_state=config.synthetic.seed))
+    assert np.mean(np.unique(kinds)[column[idx].astype(int)] == plain) >= 0.97

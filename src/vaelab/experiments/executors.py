@@ -23,6 +23,7 @@ memory alignment). Workers use ``threads`` threads each (default 1).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import multiprocessing
 import shutil
@@ -139,6 +140,7 @@ class _ParallelExecutor:
         """The units of several stores together (each recorded in its own store): a unit starts once
         the units it reads (``after``, in any of the groups) have finished."""
         pending = [(store, u) for store, units in groups for u in units if not store.done(u)]
+        rank = {id(u): i for i, (_, u) in enumerate(pending)}  # the serial order: what a free worker takes first
         ours = {u.fingerprint for _, u in pending}
         attempts: dict[str, int] = {}
         running: dict[Any, tuple[Any, Unit]] = {}
@@ -148,7 +150,7 @@ class _ParallelExecutor:
                 for store, unit in [(s, u) for s, u in pending if not (set(u.after) & ours)]:
                     pending.remove((store, unit))
                     store.say(f"[{unit.name}] submitted ({self.name})")
-                    running[self._submit(unit, store.input_files(unit))] = (store, unit)
+                    running[self._submit(unit, store.input_files(unit), rank[id(unit)])] = (store, unit)
                 if not running:
                     raise VaelabError("units wait on each other in a cycle: " + ", ".join(u.name for _, u in pending))
                 for handle, outcome in self._wait(list(running)):
@@ -170,7 +172,7 @@ class _ParallelExecutor:
     # the parts each kind of worker pool provides
     def _start(self) -> None: ...
     def _stop(self) -> None: ...
-    def _submit(self, unit: Unit, inputs: dict[str, bytes]) -> Any: raise NotImplementedError  # noqa: E704
+    def _submit(self, unit: Unit, inputs: dict[str, bytes], rank: int) -> Any: raise NotImplementedError  # noqa: E704
     def _wait(self, handles: list[Any]) -> list[tuple[Any, Any]]: raise NotImplementedError  # noqa: E704
     def _retryable(self, error: BaseException) -> bool: return False  # noqa: E704
 
@@ -213,7 +215,7 @@ class LocalExecutor(_ParallelExecutor):
         super().__init__(threads, retries)
         self.jobs, self.name = jobs, f"{jobs} local jobs"
         self.context = multiprocessing.get_context("spawn")
-        self.queue: list[tuple[Any, Unit, dict[str, bytes]]] = []
+        self.queue: list[tuple[int, Any, Unit, dict[str, bytes]]] = []  # (rank, handle, unit, inputs)
         self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for a unit
         self.busy: dict[Any, tuple[Any, Any]] = {}  # handle -> (process, connection)
 
@@ -230,9 +232,11 @@ class LocalExecutor(_ParallelExecutor):
         self.busy.clear()
         self.queue.clear()
 
-    def _submit(self, unit: Unit, inputs: dict[str, bytes]) -> Any:
+    def _submit(self, unit: Unit, inputs: dict[str, bytes], rank: int) -> Any:
+        """Queue ``unit`` by ``rank`` (its place in the serial order), so that a unit that became ready
+        late (a model's scores after its training) goes before independent work queued earlier."""
         handle = object()
-        self.queue.append((handle, unit, inputs))
+        bisect.insort(self.queue, (rank, handle, unit, inputs), key=lambda job: job[0])
         self._launch()
         return handle
 
@@ -247,14 +251,14 @@ class LocalExecutor(_ParallelExecutor):
 
     def _launch(self) -> None:
         while self.queue and len(self.busy) < self.jobs:
-            handle, unit, inputs = self.queue.pop(0)
+            rank, handle, unit, inputs = self.queue.pop(0)
             process, conn = self._worker_process()
             try:
                 conn.send((unit, inputs))
             except OSError:  # the idle worker had died: its unit goes to a fresh one
                 process.join()
                 conn.close()
-                self.queue.insert(0, (handle, unit, inputs))
+                self.queue.insert(0, (rank, handle, unit, inputs))
                 continue
             self.busy[handle] = (process, conn)
 
@@ -314,7 +318,7 @@ class RayExecutor(_ParallelExecutor):
             self.ray.shutdown()
             self._started_here = False
 
-    def _submit(self, unit: Unit, inputs: dict[str, bytes]) -> Any:
+    def _submit(self, unit: Unit, inputs: dict[str, bytes], rank: int) -> Any:
         gpus = 1 if str(unit.runtime.get("device", "cpu")).startswith("cuda") else 0
         return self._remote.options(num_cpus=self.threads, num_gpus=gpus, max_retries=self.retries,
                                     retry_exceptions=False).remote(unit, inputs, self.threads)

@@ -146,37 +146,43 @@ class Study:
         self.models()
         return self._synthetic(out_dir)
 
-    def _synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
+    def _synthetic_units(self, out_dir: str | Path | None = None) -> tuple[SyntheticBenchmark, list[Unit], Unit]:
+        """The synthetic benchmark in ``out_dir`` (default ``synthetic/``), its cells and the unit that
+        makes its tables and figures from them."""
         inside = out_dir is None
         out = self.run_dir / "synthetic" if inside else Path(out_dir)
         bench = SyntheticBenchmark(self.config, out, self.model_files(), say=self.say, executor=self.executor)
         units = bench.units()
-        bench.store.run_all(units)
         prefix = "synthetic/figures" if inside else str(out / "figures")
         finish = Unit("synthetic", "vaelab.experiments.study:synthetic_tables",
                       {"config": self._results_config(), "prefix": prefix}, outputs=("results.json",),
                       after=tuple(u.fingerprint for u in units), runtime={"models": {
                           str(d): [str(f), fp] for d, (f, fp) in self.model_files().items()}})
+        return bench, units, finish
+
+    def _synthetic(self, out_dir: str | Path | None = None) -> dict[str, Any]:
+        bench, units, finish = self._synthetic_units(out_dir)
+        bench.store.run_all(units)
         result = bench.store.run(finish)
         self.seconds["synthetic"] = sum(bench.store.seconds([*units, finish]).values())
         return result
 
     def _groups(self, model_units: dict[int, tuple[Unit, Unit]], figure_units: list[Unit]) -> list[tuple[UnitStore, list[Unit]]]:
-        """Every stage's units with the store that records them, in the serial order: models, figures,
-        anomaly cells, synthetic cells, the semi-supervised stage. The tables that summarise a stage
-        run afterwards, in this process."""
+        """Every stage's units with the store that records them, in the serial order (which a parallel
+        executor's free worker also follows among the units that are ready): models, figures, the
+        semi-supervised stage, anomaly cells, synthetic cells and tables. The anomaly tables run
+        afterwards, in this process (they read the cells of another store)."""
         cfg = self.config
         groups = [(self.store, [*(t for t, _ in model_units.values()), *(s for _, s in model_units.values()),
                                 *figure_units])]
+        if cfg.semisupervised.labels:  # one long unit that needs nothing: early, beside the models
+            groups.append((self.store, [self.semisupervised_unit()]))
         if cfg.anomaly.protocols:
             bench = AnomalyBenchmark(cfg, self.run_dir / "anomaly", say=self.say, executor=self.executor)
             groups.append((bench.store, bench.units()))
         if cfg.synthetic.types and load_dataset(cfg.data).kind == "image":
-            synthetic = SyntheticBenchmark(cfg, self.run_dir / "synthetic", self.model_files(), say=self.say,
-                                           executor=self.executor)
-            groups.append((synthetic.store, synthetic.units()))
-        if cfg.semisupervised.labels:
-            groups.append((self.store, [self.semisupervised_unit()]))
+            synthetic, cells, finish = self._synthetic_units()
+            groups.append((synthetic.store, [*cells, finish]))  # the tables as soon as their cells are done
         return groups
 
     def run(self) -> dict[str, Any]:
