@@ -89,3 +89,28 @@ def test_auto_precision_follows_the_measured_speed_and_the_callers_check(monkeyp
 def test_a_trained_model_records_the_precision_it_ran_in(tmp_path):
     run = train_model(tiny_config(), tmp_path / "r")
     assert run.meta["metrics"]["precision"] in ("float32", "bfloat16")
+
+
+def test_a_worker_that_draws_the_curve_is_sent_the_snapshots(tmp_path):
+    """Under --jobs or Ray the curve's unit runs in a private directory with the files of the units it
+    reads: the training unit lists its snapshots, so they are sent (they were not, and the curve was empty)."""
+    from vaelab.experiments.units import UnitStore
+
+    config = tiny_config(train={**FAST, "epochs": 2, "snapshot_every": 1}, study={"latent_dims": [2], "curve_rows": 20})
+    store = UnitStore(tmp_path)
+    train = Unit("train/z2", "vaelab.experiments.study_stages:train", {"config": config.with_latent_dim(2).to_dict()},
+                 outputs=("models/z2/model.safetensors", "models/z2/history.json"))
+    store.run(train)
+    reader = Unit("curves", "vaelab.experiments.study_stages:curves", {"config": config.to_dict()},
+                  after=(train.fingerprint,))
+    sent = store.input_files(reader)
+    assert {"models/z2/snapshots/epoch_00001.safetensors", "models/z2/snapshots/epoch_00002.safetensors"} <= set(sent)
+
+
+def test_a_curve_without_its_snapshots_is_an_error_not_an_empty_figure(tmp_path):
+    config = tiny_config(train={**FAST, "epochs": 2, "snapshot_every": 1}, study={"latent_dims": [2], "curve_rows": 20})
+    train_model(config.with_latent_dim(2), tmp_path / "models" / "z2")
+    for path in (tmp_path / "models" / "z2" / "snapshots").glob("*"):
+        path.unlink()
+    with pytest.raises(VaelabError, match="no weight snapshots"):
+        curves(Unit("curves", "vaelab.experiments.study_stages:curves", {"config": config.to_dict()}), tmp_path)

@@ -170,19 +170,19 @@ class Study:
     def _groups(self, model_units: dict[int, tuple[Unit, Unit]], figure_units: list[Unit]) -> list[tuple[UnitStore, list[Unit]]]:
         """Every stage's units with the store that records them, in the serial order (which a parallel
         executor's free worker also follows among the units that are ready): models, figures, the
-        semi-supervised stage, anomaly cells, synthetic cells and tables. The anomaly tables run
+        semi-supervised stage, synthetic cells and tables, anomaly cells. The anomaly tables run
         afterwards, in this process (they read the cells of another store)."""
         cfg = self.config
         groups = [(self.store, [*(t for t, _ in model_units.values()), *(s for _, s in model_units.values()),
                                 *figure_units])]
         if cfg.semisupervised.labels:  # one long unit that needs nothing: early, beside the models
             groups.append((self.store, [self.semisupervised_unit()]))
-        if cfg.anomaly.protocols:
-            bench = AnomalyBenchmark(cfg, self.run_dir / "anomaly", say=self.say, executor=self.executor)
-            groups.append((bench.store, bench.units()))
         if cfg.synthetic.types and load_dataset(cfg.data).kind == "image":
             synthetic, cells, finish = self._synthetic_units()
             groups.append((synthetic.store, [*cells, finish]))  # the tables as soon as their cells are done
+        if cfg.anomaly.protocols:  # many short cells that need nothing: they fill the workers last
+            bench = AnomalyBenchmark(cfg, self.run_dir / "anomaly", say=self.say, executor=self.executor)
+            groups.append((bench.store, bench.units()))
         return groups
 
     def run(self) -> dict[str, Any]:

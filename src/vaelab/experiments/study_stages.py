@@ -15,6 +15,7 @@ import torch
 from vaelab import embedding, plots, ranking
 from vaelab.config import Config
 from vaelab.data import load_dataset
+from vaelab.errors import VaelabError
 from vaelab.experiments.training_run import MODEL_FILE, train_model
 from vaelab.experiments.units import Unit
 from vaelab.fileio import atomic_path
@@ -37,13 +38,16 @@ def _save(root: Path, fig, file: str) -> None:
 
 
 def train(unit: Unit, root: Path) -> dict[str, Any]:
-    """One VAE of ``model.latent_dim`` into ``models/z<d>`` (resuming its checkpoint where it has one)."""
+    """One VAE of ``model.latent_dim`` into ``models/z<d>`` (resuming its checkpoint where it has one).
+    Its weight snapshots (``train.snapshot_every``) are among the files it lists, so that a unit that
+    reads them (the likelihood curve) gets them on a worker of its own."""
     config = _config(unit)
-    run = train_model(config, root / "models" / f"z{config.model.latent_dim}", existing="continue",
-                      dataset=load_dataset(config.data))
+    out = root / "models" / f"z{config.model.latent_dim}"
+    run = train_model(config, out, existing="continue", dataset=load_dataset(config.data))
     m = run.meta["metrics"]
+    snapshots = sorted(p.relative_to(root).as_posix() for p in (out / "snapshots").glob("epoch_*.safetensors"))
     return {"epochs": m["epochs"], "train_seconds": m["train_seconds"], "val_elbo": m["val_elbo"],
-            "train_elbo": m["train_elbo"], "precision": m.get("precision")}
+            "train_elbo": m["train_elbo"], "precision": m.get("precision"), "files": snapshots}
 
 
 def scores(unit: Unit, root: Path) -> dict[str, Any]:
@@ -240,6 +244,10 @@ def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]
             values = score_array(model, x, "iwae", n_samples=cfg.iwae_samples, batch_size=cfg.batch_size,
                                  memory_mb=cfg.memory_mb, seed=cfg.seed, precision=precision)
             points.append([int(meta["epoch"]), float(values.mean())])
+        trained = len(json.loads((root / "models" / f"z{d}" / "history.json").read_text()))
+        if not points and trained >= config.train.snapshot_every:  # a snapshot was due: it is missing
+            raise VaelabError(f"no weight snapshots for the likelihood curve of latent size {d}",
+                              root / "models" / f"z{d}" / "snapshots")
         curves[f"z{d}"] = points
     return curves
 
