@@ -5,9 +5,7 @@ The previous scorer (kept below as the baseline) evaluated log p(x|z) as a d-wid
 Bernoulli term per (row, sample) and the Gaussian densities of z separately, in sample chunks.
 The current one (:func:`vaelab.scores.score_array`) computes the data term's per-row part once
 per row, the densities from the draws in closed form, and all of a group of rows' samples at
-once, passing about :data:`~vaelab.models.vae.CODES_PER_PASS` codes through the decoder at a time
-so that their logits stay in the cache ("one pass": a group's codes in one pass, as before); with
-``precision = "bfloat16"`` the decoder's products run in bfloat16.
+once; with ``precision = "bfloat16"`` the decoder's products run in bfloat16.
 
 Accuracy: each scorer's own estimate computed in float64 from the same draws (each row's noise
 from its own seed, drawn in float32) on ``--reference-rows`` rows; the table shows the mean
@@ -38,7 +36,6 @@ from vaelab.data import load_dataset
 from vaelab.data.synthetic import image_test_set
 from vaelab.evaluation import auroc
 from vaelab.models import build_model
-from vaelab.models import vae as vae_module
 from vaelab.models.files import load_model
 from vaelab.runtime import RowNoise, matmul_throughput, resolve_precision, seeded_init
 from vaelab.scores import IWAE_TOLERANCE, _per_row, iwae_log_px, score_array, scoring_precision
@@ -98,17 +95,6 @@ def trained_model(x_train: np.ndarray, latent: int, epochs: int, models: Path | 
     return model.eval()
 
 
-def one_pass(fn):
-    """``fn()`` with every group of rows' codes through the decoder in one pass (as before
-    :data:`vaelab.models.vae.CODES_PER_PASS`): the logits of a whole group (about 44 MB at K=1000)
-    go through main memory between the product and the softplus."""
-    saved, vae_module.CODES_PER_PASS = vae_module.CODES_PER_PASS, 2**62
-    try:
-        return fn()
-    finally:
-        vae_module.CODES_PER_PASS = saved
-
-
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -164,8 +150,6 @@ def main() -> None:
         at_peak = 2 * len(x_test) * args.samples * (latent * 400 + 400 * 784) / (peaks["float32"] * 1e9)
         scorers = {
             "previous (float32)": lambda xs: previous_iwae(model, xs, args.samples),
-            "current, float32, one pass": lambda xs: one_pass(lambda: score_array(
-                model, xs, "iwae", n_samples=args.samples, precision="float32")),
             "current, float32": lambda xs: score_array(model, xs, "iwae", n_samples=args.samples,
                                                        precision="float32"),
             "current, bfloat16": lambda xs: score_array(model, xs, "iwae", n_samples=args.samples,

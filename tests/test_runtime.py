@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vaelab.errors import ConfigError
-from vaelab.runtime import RowNoise, autocast, in_threads, make_generator, numpy_rng, resolve_device, seeded_init
+from vaelab.runtime import autocast, make_generator, numpy_rng, resolve_device, seeded_init
 
 
 def test_auto_device_is_cpu_without_cuda_and_bad_devices_are_refused():
@@ -50,20 +50,3 @@ def test_auto_precision_can_be_pinned_for_every_process_of_a_run(monkeypatch):
     monkeypatch.setenv("VAELAB_PRECISION", "half")
     with pytest.raises(ConfigError, match="VAELAB_PRECISION must be float32 or bfloat16"):
         resolve_precision("auto", "cpu")
-
-
-def test_in_threads_covers_every_item_once_and_row_draws_do_not_depend_on_threads():
-    seen: list[int] = []
-    in_threads(10, lambda rows: seen.extend(rows))
-    assert sorted(seen) == list(range(10))
-    x = torch.rand(7, 4)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = RowNoise(x, 3).standard_normal((50, 7, 5), torch.float32)
-        torch.set_num_threads(2)
-        two = RowNoise(x, 3).standard_normal((50, 7, 5), torch.float32)
-    finally:
-        torch.set_num_threads(before)
-    assert torch.equal(one, two)
-    assert torch.equal(one[:, 2], RowNoise(x[2:3], 3).standard_normal((50, 1, 5), torch.float32)[:, 0])

@@ -9,9 +9,7 @@ import hashlib
 import os
 import random
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Callable, ContextManager
 
@@ -173,27 +171,6 @@ def row_seeds(x: torch.Tensor, seed: int) -> list[int]:
                            "little") >> 1 for row in rows]
 
 
-_POOL: dict[int, ThreadPoolExecutor] = {}
-_POOL_LOCK = threading.Lock()
-
-
-def in_threads(n: int, fill: Callable[[range], None], min_items: int = 2) -> None:
-    """Call ``fill`` on contiguous parts of ``range(n)``, one part per torch thread, side by side
-    in a shared thread pool (torch's operations release the GIL): for serial work that each item
-    does alone, such as each row's draws from its own generator. With one thread, or fewer than
-    ``min_items`` items per thread, ``fill(range(n))`` runs here. What each item computes does not
-    depend on the split."""
-    threads = min(torch.get_num_threads(), n // max(min_items, 1))
-    if threads <= 1:
-        fill(range(n))
-        return
-    with _POOL_LOCK:
-        pool = _POOL.get(threads) or _POOL.setdefault(threads, ThreadPoolExecutor(threads, "vaelab"))
-    bounds = [n * i // threads for i in range(threads + 1)]
-    for job in [pool.submit(fill, range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]:
-        job.result()
-
-
 class RowNoise:
     """Standard normal draws for a batch of rows, each row's from its own generator
     (:func:`row_seeds`), so Monte-Carlo scores do not depend on the batch a row is in or the order
@@ -220,14 +197,9 @@ class RowNoise:
 
     def standard_normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """Draws of ``shape`` whose second-to-last axis is the rows: each row's in one call to its own
-        generator (rows split over torch's threads by :func:`in_threads`), written into one buffer (rows first in
-        memory, so ``movedim(-2, 0)`` is contiguous)."""
+        generator, written into one buffer (rows first in memory, so ``movedim(-2, 0)`` is contiguous)."""
         row_shape = (*shape[:-2], shape[-1])
         out = torch.zeros((self.n_real + self.n_pad, *row_shape), device=self.device)
-
-        def fill(rows: range) -> None:
-            for row in rows:
-                torch.randn(row_shape, generator=self.generators[row], device=self.device, out=out[row])
-
-        in_threads(self.n_real, fill)
+        for row, g in enumerate(self.generators):
+            torch.randn(row_shape, generator=g, device=self.device, out=out[row])
         return out.movedim(0, -2).to(dtype)

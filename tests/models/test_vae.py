@@ -35,16 +35,3 @@ def test_gaussian_decoder_variances_are_clamped():
         vae.enc_logvar.bias.fill_(-50.0)
     assert vae._clamp(vae.dec_logvar).max() == 1.0
     assert vae.encode(torch.zeros(2, 3))[1].min() >= -2.0
-
-
-def test_codes_go_through_the_decoder_in_passes_that_do_not_change_the_numbers(monkeypatch):
-    from vaelab.models import vae as vae_module
-
-    torch.manual_seed(0)
-    model = VAE(12, ModelConfig(latent_dim=3, hidden_dims=(16,)), "bernoulli").eval()
-    x, z = torch.rand(5, 12).round(), torch.randn(5, 4, 3)
-    whole = model.log_px_given_codes(x, z)
-    monkeypatch.setattr(vae_module, "CODES_PER_PASS", 9)  # two rows (8 codes) per pass, then one
-    passes = model.log_px_given_codes(x, z)
-    assert torch.allclose(whole, passes, atol=1e-5)
-    assert torch.allclose(passes, model.log_px_given_z(x.unsqueeze(1), z), atol=1e-4)
