@@ -13,9 +13,14 @@ def pca(x: np.ndarray, n_components: int, seed: int = 0) -> np.ndarray:
     return PCA(n_components=n_components, random_state=seed).fit_transform(x)
 
 
-def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
-    """A t-SNE map (n, 2) of ``x`` with openTSNE (PCA initialisation, seeded)."""
+def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
+    """A t-SNE map (n, 2) of ``x`` with openTSNE (PCA initialisation, seeded), on ``n_jobs`` threads
+    (default: torch's thread count, the budget of the unit computing it; all of the machine's cores
+    made each local worker's map compete with the other worker's unit, up to 3x slower)."""
+    import torch
     from openTSNE import TSNE
+
+    n_jobs = n_jobs or torch.get_num_threads()
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     perplexity = min(perplexity, max(2.0, (x.shape[0] - 1) / 3.0))

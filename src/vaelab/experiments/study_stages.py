@@ -4,7 +4,6 @@ train one VAE, score the test points, draw its figures, t-SNE maps, and training
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,7 +170,7 @@ def tsne(unit: Unit, root: Path) -> dict[str, Any]:
         x = embedding.pca(test.x[idx], st.pca_dims, st.seed)
     else:
         x = np.load(root / "scores" / f"{key}.npz")["latent_mean"][idx]
-    points = embedding.tsne(x, st.tsne_perplexity, st.seed, n_jobs=os.cpu_count() or 1)
+    points = embedding.tsne(x, st.tsne_perplexity, st.seed)
     with atomic_path(root / unit.outputs[0]) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, points)
