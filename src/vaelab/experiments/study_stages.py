@@ -212,7 +212,7 @@ def curves(unit: Unit, root: Path) -> dict[str, Any]:
                             "Train (dashed) and validation (solid) ELBO per epoch for each latent size.", 0)]
     result: dict[str, Any] = {"figures": figures}
     if config.train.snapshot_every:
-        result["likelihood_curve"] = likelihood_curve(config, root)
+        result["likelihood_curve"] = likelihood_curve(config, root, histories)
         _save(root, plots.likelihood_curve(result["likelihood_curve"], LIKELIHOOD_REFERENCE), "likelihood_curve.png")
         figures.append(figure_entry(
             "figures/likelihood_curve.png", "Training",
@@ -226,8 +226,9 @@ def curves(unit: Unit, root: Path) -> dict[str, Any]:
 LIKELIHOOD_REFERENCE = ("Burda et al. 2016, VAE with 2x200 hidden units, latent 50: -86.76 nats", -86.76)
 
 
-def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]:
-    """Per latent size, [epoch, mean test log p(x)] of every weight snapshot."""
+def likelihood_curve(config: Config, root: Path, histories: dict[str, list]) -> dict[str, list[list[float]]]:
+    """Per latent size, [epoch, mean test log p(x)] of every weight snapshot (``histories``: each
+    size's training history, to tell a snapshot that is missing from one that was never due)."""
     from vaelab.checkpoint import load_tensors
 
     x = load_dataset(config.data).test.x[:config.study.curve_rows]
@@ -243,8 +244,7 @@ def likelihood_curve(config: Config, root: Path) -> dict[str, list[list[float]]]
             values = score_array(model, x, "iwae", n_samples=cfg.iwae_samples, batch_size=cfg.batch_size,
                                  memory_mb=cfg.memory_mb, seed=cfg.seed, precision=precision)
             points.append([int(meta["epoch"]), float(values.mean())])
-        trained = len(json.loads((root / "models" / f"z{d}" / "history.json").read_text()))
-        if not points and trained >= config.train.snapshot_every:  # a snapshot was due: it is missing
+        if not points and len(histories[f"z{d}"]) >= config.train.snapshot_every:  # one was due: it is missing
             raise VaelabError(f"no weight snapshots for the likelihood curve of latent size {d}",
                               root / "models" / f"z{d}" / "snapshots")
         curves[f"z{d}"] = points
