@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import io
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -183,6 +183,18 @@ def tsne_columns(config: Config, ev, tests: dict[str, np.ndarray]) -> dict[str, 
     return {"tsne/0": out[:, 0], "tsne/1": out[:, 1]}
 
 
+class CellScores(NamedTuple):
+    """What a finished cell stored: test scores by detector, reference scores, the latent means
+    (None for the raw cell), its t-SNE points (n, 2; :func:`tsne_columns`) and its probe's predictions
+    by severity (:func:`probe_columns`)."""
+
+    tests: dict[str, np.ndarray]
+    refs: dict[str, np.ndarray]
+    means: np.ndarray | None
+    tsne: np.ndarray
+    probe: dict[float, np.ndarray]
+
+
 class SyntheticBenchmark:
     """The synthetic-anomaly benchmark with trained models (latent size -> (model file, the fingerprint
     of the unit that trained it: the cells depend on it))."""
@@ -197,7 +209,6 @@ class SyntheticBenchmark:
         self.data: Dataset = load_grey(config.data)
         self.eval = eval_set(config.data, sc)
         self.shape = tuple(self.data.image_shape[-2:])
-        self.predictions: dict[int, dict[float, np.ndarray]] = {}  # latent size (0: pixels) -> severity -> probe
 
     # ---- cells -------------------------------------------------------------
     def units(self) -> list[Unit]:
@@ -205,18 +216,14 @@ class SyntheticBenchmark:
         return [cell_unit(self.config, 0), *(cell_unit(self.config, d, file, fp)
                                              for d, (file, fp) in sorted(self.models.items()))]
 
-    def scores(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None,
-                                          np.ndarray]:
-        """(test scores by detector, reference scores, latent means or None, t-SNE points (n, 2) of
-        :func:`tsne_columns`) of a finished cell, from one read of its file; its probe's predictions
-        (:func:`probe_columns`) go to :attr:`predictions`."""
+    def scores(self, unit: Unit) -> CellScores:
+        """What a finished cell stored, from one read of its file."""
         _, tests, refs = load_scores(self.out_dir / unit.outputs[0])
         tsne = np.stack([tests.pop("tsne/0"), tests.pop("tsne/1")], axis=1)
-        self.predictions[unit.params["latent_dim"]] = {s: tests.pop(f"probe/{s:g}")
-                                                       for s in self.config.synthetic.severities}
+        probe = {s: tests.pop(f"probe/{s:g}") for s in self.config.synthetic.severities}
         cols = _mean_columns(tests)
         means = np.stack([tests.pop(k) for k in cols], axis=1) if cols else None
-        return tests, refs, means, tsne
+        return CellScores(tests, refs, means, tsne, probe)
 
     # ---- analysis ----------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -228,15 +235,17 @@ class SyntheticBenchmark:
         """Every table and figure from the finished cells; returns the summary for metrics.json and the report."""
         sc, ev = self.config.synthetic, self.eval
         units = self.units()
-        raw_tests, raw_refs, _, raw_tsne = self.scores(units[0])
+        raw = self.scores(units[0])
+        raw_tests, raw_refs = raw.tests, raw.refs
         rows: list[dict[str, Any]] = []
         means: dict[int, np.ndarray] = {}
-        tsne = {0: raw_tsne}
+        tsne, predictions = {0: raw.tsne}, {0: raw.probe}
         for unit in units:
             latent = unit.params["latent_dim"]
             if latent:
-                tests, refs, means[latent], tsne[latent] = self.scores(unit)
-                scores = {k: v for k, v in with_derived({**tests, **raw_tests}, {**refs, **raw_refs})[0].items()
+                cell = self.scores(unit)
+                means[latent], tsne[latent], predictions[latent] = cell.means, cell.tsne, cell.probe
+                scores = {k: v for k, v in with_derived({**cell.tests, **raw_tests}, {**cell.refs, **raw_refs})[0].items()
                           if k not in raw_tests}
             else:
                 scores = with_derived(raw_tests, raw_refs)[0]
@@ -246,24 +255,24 @@ class SyntheticBenchmark:
                     y = (ev.kind[rows_t] == t).astype(int)
                     rows += [{"severity": s, "type": t, "latent_dim": latent, "detector": name,
                               **detection_metrics(y, v[rows_t])} for name, v in scores.items()]
-        probe = self.probe(means)
+        probe = self.probe(predictions)
         shift = self.shift(means)
         self.write(rows, probe, shift)
         figures = self.figures(rows, means, shift, tsne)
         return {"figures": figures, "best": best_per_type(rows), "probe": probe, "severities": list(sc.severities),
                 "types": list(sc.types)}
 
-    def probe(self, means: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+    def probe(self, predictions: dict[int, dict[float, np.ndarray]]) -> list[dict[str, Any]]:
         """Cross-validated accuracy of a linear classifier of the type (normal included), from the
-        cells' predictions (:func:`probe_columns`): pixels first, then each latent size."""
+        cells' predictions (latent size, 0 for the pixels -> severity -> :func:`probe_columns`' column)."""
         sc, ev = self.config.synthetic, self.eval
         names = np.unique(ev.kind)
         out = []
         for s in sc.severities:
             idx = probe_rows(self.config, ev, s)
             y = ev.kind[idx]
-            for latent in [0, *means]:
-                pred = names[self.predictions[latent][s][idx].astype(int)]
+            for latent, by_severity in predictions.items():
+                pred = names[by_severity[s][idx].astype(int)]
                 out.append({"severity": s, "features": "pixels" if latent == 0 else f"z{latent}",
                             "accuracy": float((pred == y).mean()), "chance": float(1 / len(np.unique(y))),
                             "per_type": {t: float((pred[y == t] == t).mean()) for t in np.unique(y)}})
