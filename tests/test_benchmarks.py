@@ -72,14 +72,16 @@ def test_gpu_script_smoke(tmp_path):
     """The GPU script runs end to end (here on the CPU, shrunk) and writes its table."""
     import os
 
-    env = {**os.environ, "EPOCHS": "1", "ROWS": "50", "PYTHON": sys.executable,
+    env = {**os.environ, "EPOCHS": "1", "ROWS": "50", "PYTHON": sys.executable, "STUDY_JOBS": "2", "STUDY_THREADS": "1",
            "STUDY_SET": "--set train.epochs=1 --set study.latent_dims=[2] --set study.tsne_points=100 "
                         "--set score.iwae_samples=5 --set data.train_limit=1000"}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(SHARED_MNIST), str(tmp_path / "out")],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "out" / "speed.md").read_text()
-    assert "| training, s/epoch (median of 1) | 200 |" in table and "| seed study (configs/seed.toml, shrunk), wall |" in table
+    assert "| training, s/epoch (median of 1) | 200 | float32 |" in table and "| IWAE K=1000, 50 test digits | 200 |" in table
+    assert "| seed study (configs/seed.toml, shrunk, --jobs 2), wall |" in table
+    assert "failed" not in table and "did not finish" not in table, table
 
 
 def test_explain_pointing_smoke(tmp_path):
