@@ -66,17 +66,28 @@ say(f"precision auto -> {auto}")
 say("")
 say("| what | latent | precision | seconds | note |")
 say("|---|---|---|---|---|")
+variants = [("float32", False)] + ([("float32", True)] if device.type == "cuda" else [])
+variants += [(auto, device.type == "cuda")] if auto != "float32" else []
 for latent in (5, 200):
-    for precision in dict.fromkeys(["float32", auto]):
+    weights = {}
+    for precision, graphs in variants:
         try:
             with seeded_init(0):
                 model = build_model(ModelConfig(latent_dim=latent, hidden_dims=(400,)), 784, "bernoulli")
-            result = Trainer(model, TrainConfig(epochs=epochs, batch_size=512, progress=False, precision=precision),
-                             run_config={}, transform=dynamic_binarization).fit({"x": torch.from_numpy(x)})
+            trainer = Trainer(model, TrainConfig(epochs=epochs, batch_size=512, progress=False, precision=precision,
+                                                 cuda_graphs=graphs), run_config={}, transform=dynamic_binarization)
+            result = trainer.fit({"x": torch.from_numpy(x)})
+            weights[precision, graphs] = {k: v.double() for k, v in model.state_dict().items()}
             per_epoch = sorted(r["seconds"] for r in result.history)[len(result.history) // 2]
             rate = training_gflop(len(x), latent) / per_epoch
-            say(f"| training, s/epoch (median of {epochs}) | {latent} | {result.precision} | {per_epoch:.3f} | "
-                f"{rate:.0f} GFLOP/s, {rate / peaks.get(result.precision, float('nan')):.1%} of its peak |")
+            same = ""
+            if graphs and ("float32", False) in weights and precision == "float32":
+                eager = weights["float32", False]
+                same = f"; weights after {epochs} epochs differ from eager by at most " + \
+                    f"{max(float((eager[k] - v).abs().max()) for k, v in weights[precision, graphs].items()):.2e}"
+            mode = "CUDA graphs" if trainer.graphed is not None else "eager"
+            say(f"| training, s/epoch (median of {epochs}), {mode} | {latent} | {result.precision} | {per_epoch:.3f} | "
+                f"{rate:.0f} GFLOP/s, {rate / peaks.get(result.precision, float('nan')):.1%} of its peak{same} |")
         except Exception:
             traceback.print_exc()
             say(f"| training | {latent} | {precision} | failed | {traceback.format_exc().splitlines()[-1]} |")

@@ -79,7 +79,7 @@ def test_gpu_script_smoke(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "out" / "speed.md").read_text()
-    assert "| training, s/epoch (median of 1) | 200 | float32 |" in table and "| IWAE K=1000, 50 test digits | 200 |" in table
+    assert "| training, s/epoch (median of 1), eager | 200 | float32 |" in table and "| IWAE K=1000, 50 test digits | 200 |" in table
     assert "| seed study (configs/seed.toml, shrunk, --jobs 2), wall |" in table
     assert "failed" not in table and "did not finish" not in table, table
 

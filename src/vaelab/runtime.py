@@ -45,8 +45,8 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
     """
     if precision == "float32":
         return nullcontext()
-    if precision == "bfloat16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "bfloat16":  # no cast cache on CUDA, as a captured graph (training.GraphedStep) needs
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda")
     raise ConfigError(f"unknown precision {precision!r}; use float32, bfloat16 or auto")
 
 

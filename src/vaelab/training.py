@@ -95,12 +95,43 @@ def _config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return None
 
 
-def make_adam(model: nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch build supports it (~10% faster on CPU)."""
+def make_adam(model: nn.Module, lr: float, capturable: bool = False) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where this torch build supports it (~10% faster on CPU);
+    ``capturable``: its step counts live on the device, so that a CUDA graph can replay the step."""
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=capturable)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
+
+
+# Eager steps before a CUDA graph is captured, on a side stream as PyTorch's graph docs ask: they
+# create what is made lazily (Adam's moments, cuBLAS handles). They are real training steps.
+GRAPH_WARMUP_STEPS = 3
+
+
+class GraphedStep:
+    """One full batch's training step, captured once as a CUDA graph and then replayed: a replay
+    launches the whole step (draws, forward, backward, Adam) at once, instead of the dozens of
+    kernels that eager mode launches one by one from Python, which is what bounds a small model's
+    step on a GPU. The rows of a step are copied into a fixed index buffer that the graph reads.
+    The trainer's generator is registered with the graph, so each replay draws fresh numbers from
+    it and advances it as the eager step would. Adam's learning rate is fixed in the graph: a
+    trainer captures again when it changes."""
+
+    def __init__(self, step: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]], data: Batch,
+                 rows: int, generator: torch.Generator, lr: float) -> None:
+        self.lr = lr
+        self.index = torch.zeros(rows, dtype=torch.long, device=generator.device)
+        self.graph = torch.cuda.CUDAGraph()
+        self.graph.register_generator_state(generator)
+        with torch.cuda.graph(self.graph):
+            self.loss, self.elbo = step({k: v.index_select(0, self.index) for k, v in data.items()})
+
+    def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on rows ``index``; the step's loss and ELBO sum (copies: the next replay overwrites)."""
+        self.index.copy_(index)
+        self.graph.replay()
+        return self.loss.clone(), self.elbo.clone()
 
 
 class Trainer:
@@ -112,7 +143,13 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
-        self.optimizer = make_adam(self.model, config.lr)
+        # a CUDA graph per full batch (GraphedStep) where the device is CUDA and the model's step has
+        # fixed shapes; off after a capture that failed (then the steps run eagerly)
+        self.graphs = (self.device.type == "cuda" and config.cuda_graphs
+                       and bool(getattr(model, "graph_safe", False)))
+        self.optimizer = make_adam(self.model, config.lr, capturable=self.graphs)
+        self.graphed: GraphedStep | None = None
+        self.eager_steps = 0  # full-batch steps run eagerly in this process (GRAPH_WARMUP_STEPS)
         self.generator = make_generator(config.seed, self.device)
         self.run_config = run_config
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -175,6 +212,9 @@ class Trainer:
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, meta["optimizer"]))
+        for group in self.optimizer.param_groups:  # as this trainer steps, whatever device wrote it
+            group["capturable"] = self.graphs
+        self.graphed = None  # the optimizer's state is new: a graph captures it again
         self.generator.set_state(tensors["rng.train"])
         self.epoch = int(meta["epoch"])
         self.history = list(meta["history"])
@@ -190,16 +230,17 @@ class Trainer:
         self.model.train()
         order = torch.randperm(n, generator=self.generator, device=self.device)
         losses, elbo_sum = [], torch.zeros((), device=self.device, dtype=torch.float64)
-        for batch in iterate_batches(data, self.config.batch_size, order):
-            if self.transform is not None:
-                batch = self.transform(batch, self.generator)
-            with autocast(self.device, self.precision):
-                out = self.model(**batch, generator=self.generator)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
-            losses.append(out.loss.detach())
-            elbo_sum += out.elbo.detach().sum(dtype=torch.float64)
+        for start in range(0, n, self.config.batch_size):
+            index = order[start:start + self.config.batch_size]
+            graphed = self._graphed_step(data, len(index))
+            if graphed is not None:
+                loss, elbo = graphed(index)
+            elif self.graphs and len(index) == self.config.batch_size:  # warm-up for the capture
+                loss, elbo = self._side_stream_step({k: v.index_select(0, index) for k, v in data.items()})
+            else:
+                loss, elbo = self._step({k: v.index_select(0, index) for k, v in data.items()})
+            losses.append(loss)
+            elbo_sum += elbo
         finite = torch.isfinite(torch.stack(losses))
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -208,6 +249,43 @@ class Trainer:
             raise TrainingDiverged(f"loss became NaN or infinite at epoch {self.epoch + 1}, batch {bad + 1}; "
                                    f"{kept}; try a lower train.lr")
         return float(elbo_sum) / n
+
+    def _step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on ``batch``: its loss and the sum of its rows' ELBO (float64)."""
+        if self.transform is not None:
+            batch = self.transform(batch, self.generator)
+        with autocast(self.device, self.precision):
+            out = self.model(**batch, generator=self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        return out.loss.detach(), out.elbo.detach().sum(dtype=torch.float64)
+
+    def _side_stream_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_step` on a side CUDA stream (the warm-up before a capture)."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            out = self._step(batch)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.eager_steps += 1
+        return out
+
+    def _graphed_step(self, data: Batch, rows: int) -> GraphedStep | None:
+        """The captured step for a full batch, captured now if due (None: run this step eagerly)."""
+        if not self.graphs or rows != self.config.batch_size or self.eager_steps < GRAPH_WARMUP_STEPS:
+            return None
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.graphed is None or self.graphed.lr != lr:
+            self.graphed = None
+            try:
+                self.graphed = GraphedStep(self._step, data, rows, self.generator, lr)
+                self.log(f"epoch {self.epoch + 1}: full batches of {rows} replay one CUDA graph (learning rate {lr:g})")
+            except Exception as exc:  # an older torch, or a step that cannot be captured
+                self.graphs = False
+                self.log(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training eagerly")
+                return None
+        return self.graphed
 
     def _schedule(self) -> None:
         """After an epoch with a validation bound: remember the best weights, decay the learning

@@ -52,6 +52,10 @@ class VAE(nn.Module):
     also take a condition c (e.g. a one-hot class), q(z|x,c) and p(x|z,c).
     """
 
+    # its training step has fixed shapes and never waits on the device, so a CUDA graph can
+    # capture it (training.GraphedStep)
+    graph_safe = True
+
     def __init__(self, input_dim: int, config: ModelConfig, likelihood: str, condition_dim: int = 0) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
