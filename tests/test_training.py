@@ -174,8 +174,6 @@ def test_m2_learns_from_few_labels_without_seeing_test_labels():
     assert np.isfinite(marginal_elbo(m2, data.test.x[:50])).all()
 
 
-
-
 def _graph_trainer(graphs: bool, device: str, **train) -> Trainer:
     from vaelab.runtime import seeded_init
     from vaelab.training import dynamic_binarization
@@ -202,7 +200,7 @@ def test_cuda_graph_training_matches_eager_training():
     runs = {}
     for graphs in (False, True):
         trainer = _graph_trainer(graphs, "cuda", epochs=2)
-        history = trainer.fit(x).history
+        trainer.fit(x)
         for group in trainer.optimizer.param_groups:
             group["lr"] /= 2
         trainer.config = dataclasses.replace(trainer.config, epochs=4)

@@ -56,15 +56,16 @@ def dynamic_binarization(batch: Batch, generator: torch.Generator) -> Batch:
     return {**batch, "x": (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)}
 
 
-def iterate_batches(tensors: Batch, batch_size: int, order: torch.Tensor | None = None):
-    """Yield dicts of row slices of ``tensors`` (all of one length), in ``order`` if given."""
+def iterate_batches(tensors: Batch, batch_size: int):
+    """Yield dicts of consecutive row slices of ``tensors`` (all of one length)."""
     n = next(iter(tensors.values())).shape[0]
     for start in range(0, n, batch_size):
-        if order is None:
-            yield {k: v[start:start + batch_size] for k, v in tensors.items()}
-        else:
-            idx = order[start:start + batch_size]
-            yield {k: v.index_select(0, idx) for k, v in tensors.items()}
+        yield {k: v[start:start + batch_size] for k, v in tensors.items()}
+
+
+def select_rows(tensors: Batch, index: torch.Tensor) -> Batch:
+    """Rows ``index`` of each of ``tensors`` (copies, in that order)."""
+    return {k: v.index_select(0, index) for k, v in tensors.items()}
 
 
 @torch.no_grad()
@@ -125,7 +126,7 @@ class GraphedStep:
         self.graph = torch.cuda.CUDAGraph()
         self.graph.register_generator_state(generator)
         with torch.cuda.graph(self.graph):
-            self.loss, self.elbo = step({k: v.index_select(0, self.index) for k, v in data.items()})
+            self.loss, self.elbo = step(select_rows(data, self.index))
 
     def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on rows ``index``; the step's loss and ELBO sum (copies: the next replay overwrites)."""
@@ -231,14 +232,7 @@ class Trainer:
         order = torch.randperm(n, generator=self.generator, device=self.device)
         losses, elbo_sum = [], torch.zeros((), device=self.device, dtype=torch.float64)
         for start in range(0, n, self.config.batch_size):
-            index = order[start:start + self.config.batch_size]
-            graphed = self._graphed_step(data, len(index))
-            if graphed is not None:
-                loss, elbo = graphed(index)
-            elif self.graphs and len(index) == self.config.batch_size:  # warm-up for the capture
-                loss, elbo = self._side_stream_step({k: v.index_select(0, index) for k, v in data.items()})
-            else:
-                loss, elbo = self._step({k: v.index_select(0, index) for k, v in data.items()})
+            loss, elbo = self._run_step(data, order[start:start + self.config.batch_size])
             losses.append(loss)
             elbo_sum += elbo
         finite = torch.isfinite(torch.stack(losses))
@@ -261,9 +255,19 @@ class Trainer:
         self.optimizer.step()
         return out.loss.detach(), out.elbo.detach().sum(dtype=torch.float64)
 
-    def _side_stream_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_step` on a side CUDA stream (the warm-up before a capture)."""
-        side = torch.cuda.Stream(self.device)
+    def _run_step(self, data: Batch, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on rows ``index`` of ``data``: a replay of the captured CUDA graph where there is
+        one (captured here once :data:`GRAPH_WARMUP_STEPS` full batches have run eagerly on a side
+        stream), else :meth:`_step`."""
+        full = len(index) == self.config.batch_size
+        if self.graphs and full and self.eager_steps >= GRAPH_WARMUP_STEPS:
+            graphed = self._captured(data, len(index))
+            if graphed is not None:
+                return graphed(index)
+        batch = select_rows(data, index)
+        if not (self.graphs and full):
+            return self._step(batch)
+        side = torch.cuda.Stream(self.device)  # a warm-up step
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             out = self._step(batch)
@@ -271,10 +275,9 @@ class Trainer:
         self.eager_steps += 1
         return out
 
-    def _graphed_step(self, data: Batch, rows: int) -> GraphedStep | None:
-        """The captured step for a full batch, captured now if due (None: run this step eagerly)."""
-        if not self.graphs or rows != self.config.batch_size or self.eager_steps < GRAPH_WARMUP_STEPS:
-            return None
+    def _captured(self, data: Batch, rows: int) -> GraphedStep | None:
+        """The graph of a full batch's step at the current learning rate, captured if it is not yet
+        (None, and graphs off for this trainer, where the capture fails)."""
         lr = self.optimizer.param_groups[0]["lr"]
         if self.graphed is None or self.graphed.lr != lr:
             self.graphed = None
@@ -284,7 +287,6 @@ class Trainer:
             except Exception as exc:  # an older torch, or a step that cannot be captured
                 self.graphs = False
                 self.log(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training eagerly")
-                return None
         return self.graphed
 
     def _schedule(self) -> None:
