@@ -22,44 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.data.synthetic import TABULAR_ANOMALIES, tabular_anomalies
+from vaelab.data.packaged import adbench_tasks, table_tasks
 from vaelab.detectors import DETECTORS, make_detector
 from vaelab.evaluation import auroc
 from vaelab.fileio import write_json, write_text
-
-
-def real_tasks(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """name -> (train normals, test rows, test is_anomaly)."""
-    from sklearn.datasets import load_breast_cancer, load_digits, load_wine
-
-    sets = {"breast-cancer": (load_breast_cancer(), 1), "wine": (load_wine(), 0), "digits": (load_digits(), 0)}
-    out = {}
-    for name, (bunch, normal_class) in sets.items():
-        x, y = bunch.data.astype(np.float64), bunch.target
-        rng = np.random.default_rng(seed)
-        normal = rng.permutation(np.flatnonzero(y == normal_class))
-        cut = int(0.6 * len(normal))
-        test = np.r_[normal[cut:], np.flatnonzero(y != normal_class)]
-        out[name] = (x[normal[:cut]], x[test], (y[test] != normal_class).astype(int))
-    return out
-
-
-def synthetic_tasks(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """ADBench's types from the breast-cancer normals (features log-scaled, they span decades)."""
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer()
-    x = np.log1p(bunch.data[bunch.target == 1])
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    cut = int(0.6 * len(x))
-    train, test_normal = x[order[:cut]], x[order[cut:]]
-    out = {}
-    for i, kind in enumerate(TABULAR_ANOMALIES):
-        anomalies = tabular_anomalies(train, kind, n=len(test_normal) // 4, seed=seed * 10 + i)
-        out[f"adbench-{kind}"] = (train, np.vstack([test_normal, anomalies]),
-                                  np.r_[np.zeros(len(test_normal), int), np.ones(len(anomalies), int)])
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     scores: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     seconds = {n: 0.0 for n in names}
     for seed in range(args.seeds):
-        tasks = {**real_tasks(seed), **synthetic_tasks(seed)}
+        tasks = {**table_tasks(seed), **adbench_tasks(seed)}
         for task, (train, test, y) in tasks.items():
             for name in names:
                 t0 = time.perf_counter()

@@ -217,6 +217,7 @@ class DetectorConfig:
     background_noise: float = 0.2   # likelihood-ratio: share of features replaced by noise for the background VAE
     calibration: float = 0.2        # share of the normal training rows held out for p-values and thresholds
     fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
+    likelihood: str = "auto"        # the VAE detectors' decoder: auto (Bernoulli in [0, 1], else Gaussian), bernoulli, gaussian
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
@@ -227,6 +228,8 @@ class DetectorConfig:
         _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
         _check(0 <= self.fpr < 1, f"detector.fpr must be in [0, 1) (0: use the contamination); got {self.fpr}")
         _check(not self.fpr or self.calibration > 0, "detector.fpr needs detector.calibration > 0")
+        _check(self.likelihood in ("auto", "bernoulli", "gaussian"),
+               f"detector.likelihood must be auto, bernoulli or gaussian; got {self.likelihood!r}")
 
 
 # Detector settings that only place thresholds (p-values, fpr): no ranking, and so no AUROC of the

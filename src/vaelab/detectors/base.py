@@ -104,15 +104,25 @@ def in_unit_range(X: np.ndarray) -> bool:
     return bool(X.min() >= 0.0 and X.max() <= 1.0)
 
 
-def feature_likelihood(X: np.ndarray) -> str:
-    """The decoder for features X: Bernoulli for values in [0, 1] (pixels), else Gaussian."""
-    return "bernoulli" if in_unit_range(X) else "gaussian"
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")  # a VAE detector's decoder: auto picks by the features' range
 
 
-def feature_scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(center, scale) for X: none for features already in [0, 1] (pixels), else training
-    mean and standard deviation (constant features keep scale 1)."""
-    if in_unit_range(X):
+def feature_likelihood(X: np.ndarray, choice: str = "auto") -> str:
+    """The decoder for features X: ``choice``, or for "auto" Bernoulli when every value is in [0, 1]
+    (pixels) and Gaussian otherwise. A Bernoulli decoder needs values in [0, 1]."""
+    if choice not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {choice!r}")
+    if choice == "auto":
+        return "bernoulli" if in_unit_range(X) else "gaussian"
+    if choice == "bernoulli" and not in_unit_range(X):
+        raise ValueError("likelihood='bernoulli' needs every feature value in [0, 1]")
+    return choice
+
+
+def feature_scaling(X: np.ndarray, standardize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(center, scale) for X: training mean and standard deviation (constant features keep scale 1)
+    when ``standardize``, else none; None: standardize unless every value is in [0, 1] (pixels)."""
+    if not (not in_unit_range(X) if standardize is None else standardize):
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     scale = X.std(0)
     return X.mean(0), np.where(scale < 1e-12, 1.0, scale)

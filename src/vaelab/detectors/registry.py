@@ -84,7 +84,8 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         score = name[len("vae-"):]
         return VAEDetector(score_name=score, latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims),
                            epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
-                           n_samples=monte_carlo_samples(config).get(score), device=config.train.device, **common)
+                           n_samples=monte_carlo_samples(config).get(score), device=config.train.device,
+                           likelihood=det.likelihood, **common)
     if name in LATENT_NAMES:
         return LatentDetector(estimator_name(name), vae=vae, latent_dim=latent_dim, epochs=epochs, **estimator)
     if name in RAW_NAMES:

@@ -49,15 +49,19 @@ class VAEDetector(ScaledInput, BaseDetector):
     """Scores from a VAE fitted on X: ``score_name`` is ``recon-prob``, ``iwae``, ``elbo`` or
     ``recon-error`` (minus the error, so that higher is more normal for all four).
 
-    Features in [0, 1] get a Bernoulli decoder; anything else is standardized
-    (training statistics) and gets a Gaussian decoder with learned variance.
+    ``likelihood``: "auto" gives features in [0, 1] a Bernoulli decoder and
+    standardizes anything else (training statistics) under a Gaussian decoder
+    with learned variance; "gaussian" standardizes and uses the Gaussian
+    decoder whatever the range (grey images, as PyOD does); "bernoulli" needs
+    values in [0, 1].
     ``n_samples``: K for iwae, L for recon-prob, draws for elbo (None: 1000, 10, 1).
     """
 
     def __init__(self, score_name: str = "recon-prob", latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,),
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, n_samples: int | None = None,
                  contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0,
-                 device: str = "cpu", calibration: float = 0.0, fpr: float | None = None) -> None:
+                 device: str = "cpu", calibration: float = 0.0, fpr: float | None = None,
+                 likelihood: str = "auto") -> None:
         super().__init__(contamination, threshold_rows, calibration, fpr)
         self.score_name = score_name
         self.latent_dim = latent_dim
@@ -68,12 +72,13 @@ class VAEDetector(ScaledInput, BaseDetector):
         self.n_samples = n_samples
         self.random_state = random_state
         self.device = device
+        self.likelihood = likelihood
 
     def _fit(self, X: np.ndarray) -> None:
         if self.score_name not in SCORES:
             raise ValueError(f"unknown score {self.score_name!r}; known: {', '.join(SCORES)}")
-        self.mean_, self.scale_ = feature_scaling(X)
-        self.likelihood_ = feature_likelihood(X)
+        self.likelihood_ = feature_likelihood(X, self.likelihood)
+        self.mean_, self.scale_ = feature_scaling(X, standardize=self.likelihood_ == "gaussian")
         config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))
         with seeded_init(self.random_state):
             self.model_ = build_model(config, X.shape[1], self.likelihood_)
