@@ -19,7 +19,8 @@ from pathlib import Path
 
 from vaelab.fileio import write_json, write_text
 
-DETECTORS = ("vae-recon-error", "vae-recon-error@gaussian", "vae-elbo", "vae-elbo@gaussian", "raw-kde", "raw-ocsvm",
+DETECTORS = ("vae-recon-error", "vae-recon-error@gaussian", "vae-elbo", "vae-elbo@gaussian", "likelihood-complexity",
+             "likelihood-typicality", "raw-kde", "raw-ocsvm",
              "pyod-vae", "pyod-autoencoder")
 
 

@@ -29,6 +29,8 @@ SMOKE = {
     "default_detector.py": [],
     "ssl_pollution.py": ["--data", "mnist5k", "--classes", "0", "--labels", "5", "--epochs", "1", "--latent-dim", "2",
                          "--train-limit", "2000"],
+    "versus_pyod.py": ["--groups", "digits8-ovr,tables", "--detectors", "vae-recon-error,raw-kde,pyod-autoencoder",
+                       "--epochs", "1"],
     "deep_sad.py": ["--data", "mnist5k", "--classes", "0", "--epochs", "1", "--latent-dim", "2", "--detector-epochs", "1",
                     "--train-limit", "2000"],
 }
@@ -50,6 +52,17 @@ def _run(script: str, tmp_path: Path, *extra: str) -> str:
 def test_train_speed_smoke(tmp_path):
     out = _run("train_speed.py", tmp_path)
     assert "vaelab Trainer" in out and "baseline: PyTorch example (PIL)" in out and "GFLOP/s" in out
+
+
+def test_versus_pyod_smoke(tmp_path):
+    pytest.importorskip("pyod", reason="the compare extra is not installed (pip install 'vaelab[compare]')")
+    out = _run("versus_pyod.py", tmp_path, "--cells", str(tmp_path / "cells"), "--json", str(tmp_path / "v.json"))
+    assert "| pyod-autoencoder |" in out and "| digits8-ovr | vae-recon-error | raw-kde | pyod-autoencoder |" in out
+    means = json.loads((tmp_path / "v.json").read_text())["means"]
+    assert set(means) == {"vae-recon-error", "raw-kde", "pyod-autoencoder"}
+    assert all(0.5 < v <= 1 for m in means.values() for v in m.values())
+    again = _run("versus_pyod.py", tmp_path, "--cells", str(tmp_path / "cells"))  # every cell reused
+    assert "done in" not in again and out.split("This run")[0].splitlines()[-30:] == again.split("This run")[0].splitlines()[-30:]
 
 
 @pytest.mark.slow

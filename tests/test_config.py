@@ -41,6 +41,7 @@ def test_overrides_apply_on_top_of_file(tmp_path):
     ("[train]\nepochs = true\n", "train.epochs must be of type int"),
     ("[data]\nbinarize = \"maybe\"\n", "data.binarize must be one of"),
     ("[data]\nval_size = 1.5\n", "data.val_size must be"),
+    ("[detector]\nlikelihood = \"poisson\"\n", "detector.likelihood must be auto, bernoulli or gaussian"),
     ("[model\n", "not valid TOML"),
 ])
 def test_bad_configs_name_the_file_and_problem(tmp_path, text, message):

@@ -16,3 +16,13 @@ def test_every_registered_detector_fits_and_follows_the_contract():
         assert np.array_equal(det.predict(test), np.where(scores - det.offset_ >= 0, 1, -1)), name
 
 
+
+
+def test_the_likelihood_setting_reaches_the_vae_detectors():
+    from vaelab.config import Config, DetectorConfig
+    from vaelab.detectors import make_detector
+
+    config = Config(detector=DetectorConfig(likelihood="gaussian"))
+    assert make_detector("vae-recon-error", config).likelihood == "gaussian"
+    assert make_detector("likelihood-complexity", config).vae.likelihood == "gaussian"
+    assert make_detector("vae-recon-error").likelihood == "auto"

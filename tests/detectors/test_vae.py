@@ -1,6 +1,7 @@
 """VAE and latent detectors find anomalies and are reproducible from their seed."""
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from vaelab.detectors import LatentDetector, VAEDetector
@@ -27,3 +28,18 @@ def test_vae_detector_is_reproducible_from_its_seed(blobs):
     assert not np.array_equal(fit(3), fit(4))
 
 
+
+
+def test_vae_detector_likelihood_choice():
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(size=(200, 6))  # in [0, 1]: auto picks Bernoulli and leaves the values unscaled
+    auto = VAEDetector(score_name="recon-error", latent_dim=2, hidden_dims=(8,), epochs=1).fit(pixels)
+    assert auto.likelihood_ == "bernoulli" and np.all(auto.mean_ == 0) and np.all(auto.scale_ == 1)
+    gaussian = VAEDetector(score_name="recon-error", latent_dim=2, hidden_dims=(8,), epochs=1,
+                           likelihood="gaussian").fit(pixels)  # grey values standardized under a Gaussian decoder
+    assert gaussian.likelihood_ == "gaussian" and gaussian.model_.likelihood == "gaussian"
+    assert np.allclose(gaussian.mean_, pixels.mean(0)) and np.allclose(gaussian.scale_, pixels.std(0))
+    with pytest.raises(ValueError, match=r"needs every feature value in \[0, 1\]"):
+        VAEDetector(likelihood="bernoulli", epochs=1).fit(pixels * 2)
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        VAEDetector(likelihood="poisson", epochs=1).fit(pixels)
