@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector-epochs", type=int, default=50, help="the unsupervised default detector's")
     parser.add_argument("--m2-balance", type=float, default=1.0, help="the SemiSupervisedDetector's class balance")
     parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per cell (seed i of normal class c: c + 10 i)")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished cell here and reuse it")
     parser.add_argument("--results", type=Path, help="markdown tables")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                             m2_balance=args.m2_balance, m2_references=args.m2_references)
     classes = [int(c) for c in args.classes.split(",")]
     t_all = time.perf_counter()
-    units = grid_units(settings, classes, experiments)
+    units = grid_units(settings, classes, experiments, seeds=args.seeds)
     store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="deep_sad-")), executor=executor_from_arguments(args),
                       say=print)
     store.run_all(list(units.values()))
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{args.m2_references}; supervised classifier: an MLP with the same hidden "
              f"layer, {args.epochs} epochs; unsupervised: `{settings.detector}` with `vaelab detect`'s defaults "
              f"(latent {settings.detector_latent_dim}, {settings.detector_epochs} epochs), fitted on the unlabelled "
-             "rows; seed = the normal class; known anomaly classes of normal class c: c+1, ..., c+k_l (mod 10).", ""]
+             f"rows; {args.seeds} seed(s) per cell (seed i of normal class c: c + 10 i; tables: means over "
+             "seeds); known anomaly classes of normal class c: c+1, ..., c+k_l (mod 10).", ""]
     for e in experiments:
         parts += [experiment_table(results, e, classes, settings.detector, counts), "",
                   "SemiSupervisedDetector per normal class:", "",
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         write_text(args.results, text)
     if args.json:
         write_json(args.json, {"settings": {"classes": classes, "epochs": args.epochs, "latent_dim": args.latent_dim,
-                                            "detector": settings.detector},
+                                            "detector": settings.detector, "seeds": args.seeds},
                                "means": {e: experiment_means(results, e, classes, settings.detector, counts)
                                          for e in experiments}, "cells": results})
     if args.figures:

@@ -50,3 +50,22 @@ def test_the_figure_draws_every_detector(tmp_path):
     fig = experiment_figure(_results([0]), "labelled", [0], "vae-recon-error", COUNTS)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "SemiSupervisedDetector (M2)" in labels and "Deep SAD (published)" in labels
+
+
+def test_seeds_are_units_of_their_own_and_the_tables_average_them():
+    from vaelab.experiments.deep_sad import GridPoint, cell_aurocs, stored_seeds
+
+    units = grid_units(GridSettings(DataConfig(name="mnist5k")), [3], ["labelled"], seeds=2)
+    assert units["normal3-l0.05-p0-k1"].params["seed"] == 3 and units["normal3-l0.05-p0-k1-s1"].params["seed"] == 13
+    assert units["normal3-p0-vae-recon-error-s1"].params["seed"] == 13 and len(units) == 2 * (5 + 1)
+    first = _results([0, 1], lambda name, c: 0.8)
+    second = {f"{k}-s1": v for k, v in _results([0, 1], lambda name, c: 0.9 + 0.05 * c).items()}
+    results = {**first, **second}
+    point = GridPoint(0.05, 0.0, 1)
+    assert stored_seeds(results, 1, point) == 2 and stored_seeds(first, 1, point) == 1
+    assert cell_aurocs(results, 1, point, "vae-recon-error", COUNTS)[DEFAULT_PRIOR] == pytest.approx(0.875)
+    assert cell_aurocs(results, 1, point, "vae-recon-error", COUNTS, seed=1)[DEFAULT_PRIOR] == pytest.approx(0.95)
+    table = experiment_table(results, "labelled", [0, 1], "vae-recon-error", COUNTS)
+    assert "| SemiSupervisedDetector (M2) | 86.2 | 86.2 |" in table  # (0.8 + (0.9 + 0.95) / 2) / 2
+    assert "| SemiSupervisedDetector (M2), sd over 2 seeds | 8.8 | 8.8 |" in table  # sd of 0.8 and 0.925
+    assert "sd over" not in experiment_table(first, "labelled", [0, 1], "vae-recon-error", COUNTS)

@@ -194,8 +194,16 @@ class GridSettings:
     m2_references: str = "classified-normal"
 
 
-def grid_units(settings: GridSettings, classes: list[int], experiments: list[str] | None = None) -> dict[str, Unit]:
-    """Every unit of the grid by name; seed = the normal class (as the label curve)."""
+def seed_suffix(seed_index: int) -> str:
+    """What a unit's name carries for its seed: nothing for the first seed (the names of one-seed
+    runs), ``-s<i>`` for the others."""
+    return "" if seed_index == 0 else f"-s{seed_index}"
+
+
+def grid_units(settings: GridSettings, classes: list[int], experiments: list[str] | None = None,
+               seeds: int = 1) -> dict[str, Unit]:
+    """Every unit of the grid by name, for ``seeds`` seeds each: seed i of normal class c is
+    c + 10 i (i = 0: the normal class, as the label curve)."""
     import dataclasses
 
     common = {"data": dataclasses.asdict(settings.data), "hidden_dims": list(settings.hidden_dims),
@@ -203,18 +211,20 @@ def grid_units(settings: GridSettings, classes: list[int], experiments: list[str
     units: dict[str, Unit] = {}
     for c in classes:
         points = grid_points(experiments)
-        for point in points:
-            name = f"normal{c}-{point.name}"
-            units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
-                               {**common, "normal": c, "seed": c, "point": dataclasses.asdict(point),
-                                "epochs": settings.epochs, "latent_dim": settings.latent_dim,
-                                "m2": {"balance": settings.m2_balance, "references": settings.m2_references}})
-        for pollution in sorted({point.pollution for point in points}):
-            name = f"normal{c}-p{pollution:g}-{settings.detector}"
-            units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",
-                               {**common, "normal": c, "seed": c, "pollution": pollution,
-                                "detector": settings.detector, "detector_latent_dim": settings.detector_latent_dim,
-                                "detector_epochs": settings.detector_epochs})
+        for i in range(seeds):
+            seed, suffix = c + N_CLASSES * i, seed_suffix(i)
+            for point in points:
+                name = f"normal{c}-{point.name}{suffix}"
+                units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
+                                   {**common, "normal": c, "seed": seed, "point": dataclasses.asdict(point),
+                                    "epochs": settings.epochs, "latent_dim": settings.latent_dim,
+                                    "m2": {"balance": settings.m2_balance, "references": settings.m2_references}})
+            for pollution in sorted({point.pollution for point in points}):
+                name = f"normal{c}-p{pollution:g}-{settings.detector}{suffix}"
+                units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",
+                                   {**common, "normal": c, "seed": seed, "pollution": pollution,
+                                    "detector": settings.detector, "detector_latent_dim": settings.detector_latent_dim,
+                                    "detector_epochs": settings.detector_epochs})
     return units
 
 
@@ -224,12 +234,26 @@ def class_counts(y_test: np.ndarray) -> dict[int, int]:
     return {int(c): int(n) for c, n in zip(classes, counts)}
 
 
+def stored_seeds(results: dict[str, dict[str, Any]], normal: int, point: GridPoint) -> int:
+    """How many seeds of (``normal``, ``point``) ``results`` holds (seeds 0, 1, ... in turn)."""
+    n = 0
+    while f"normal{normal}-{point.name}{seed_suffix(n)}" in results:
+        n += 1
+    return n
+
+
 def cell_aurocs(results: dict[str, dict[str, Any]], normal: int, point: GridPoint, detector: str,
-                counts: dict[int, int]) -> dict[str, float]:
+                counts: dict[int, int], seed: int | None = None) -> dict[str, float]:
     """The AUROCs of one normal class at ``point``, by detector and group: {detector + group: AUROC}
-    with groups "" (all anomalies), "_known" (the known classes) and "_novel" (the others)."""
-    cell = results[f"normal{normal}-{point.name}"]
-    unsup = results[f"normal{normal}-p{point.pollution:g}-{detector}"]
+    with groups "" (all anomalies), "_known" (the known classes) and "_novel" (the others); of seed
+    index ``seed``, or (None) the mean over every seed stored."""
+    if seed is None:
+        each = [cell_aurocs(results, normal, point, detector, counts, i)
+                for i in range(max(1, stored_seeds(results, normal, point)))]
+        return {k: float(np.mean([e[k] for e in each])) for k in each[0]}
+    suffix = seed_suffix(seed)
+    cell = results[f"normal{normal}-{point.name}{suffix}"]
+    unsup = results[f"normal{normal}-p{point.pollution:g}-{detector}{suffix}"]
     known = known_classes(normal, point.known)
     anomalies = [c for c in counts if c != normal]
     groups = {"": anomalies, "_known": list(known), "_novel": [c for c in anomalies if c not in known]}

@@ -8,7 +8,7 @@ import numpy as np
 
 from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.experiments.deep_sad import (DEFAULT_PRIOR, EXPERIMENTS, MATCHED_PRIOR, PUBLISHED, SUPERVISED,
-                                         UNSUPERVISED, cell_aurocs)
+                                         UNSUPERVISED, cell_aurocs, stored_seeds)
 
 DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
                    MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
@@ -16,14 +16,32 @@ DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
 
 
 def experiment_means(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
-                     counts: dict[int, int]) -> dict[str, list[float | None]]:
+                     counts: dict[int, int], seed: int | None = None) -> dict[str, list[float | None]]:
     """{detector + group: [mean AUROC over ``classes`` at each point of ``experiment``]}, None where a
-    detector has no score at a point (no labels for the classifier, no matched prior)."""
+    detector has no score at a point (no labels for the classifier, no matched prior); of seed index
+    ``seed``, or (None) each cell first averaged over its seeds."""
     points = EXPERIMENTS[experiment][2]
-    cells = [[cell_aurocs(results, c, point, detector, counts) for c in classes] for point in points]
+    cells = [[cell_aurocs(results, c, point, detector, counts, seed) for c in classes] for point in points]
     keys = sorted({k for row in cells for cell in row for k in cell})
     return {k: [float(np.mean([cell[k] for cell in row])) if all(k in cell for cell in row) else None
                 for row in cells] for k in keys}
+
+
+def seed_count(results: dict[str, dict[str, Any]], experiment: str, classes: list[int]) -> int:
+    """The seeds every cell of ``experiment`` has."""
+    return min(stored_seeds(results, c, point) for c in classes for point in EXPERIMENTS[experiment][2])
+
+
+def seed_spread(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
+                counts: dict[int, int], name: str = DEFAULT_PRIOR) -> list[float] | None:
+    """The sample standard deviation over seeds of ``name``'s mean AUROC at each point (None with
+    one seed)."""
+    n = seed_count(results, experiment, classes)
+    if n < 2:
+        return None
+    per_seed = np.array([experiment_means(results, experiment, classes, detector, counts, i)[name] for i in range(n)],
+                        dtype=float)
+    return per_seed.std(0, ddof=1).tolist()
 
 
 def cell_seconds(results: dict[str, dict[str, Any]], experiment: str, classes: list[int]) -> list[float]:
@@ -53,6 +71,11 @@ def experiment_table(results: dict[str, dict[str, Any]], experiment: str, classe
         name = DEFAULT_PRIOR + key
         if name in means:
             lines.append(f"| M2, against the {label} only | " + " | ".join(_pct(v) for v in means[name]) + " |")
+    spread = seed_spread(results, experiment, classes, detector, counts)
+    if spread is not None:
+        n = seed_count(results, experiment, classes)
+        lines.insert(3, f"| SemiSupervisedDetector (M2), sd over {n} seeds | " + " | ".join(_pct(v) for v in spread)
+                     + " |")
     lines.append("| compute seconds per cell (mean) | "
                  + " | ".join(f"{s:.0f}" for s in cell_seconds(results, experiment, classes)) + " |")
     return f"Experiment {list(EXPERIMENTS).index(experiment) + 1}: {axis}.\n\n" + "\n".join(lines) + "\n"
