@@ -43,3 +43,16 @@ def test_references_leave_out_the_rows_the_classifier_calls_anomalies():
     assert np.array_equal(every.score_parts(x)["classifier"], classified.score_parts(x)["classifier"])
     with pytest.raises(ValueError, match="references must be one of"):
         SemiSupervisedDetector(references="some", **kw).fit(x, y)
+
+
+def test_normal_share_is_the_classifiers_normal_calls():
+    from vaelab.detectors import SemiSupervisedDetector
+    from vaelab.scores import class_probabilities
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (200, 4)), rng.normal(6, 1, (20, 4))])
+    y = np.r_[np.full(200, -1), np.ones(20, int)]
+    det = SemiSupervisedDetector(latent_dim=2, hidden_dims=(16,), epochs=15, batch_size=32).fit(x, y)
+    probs = class_probabilities(det.model_, det._prepare(x[:200]))[:, 0]
+    assert det.normal_share(x[:200]) == pytest.approx((probs >= 0.5).mean())
+    assert det.normal_share(x[:200]) > 0.8 and det.normal_share(x[200:]) < 0.5

@@ -83,5 +83,7 @@ def test_the_grid_runs_end_to_end_and_tabulates(tmp_path):
     means = experiment_means(results, "pollution", [3], settings.detector, counts)
     assert means[MATCHED_PRIOR][0] is None and all(0 <= v <= 1 for v in means[MATCHED_PRIOR][1:])
     assert all(0 <= v <= 1 for v in means[SUPERVISED] + means[DEFAULT_PRIOR] + means[UNSUPERVISED])
+    polluted = results["normal3-l0.05-p0.1-k1"]["normal_share"]  # the label-free check, per detector
+    assert set(polluted) == {DEFAULT_PRIOR, MATCHED_PRIOR} and all(0 <= v <= 1 for v in polluted.values())
     table = experiment_table(results, "pollution", [3], settings.detector, counts)
     assert "| SemiSupervisedDetector (M2) |" in table and "compute seconds per cell" in table

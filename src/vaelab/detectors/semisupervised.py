@@ -111,6 +111,13 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
                 parts = {name: part[keep] for name, part in parts.items()}
         self.references_ = list(parts.values())
 
+    def normal_share(self, X) -> float:
+        """The share of rows of X that the classifier puts in the normal class: on the unlabelled
+        training rows, a check that needs no labels (near 1 - ``anomaly_prior`` when the prior holds;
+        far below it, the classifier has drawn normal rows into the anomaly class)."""
+        x = self._prepare(self._checked(X))
+        return float((class_probabilities(self.model_, x)[:, 0] >= 0.5).mean())
+
     @staticmethod
     def classified_normal(parts: dict[str, np.ndarray]) -> np.ndarray:
         """Which rows of :meth:`score_parts`' output the classifier puts in the normal class."""

@@ -134,7 +134,8 @@ def _settings(p: dict[str, Any]) -> Config:
 def run_point(unit: Unit, root: Path) -> dict[str, Any]:
     """One (normal class, grid point): per-class test AUROCs of the SemiSupervisedDetector (and its
     matched-prior variant at experiment 2's points) and of the supervised classifier (none
-    without labelled anomalies), the anomaly shares and the seconds each took."""
+    without labelled anomalies), the anomaly shares, the seconds each took and, per detector, the
+    share of unlabelled training rows its classifier calls normal (a check without labels)."""
     p = unit.params
     data = load_grey(DataConfig(**p["data"]))
     point = GridPoint(**p["point"])
@@ -154,6 +155,7 @@ def run_point(unit: Unit, root: Path) -> dict[str, Any]:
         scores = det.fit(split.x_train, split.y_train).score_samples(split.x_test)
         out["per_class"][name] = class_aurocs(data.test.y, p["normal"], scores)
         out["seconds"][name] = time.perf_counter() - start
+        out.setdefault("normal_share", {})[name] = det.normal_share(split.x_train[split.y_train == -1])
     if out["n_labelled"]:
         start = time.perf_counter()
         scores = supervised_scores(split.x_train, split.y_train, split.x_test, tuple(p["hidden_dims"]),
