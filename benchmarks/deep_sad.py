@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="the SemiSupervisedDetector's and the classifier's")
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--detector-epochs", type=int, default=50, help="the unsupervised default detector's")
-    parser.add_argument("--m2-balance", type=float, default=1.0, help="the SemiSupervisedDetector's class balance")
+    parser.add_argument("--m2-balance", type=float, default=GridSettings.m2_balance,
+                        help="the SemiSupervisedDetector's class balance")
     parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per cell (seed i of normal class c: c + 10 i)")
     parser.add_argument("--train-limit", type=int, default=0)

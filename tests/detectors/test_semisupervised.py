@@ -20,7 +20,7 @@ def test_semi_supervised_detector_uses_its_few_anomaly_labels():
     without = SemiSupervisedDetector(**kw).fit(normal)
     a_with, a_without = auroc(is_anomaly, with_labels.score_samples(test)), auroc(is_anomaly, without.score_samples(test))
     assert a_with > 0.8 and a_with > a_without + 0.2
-    assert with_labels.model_.config.balance == 1.0 and without.model_.config.balance == 0.0  # balance: with labels only
+    assert with_labels.model_.config.balance == 10.0 and without.model_.config.balance == 0.0  # balance: with labels only
     assert (with_labels.predict(normal) == -1).mean() == pytest.approx(0.1, abs=0.03)
     with pytest.raises(ValueError, match="y must hold"):
         SemiSupervisedDetector(**kw).fit(x, np.full(len(x), 2))

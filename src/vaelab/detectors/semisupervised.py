@@ -25,7 +25,11 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     ``anomaly_prior``; ``balance`` weighs M2's class-balance term (see
     :class:`vaelab.models.m2.M2`; only when some rows are labelled), which keeps
     the classifier from putting every unlabelled row in the anomaly class when
-    all labels are anomalies. Score (higher = more normal), by :func:`fuse`'s ``fisher``
+    all labels are anomalies. Its default, 10, is the smallest of 1 and 10 at
+    which the classifier called at least 90% (1 - 2 x the prior) of the
+    unlabelled training rows normal in every labelled cell of Deep SAD's
+    experiment 1 (a check without labels, :meth:`normal_share`; at 1 some
+    cells fell to 82%). Score (higher = more normal), by :func:`fuse`'s ``fisher``
     rule: log p_a + log p_b, where p is the empirical CDF position, among the
     reference rows, of (a) L(x, normal), M2's bound on
     log p(x, y=normal) (how likely x is as a normal point: the generative view,
@@ -45,7 +49,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
-                 balance: float = 1.0, labelled_share: float = 0.2, reference_rows: int | None = 2000,
+                 balance: float = 10.0, labelled_share: float = 0.2, reference_rows: int | None = 2000,
                  references: str = "classified-normal", contamination: float = 0.1,
                  threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",
                  calibration: float = 0.0, fpr: float | None = None) -> None:

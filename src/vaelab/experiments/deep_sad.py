@@ -192,7 +192,7 @@ class GridSettings:
     detector: str = DEFAULT_DETECTOR  # the unsupervised baseline, with vaelab detect's defaults:
     detector_latent_dim: int = ModelConfig().latent_dim
     detector_epochs: int = 50
-    m2_balance: float = 1.0        # the SemiSupervisedDetector's balance and references (its defaults)
+    m2_balance: float = 10.0       # the SemiSupervisedDetector's balance and references (its defaults)
     m2_references: str = "classified-normal"
 
 
