@@ -122,7 +122,9 @@ def feature_likelihood(X: np.ndarray, choice: str = "auto") -> str:
 def feature_scaling(X: np.ndarray, standardize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) for X: training mean and standard deviation (constant features keep scale 1)
     when ``standardize``, else none; None: standardize unless every value is in [0, 1] (pixels)."""
-    if not (not in_unit_range(X) if standardize is None else standardize):
+    if standardize is None:
+        standardize = not in_unit_range(X)
+    if not standardize:
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
     scale = X.std(0)
     return X.mean(0), np.where(scale < 1e-12, 1.0, scale)

@@ -89,8 +89,12 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         x = self._prepare(X)
-        log_normal = np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
-        return {"likelihood": class_elbo(self.model_, x, 0, seed=self.random_state), "classifier": log_normal}
+        return {"likelihood": class_elbo(self.model_, x, 0, seed=self.random_state),
+                "classifier": self._log_normal(x)}
+
+    def _log_normal(self, x: np.ndarray) -> np.ndarray:
+        """log q(normal|x) of rows in the model's units: the classifier part."""
+        return np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
 
     def _fit(self, X: np.ndarray) -> None:
         if not 0 < self.anomaly_prior < 1:
@@ -119,8 +123,8 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         """The share of rows of X that the classifier puts in the normal class: on the unlabelled
         training rows, a check that needs no labels (near 1 - ``anomaly_prior`` when the prior holds;
         far below it, the classifier has drawn normal rows into the anomaly class)."""
-        x = self._prepare(self._checked(X))
-        return float((class_probabilities(self.model_, x)[:, 0] >= 0.5).mean())
+        log_normal = self._log_normal(self._prepare(self._checked(X)))
+        return float(self.classified_normal({"classifier": log_normal}).mean())
 
     @staticmethod
     def classified_normal(parts: dict[str, np.ndarray]) -> np.ndarray:

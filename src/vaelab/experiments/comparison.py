@@ -76,7 +76,7 @@ def build_task(group: str, task: str, settings: ComparisonSettings, seed: int) -
     if group == "textures":
         return texture_task(task)
     if group == "tables":
-        return {**table_tasks(seed), **adbench_tasks(seed)}[task]
+        return (adbench_tasks if task.startswith("adbench-") else table_tasks)(seed)[task]
     raise ValueError(f"unknown group {group!r}; known: {', '.join(GROUPS)}")
 
 
@@ -137,6 +137,11 @@ def comparison_units(settings: ComparisonSettings, detectors: list[str], groups:
     return units
 
 
+def task_mean(cells: dict[tuple[str, str, str, int], float], group: str, task: str, detector: str) -> float:
+    """``detector``'s AUROC on ``task`` of ``group``, averaged over its seeds."""
+    return float(np.mean([v for (g, t, d, _), v in cells.items() if (g, t, d) == (group, task, detector)]))
+
+
 def group_means(cells: dict[tuple[str, str, str, int], float], detectors: list[str],
                 groups: list[str]) -> dict[str, dict[str, float]]:
     """detector -> group -> mean AUROC over the group's tasks (each task first averaged over seeds)."""
@@ -144,9 +149,7 @@ def group_means(cells: dict[tuple[str, str, str, int], float], detectors: list[s
     for detector in detectors:
         out[detector] = {}
         for group in groups:
-            per_task = [np.mean([v for (g, t, d, _), v in cells.items() if g == group and t == task and d == detector])
-                        for task in GROUPS[group]]
-            out[detector][group] = float(np.mean(per_task))
+            out[detector][group] = float(np.mean([task_mean(cells, group, task, detector) for task in GROUPS[group]]))
     return out
 
 
@@ -175,8 +178,7 @@ def task_table(cells: dict[tuple[str, str, str, int], float], detectors: list[st
     """Markdown: each task of ``group`` (rows) by detector (columns), AUROC averaged over seeds."""
     lines = [f"| {group} | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
     for task in GROUPS[group]:
-        values = [np.mean([v for (g, t, d, _), v in cells.items() if g == group and t == task and d == det])
-                  for det in detectors]
+        values = [task_mean(cells, group, task, det) for det in detectors]
         lines.append(f"| {task} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines)
 

@@ -202,6 +202,16 @@ def seed_suffix(seed_index: int) -> str:
     return "" if seed_index == 0 else f"-s{seed_index}"
 
 
+def point_unit(normal: int, point: GridPoint, seed_index: int = 0) -> str:
+    """The name of the unit of (normal class, grid point, seed)."""
+    return f"normal{normal}-{point.name}{seed_suffix(seed_index)}"
+
+
+def baseline_unit(normal: int, pollution: float, detector: str, seed_index: int = 0) -> str:
+    """The name of the unsupervised baseline's unit of (normal class, pollution, seed)."""
+    return f"normal{normal}-p{pollution:g}-{detector}{seed_suffix(seed_index)}"
+
+
 def grid_units(settings: GridSettings, classes: list[int], experiments: list[str] | None = None,
                seeds: int = 1) -> dict[str, Unit]:
     """Every unit of the grid by name, for ``seeds`` seeds each: seed i of normal class c is
@@ -214,15 +224,15 @@ def grid_units(settings: GridSettings, classes: list[int], experiments: list[str
     for c in classes:
         points = grid_points(experiments)
         for i in range(seeds):
-            seed, suffix = c + N_CLASSES * i, seed_suffix(i)
+            seed = c + N_CLASSES * i
             for point in points:
-                name = f"normal{c}-{point.name}{suffix}"
+                name = point_unit(c, point, i)
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
                                    {**common, "normal": c, "seed": seed, "point": dataclasses.asdict(point),
                                     "epochs": settings.epochs, "latent_dim": settings.latent_dim,
                                     "m2": {"balance": settings.m2_balance, "references": settings.m2_references}})
             for pollution in sorted({point.pollution for point in points}):
-                name = f"normal{c}-p{pollution:g}-{settings.detector}{suffix}"
+                name = baseline_unit(c, pollution, settings.detector, i)
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",
                                    {**common, "normal": c, "seed": seed, "pollution": pollution,
                                     "detector": settings.detector, "detector_latent_dim": settings.detector_latent_dim,
@@ -239,7 +249,7 @@ def class_counts(y_test: np.ndarray) -> dict[int, int]:
 def stored_seeds(results: dict[str, dict[str, Any]], normal: int, point: GridPoint) -> int:
     """How many seeds of (``normal``, ``point``) ``results`` holds (seeds 0, 1, ... in turn)."""
     n = 0
-    while f"normal{normal}-{point.name}{seed_suffix(n)}" in results:
+    while point_unit(normal, point, n) in results:
         n += 1
     return n
 
@@ -253,9 +263,8 @@ def cell_aurocs(results: dict[str, dict[str, Any]], normal: int, point: GridPoin
         each = [cell_aurocs(results, normal, point, detector, counts, i)
                 for i in range(max(1, stored_seeds(results, normal, point)))]
         return {k: float(np.mean([e[k] for e in each])) for k in each[0]}
-    suffix = seed_suffix(seed)
-    cell = results[f"normal{normal}-{point.name}{suffix}"]
-    unsup = results[f"normal{normal}-p{point.pollution:g}-{detector}{suffix}"]
+    cell = results[point_unit(normal, point, seed)]
+    unsup = results[baseline_unit(normal, point.pollution, detector, seed)]
     known = known_classes(normal, point.known)
     anomalies = [c for c in counts if c != normal]
     groups = {"": anomalies, "_known": list(known), "_novel": [c for c in anomalies if c not in known]}

@@ -8,7 +8,7 @@ import numpy as np
 
 from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.experiments.deep_sad import (DEFAULT_PRIOR, EXPERIMENTS, MATCHED_PRIOR, PUBLISHED, SUPERVISED,
-                                         UNSUPERVISED, cell_aurocs, stored_seeds)
+                                         UNSUPERVISED, cell_aurocs, point_unit, stored_seeds)
 
 DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
                    MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
@@ -46,7 +46,7 @@ def seed_spread(results: dict[str, dict[str, Any]], experiment: str, classes: li
 
 def cell_seconds(results: dict[str, dict[str, Any]], experiment: str, classes: list[int]) -> list[float]:
     """Mean compute seconds of one (normal class, point) cell at each point of ``experiment``."""
-    return [float(np.mean([sum(results[f"normal{c}-{point.name}"]["seconds"].values()) for c in classes]))
+    return [float(np.mean([sum(results[point_unit(c, point)]["seconds"].values()) for c in classes]))
             for point in EXPERIMENTS[experiment][2]]
 
 
