@@ -180,3 +180,25 @@ def test_model_draws_are_data_like():
     assert torch.equal(draws, bern.draw(50, torch.Generator().manual_seed(0)))
     gauss = VAE(16, ModelConfig(latent_dim=2, hidden_dims=(8,)), "gaussian")
     assert gauss.draw(5).shape == (5, 16) and gauss.draw(5).dtype == torch.float32
+
+
+def test_likelihood_regret_measures_how_far_the_encoder_is_from_the_best_posterior():
+    model = linear_gaussian_vae()
+    x = model.exact.sample((40,))
+    exact = S.likelihood_regret(model, x, 64, torch.Generator().manual_seed(0), steps=100)
+    assert (exact >= 0).all() and exact.mean() < 0.05  # the encoder is the posterior: nothing to regret
+    with torch.no_grad():  # shift q's mean: the encoder now explains every row worse than it could
+        model.enc_mean.bias.add_(torch.tensor([1.0, -0.5]))
+    gap = model.exact.log_prob(x) - S.elbo(model, x, 20000, torch.Generator().manual_seed(1))
+    shifted = S.likelihood_regret(model, x, 64, torch.Generator().manual_seed(0), steps=100)
+    assert gap.mean() > 0.5
+    assert torch.allclose(shifted.mean(), gap.mean(), atol=0.1)
+    assert all(p.grad is None for p in model.parameters())  # the decoder's weights are left alone
+
+
+def test_likelihood_regret_of_a_row_does_not_depend_on_its_batch(trained_vae):
+    model, x = trained_vae
+    a = S.score_array(model, x.numpy(), "regret", n_samples=4, batch_size=50, seed=2)
+    b = S.score_array(model, x.numpy()[:70], "regret", n_samples=4, batch_size=33, seed=2)
+    assert a.shape == (200,) and (a >= 0).all() and a.max() > 0
+    np.testing.assert_allclose(a[:70], b, rtol=1e-4, atol=1e-4)

@@ -188,13 +188,14 @@ class ScoreConfig:
     iwae_samples: int = 1000       # K of the importance-sampled log p(x)
     recon_samples: int = 10        # L of the reconstruction probability
     elbo_samples: int = 1
+    regret_samples: int = 8        # draws per row of both bounds in the likelihood regret
     batch_size: int = 1000         # rows per batch
     memory_mb: int = 256           # bound on the decoder's work tensors per chunk
     seed: int = 0
     precision: str = "auto"        # importance sampling's products: float32 | bfloat16 | auto
 
     def __post_init__(self) -> None:
-        for key in ("iwae_samples", "recon_samples", "elbo_samples", "batch_size", "memory_mb"):
+        for key in ("iwae_samples", "recon_samples", "elbo_samples", "regret_samples", "batch_size", "memory_mb"):
             _check(getattr(self, key) >= 1, f"score.{key} must be >= 1; got {getattr(self, key)}")
         _check_choice(self.precision, PRECISIONS, "score.precision")
 
@@ -302,6 +303,7 @@ class AnomalyConfig:
     raw_estimators: tuple[str, ...] = ("ocsvm", "iforest", "gmm", "kde", "pca-recon")
     pollution: float = 0.0              # fraction of anomalies put into training
     likelihood_ratio: bool = False      # also train each VAE's background model (Ren et al. 2019): twice the training
+    likelihood_regret: bool = False     # also score vae-regret (Xiao et al. 2020): about an IWAE K=500 per row
     seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
 
     def __post_init__(self) -> None:

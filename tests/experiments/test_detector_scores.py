@@ -36,7 +36,7 @@ def test_one_vae_gives_every_likelihood_score_and_the_latent_detectors():
     fit, test, ref = _data()
     vae = make_detector("vae-iwae", CONFIG, latent_dim=2, epochs=2, calibration=0.0).fit(fit)
     tests, refs, _ = vae_scores(vae, fit, test, ref, CONFIG)
-    assert set(tests) == {*VAE_NAMES, "latent-gmm"}
+    assert set(tests) == {*VAE_NAMES, "latent-gmm"} - {"vae-regret"}  # the costly score only on request
     assert np.array_equal(tests["vae-iwae"], vae.score_samples(test))  # K from [detector], as the registry's
     latent = make_detector("latent-gmm", CONFIG, latent_dim=2, vae=vae, calibration=0.0).fit(fit)
     assert np.array_equal(tests["latent-gmm"], latent.score_samples(test))
@@ -48,3 +48,13 @@ def test_scores_round_trip_through_their_file(tmp_path):
     save_scores(tmp_path / "c.npz", y, {"a": np.arange(3.0)}, {"a": np.ones(2)})
     got_y, tests, refs = load_scores(tmp_path / "c.npz")
     assert np.array_equal(got_y, y) and np.array_equal(tests["a"], np.arange(3.0)) and refs["a"].shape == (2,)
+
+
+def test_the_likelihood_regret_is_scored_where_the_run_asks_for_it():
+    fit, test, ref = _data()
+    config = tiny_config(anomaly={"latent_estimators": [], "likelihood_regret": True}, score={"regret_samples": 2},
+                         study={"latent_dims": [2]})
+    vae = make_detector("vae-regret", config, latent_dim=2, epochs=2, calibration=0.0).fit(fit)
+    tests, refs, seconds = vae_scores(vae, fit, test, ref, config)
+    assert set(tests) == set(VAE_NAMES) and seconds["vae-regret"] > 0
+    assert np.array_equal(tests["vae-regret"], vae.score_samples(test)) and (tests["vae-regret"] <= 0).all()

@@ -52,7 +52,7 @@ def monte_carlo_samples(config: Config) -> dict[str, int]:
     """Samples each VAE score draws inside a detector: K for iwae from ``[detector]``, L for recon-prob
     and elbo draws from ``[score]``."""
     return {"iwae": config.detector.iwae_samples, "recon-prob": config.score.recon_samples,
-            "elbo": config.score.elbo_samples}
+            "elbo": config.score.elbo_samples, "regret": config.score.regret_samples}
 
 
 def estimator_name(name: str) -> str:

@@ -25,15 +25,19 @@ from vaelab.fileio import atomic_path
 
 Scores = dict[str, np.ndarray]
 COMPLEXITY, BACKGROUND = CORRECTION_PARTS["complexity"], CORRECTION_PARTS["ratio"]  # the stored correction parts
+REGRET = "vae-regret"  # the costly VAE score, computed only where the run asks for it
 
 
 def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
                config: Config) -> tuple[Scores, Scores, dict[str, float]]:
-    """Every ``vae-*`` score of the fitted ``vae`` and every latent detector of
+    """Every ``vae-*`` score of the fitted ``vae`` (``vae-regret`` only with
+    ``config.anomaly.likelihood_regret``) and every latent detector of
     ``config.anomaly.latent_estimators`` fitted on the latent means of ``x_fit``."""
     samples = monte_carlo_samples(config)
     tests, refs, seconds = {}, {}, {}
     for name in VAE_NAMES:
+        if name == REGRET and not config.anomaly.likelihood_regret:
+            continue
         score = name[len("vae-"):]
         t0 = time.perf_counter()
         tests[name] = vae.score_with(x_eval, score, samples.get(score))
