@@ -34,6 +34,9 @@ FUSIONS = {
     "fusion-latent-zsum": ((LIKELIHOOD, "latent-gmm"), "zsum"),
     "fusion-recon-kde-rank": (("vae-recon-error", "latent-kde"), "rank"),
     "fusion-complexity-kde-rank": (("likelihood-complexity", "latent-kde"), "rank"),
+    # the reconstruction error misses anomalies that are too simple (a left-out 1); these parts see them
+    "fusion-recon-typicality-fisher": (("vae-recon-error", "likelihood-typicality"), "fisher"),
+    "fusion-recon-regret-fisher": (("vae-recon-error", "vae-regret"), "fisher"),
 }
 # The corrected likelihoods: name -> correction (vaelab.detectors.corrections).
 CORRECTED = {"likelihood-complexity": "complexity", "likelihood-typicality": "typicality",
