@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m2-balance", type=float, default=GridSettings.m2_balance,
                         help="the SemiSupervisedDetector's class balance")
     parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")
+    parser.add_argument("--m2-correction", default=GridSettings.m2_correction,
+                        help="its likelihood part's correction: none|complexity")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per cell (seed i of normal class c: c + 10 i)")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished cell here and reuse it")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
     data = digits_config(args.data, args.train_limit)
     settings = GridSettings(data, epochs=args.epochs, latent_dim=args.latent_dim, detector_epochs=args.detector_epochs,
-                            m2_balance=args.m2_balance, m2_references=args.m2_references)
+                            m2_balance=args.m2_balance, m2_references=args.m2_references,
+                            m2_correction=args.m2_correction)
     classes = [int(c) for c in args.classes.split(",")]
     t_all = time.perf_counter()
     units = grid_units(settings, classes, experiments, seeds=args.seeds)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     computed = sum(r["seconds_total"] for r in results.values())
     parts = [f"AUROC (%) on the MNIST test set, mean over normal classes {classes}; SemiSupervisedDetector "
              f"{args.epochs} epochs, latent {args.latent_dim}, class balance {args.m2_balance:g}, references "
-             f"{args.m2_references}; supervised classifier: an MLP with the same hidden "
+             f"{args.m2_references}, likelihood correction {args.m2_correction}; supervised classifier: an MLP with the same hidden "
              f"layer, {args.epochs} epochs; unsupervised: `{settings.detector}` with `vaelab detect`'s defaults "
              f"(latent {settings.detector_latent_dim}, {settings.detector_epochs} epochs), fitted on the unlabelled "
              f"rows; {args.seeds} seed(s) per cell (seed i of normal class c: c + 10 i; tables: means over "

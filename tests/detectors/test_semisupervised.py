@@ -56,3 +56,26 @@ def test_normal_share_is_the_classifiers_normal_calls():
     probs = class_probabilities(det.model_, det._prepare(x[:200]))[:, 0]
     assert det.normal_share(x[:200]) == pytest.approx((probs >= 0.5).mean())
     assert det.normal_share(x[:200]) > 0.8 and det.normal_share(x[200:]) < 0.5
+
+
+def test_the_complexity_correction_takes_the_code_length_out_of_the_likelihood_part(tmp_path):
+    from vaelab.detectors import BaseDetector, SemiSupervisedDetector
+    from vaelab.detectors.corrections import compression_nats
+
+    rng = np.random.default_rng(2)
+    ink = rng.uniform(0.05, 0.6, size=(240, 1))  # images in [0, 1] with more or less ink: varied code lengths
+    x = (rng.random((240, 36)) < ink).astype(np.float32)
+    y = np.r_[np.full(220, -1), np.ones(20, int)]
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=5, batch_size=32)
+    plain = SemiSupervisedDetector(**kw).fit(x, y)
+    corrected = SemiSupervisedDetector(likelihood_correction="complexity", **kw).fit(x, y)
+    assert plain.slope_ == 0.0 and corrected.slope_ != 0.0
+    raw, parts = plain.score_parts(x), corrected.score_parts(x)  # the same model: the correction is after training
+    np.testing.assert_allclose(parts["likelihood"],
+                               raw["likelihood"] - corrected.slope_ * compression_nats(x, np.zeros(36), np.ones(36)))
+    np.testing.assert_array_equal(parts["classifier"], raw["classifier"])
+    corrected.save(tmp_path / "m2.safetensors")
+    np.testing.assert_allclose(BaseDetector.load(tmp_path / "m2.safetensors").score_samples(x),
+                               corrected.score_samples(x), rtol=1e-6)
+    with pytest.raises(ValueError, match="likelihood_correction must be one of"):
+        SemiSupervisedDetector(likelihood_correction="typicality", **kw).fit(x, y)

@@ -8,6 +8,7 @@ import numpy as np
 
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
+from vaelab.detectors.corrections import complexity_slope, compression_nats, feature_range
 from vaelab.detectors.fusion import fuse
 from vaelab.detectors.vae import ScaledInput, model_state, restore_model
 from vaelab.scores import class_elbo, class_probabilities
@@ -15,6 +16,7 @@ from vaelab.training import train_m2
 
 
 REFERENCE_RULES = ("classified-normal", "all")  # which training rows the parts' p-values are read against
+LIKELIHOOD_CORRECTIONS = ("none", "complexity")  # what the likelihood part is corrected for
 
 
 class SemiSupervisedDetector(ScaledInput, BaseDetector):
@@ -42,7 +44,11 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     would otherwise set a floor under the p-values of rows like them; all of
     them if that keeps under a tenth, and all of them when no row is labelled:
     the classifier is then untaught), or "all" of the rows not labelled
-    anomalous.
+    anomalous. ``likelihood_correction`` = "complexity" replaces part (a) by its
+    part that input complexity does not explain (Serra et al. 2020, as the
+    ``likelihood-complexity`` detector: minus a least-squares multiple of the
+    zlib code length, the slope fitted on the reference rows), so that inputs
+    with little ink are not rated likely for that alone.
     """
 
     fusion_rule = "fisher"  # how the two parts are combined (see fuse)
@@ -50,7 +56,8 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
                  balance: float = 10.0, labelled_share: float = 0.2, reference_rows: int | None = 2000,
-                 references: str = "classified-normal", contamination: float = 0.1,
+                 references: str = "classified-normal", likelihood_correction: str = "none",
+                 contamination: float = 0.1,
                  threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",
                  calibration: float = 0.0, fpr: float | None = None) -> None:
         super().__init__(contamination, threshold_rows, calibration, fpr)
@@ -65,6 +72,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         self.labelled_share = labelled_share
         self.reference_rows = reference_rows
         self.references = references
+        self.likelihood_correction = likelihood_correction
         self.random_state = random_state
         self.device = device
 
@@ -89,8 +97,14 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         x = self._prepare(X)
-        return {"likelihood": class_elbo(self.model_, x, 0, seed=self.random_state),
-                "classifier": self._log_normal(x)}
+        likelihood = class_elbo(self.model_, x, 0, seed=self.random_state)
+        if self.slope_:
+            likelihood = likelihood - self.slope_ * self._complexity(X)
+        return {"likelihood": likelihood, "classifier": self._log_normal(x)}
+
+    def _complexity(self, X: np.ndarray) -> np.ndarray:
+        """The input complexity L(x) of rows X in nats (zlib code length over the training range)."""
+        return compression_nats(X, self.low_, self.high_)
 
     def _log_normal(self, x: np.ndarray) -> np.ndarray:
         """log q(normal|x) of rows in the model's units: the classifier part."""
@@ -101,6 +115,9 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
             raise ValueError(f"anomaly_prior must be in (0, 1); got {self.anomaly_prior}")
         if self.references not in REFERENCE_RULES:
             raise ValueError(f"references must be one of {REFERENCE_RULES}; got {self.references!r}")
+        if self.likelihood_correction not in LIKELIHOOD_CORRECTIONS:
+            raise ValueError(f"likelihood_correction must be one of {LIKELIHOOD_CORRECTIONS}; "
+                             f"got {self.likelihood_correction!r}")
         self.mean_, self.scale_ = feature_scaling(X)
         labelled = bool((self._y >= 0).any())  # without labels the balance and the references' rule stay off
         config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
@@ -112,11 +129,17 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
                                labelled_share=self.labelled_share)
         normal = np.flatnonzero(self._y != 1)
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
-        parts = self._parts(ref)
+        self.slope_, (self.low_, self.high_) = 0.0, feature_range(X)
+        parts, keep = self._parts(ref), np.ones(len(ref), dtype=bool)
         if self.references == "classified-normal" and labelled:
-            keep = self.classified_normal(parts)
-            if keep.sum() >= max(2, 0.1 * len(keep)):
-                parts = {name: part[keep] for name, part in parts.items()}
+            classified = self.classified_normal(parts)
+            if classified.sum() >= max(2, 0.1 * len(classified)):
+                keep = classified
+        parts = {name: part[keep] for name, part in parts.items()}
+        if self.likelihood_correction == "complexity":
+            complexity = self._complexity(ref[keep])
+            self.slope_ = complexity_slope(parts["likelihood"], complexity)
+            parts["likelihood"] = parts["likelihood"] - self.slope_ * complexity
         self.references_ = list(parts.values())
 
     def normal_share(self, X) -> float:
@@ -141,8 +164,15 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         for i, ref in enumerate(self.references_):
             writer.array(f"{prefix}ref{i}", ref)
+        for name, value in (("low_", self.low_), ("high_", self.high_), ("slope_", np.array([self.slope_]))):
+            writer.array(f"{prefix}{name}", value)
         return model_state(writer, prefix, self.model_, self.mean_, self.scale_)
 
     def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
         self.model_, self.mean_, self.scale_ = restore_model(meta, reader, prefix)
         self.references_ = [reader.array(f"{prefix}ref{i}") for i in range(2)]
+        if reader.has(f"{prefix}slope_"):  # files written before the correction existed have none
+            self.low_, self.high_ = reader.array(f"{prefix}low_"), reader.array(f"{prefix}high_")
+            self.slope_ = float(reader.array(f"{prefix}slope_")[0])
+        else:
+            self.slope_ = 0.0

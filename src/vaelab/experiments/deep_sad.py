@@ -194,6 +194,7 @@ class GridSettings:
     detector_epochs: int = 50
     m2_balance: float = 10.0       # the SemiSupervisedDetector's balance and references (its defaults)
     m2_references: str = "classified-normal"
+    m2_correction: str = "none"    # its likelihood_correction (in a unit's settings only when not "none")
 
 
 def seed_suffix(seed_index: int) -> str:
@@ -210,6 +211,15 @@ def point_unit(normal: int, point: GridPoint, seed_index: int = 0) -> str:
 def baseline_unit(normal: int, pollution: float, detector: str, seed_index: int = 0) -> str:
     """The name of the unsupervised baseline's unit of (normal class, pollution, seed)."""
     return f"normal{normal}-p{pollution:g}-{detector}{seed_suffix(seed_index)}"
+
+
+def m2_settings(settings: GridSettings) -> dict[str, Any]:
+    """The SemiSupervisedDetector's settings of every point unit; the likelihood correction only where
+    one is asked for, so the units of runs made before it existed keep their fingerprints."""
+    m2: dict[str, Any] = {"balance": settings.m2_balance, "references": settings.m2_references}
+    if settings.m2_correction != "none":
+        m2["likelihood_correction"] = settings.m2_correction
+    return m2
 
 
 def grid_units(settings: GridSettings, classes: list[int], experiments: list[str] | None = None,
@@ -230,7 +240,7 @@ def grid_units(settings: GridSettings, classes: list[int], experiments: list[str
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
                                    {**common, "normal": c, "seed": seed, "point": dataclasses.asdict(point),
                                     "epochs": settings.epochs, "latent_dim": settings.latent_dim,
-                                    "m2": {"balance": settings.m2_balance, "references": settings.m2_references}})
+                                    "m2": m2_settings(settings)})
             for pollution in sorted({point.pollution for point in points}):
                 name = baseline_unit(c, pollution, settings.detector, i)
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",
