@@ -138,3 +138,15 @@ def test_training_seeds_are_cells_of_their_own_and_the_base_seed_keeps_its_names
     assert not np.array_equal(base["vae-iwae"], other["vae-iwae"])  # another VAE, the same split
     summary = {(s["detector"], s["latent_dim"]): s for s in json.loads((tmp_path / "results.json").read_text())["summary"]}
     assert summary[("vae-iwae", 2)]["n_seeds"] == 2 and summary[("vae-iwae", 2)]["seed_sd"] >= 0
+
+
+def test_a_cell_carries_the_likelihood_regret_only_where_the_run_asks_for_it():
+    from vaelab.config import Config
+    from vaelab.experiments.anomaly import cell_unit
+
+    plain = tiny_config()
+    regret = tiny_config(anomaly={"likelihood_regret": True})
+    vae_cell, raw_cell = Cell("loco", 1, 2), Cell("loco", 1, RAW)
+    assert "likelihood_regret" not in cell_unit(plain, vae_cell).params["config"]["anomaly"]  # old fingerprints hold
+    assert Config.from_dict(cell_unit(regret, vae_cell).params["config"]).anomaly.likelihood_regret
+    assert cell_unit(regret, raw_cell).fingerprint == cell_unit(plain, raw_cell).fingerprint

@@ -39,7 +39,8 @@ from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label, write_tables
-from vaelab.experiments.detector_scores import BACKGROUND, COMPLEXITY, load_scores, raw_scores, save_scores, vae_scores
+from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, load_scores, raw_scores, save_scores,
+                                                vae_score_keys, vae_scores)
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
@@ -77,7 +78,7 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
     else:
         settings = config_part(c, data=None, detector=ranking_detector_keys(cell.background),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
-                               anomaly=["pollution", "latent_estimators", f"{cell.protocol}_epochs"])
+                               anomaly=["pollution", *vae_score_keys(config), f"{cell.protocol}_epochs"])
         extra = {"background": True} if cell.background else {}
         if cell.seed is not None:
             extra["train_seed"] = cell.seed

@@ -28,6 +28,13 @@ COMPLEXITY, BACKGROUND = CORRECTION_PARTS["complexity"], CORRECTION_PARTS["ratio
 REGRET = "vae-regret"  # the costly VAE score, computed only where the run asks for it
 
 
+def vae_score_keys(config: Config) -> list[str]:
+    """The ``[anomaly]`` keys that :func:`vae_scores` depends on, for a cell's settings: the latent
+    estimators, and ``likelihood_regret`` only where it is on (cells of runs without it keep their
+    fingerprints)."""
+    return ["latent_estimators", *(["likelihood_regret"] if config.anomaly.likelihood_regret else [])]
+
+
 def vae_scores(vae: VAEDetector, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
                config: Config) -> tuple[Scores, Scores, dict[str, float]]:
     """Every ``vae-*`` score of the fitted ``vae`` (``vae-regret`` only with

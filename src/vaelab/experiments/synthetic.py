@@ -35,7 +35,7 @@ from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
 from vaelab.detectors import VAEDetector, reference_split, with_derived
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics
-from vaelab.experiments.detector_scores import COMPLEXITY, load_scores, raw_scores, save_scores, vae_scores
+from vaelab.experiments.detector_scores import COMPLEXITY, load_scores, raw_scores, save_scores, vae_score_keys, vae_scores
 from vaelab.experiments.synthetic_tables import best_per_type, markdown
 from vaelab.experiments.units import Unit, UnitStore, config_part
 from vaelab.fileio import write_json, write_text
@@ -75,7 +75,7 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
     trained it, or a hash of its weights)."""
     c = config.to_dict()
     settings = config_part(c, data=None, synthetic=None, detector=ranking_detector_keys(), train=["seed"],
-                           anomaly=["raw_estimators"] if latent_dim == 0 else ["latent_estimators"],
+                           anomaly=["raw_estimators"] if latent_dim == 0 else vae_score_keys(config),
                            **({} if latent_dim == 0 else {"score": None}))
     name = "raw" if latent_dim == 0 else f"z{latent_dim}"
     return Unit(name=name, function="vaelab.experiments.synthetic:run_cell",
