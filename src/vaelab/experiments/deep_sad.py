@@ -194,7 +194,7 @@ class GridSettings:
     detector_epochs: int = 50
     m2_balance: float = 10.0       # the SemiSupervisedDetector's balance and references (its defaults)
     m2_references: str = "classified-normal"
-    m2_correction: str = "none"    # its likelihood_correction (in a unit's settings only when not "none")
+    m2_correction: str = "complexity"  # its likelihood_correction (in a unit's settings only when not "none")
 
 
 def seed_suffix(seed_index: int) -> str:
