@@ -27,10 +27,11 @@ import tomllib
 
 from vaelab.errors import ConfigError
 
-# The detector `vaelab detect` uses unless told otherwise. Chosen by evidence (README, "Choosing the
-# default detector"): at latent size 5 it has the best mean rank and the best worst case over MNIST
-# leave-one-class-out, MNIST one-vs-rest, the synthetic anomaly types and the tabular benchmark.
-DEFAULT_DETECTOR = "vae-recon-error"
+# The detector `vaelab detect` uses unless told otherwise. Chosen by evidence (docs/anomaly.md, "Choosing
+# the default detector"): at latent size 5 it has the best mean rank (the rule), the best mean and the
+# best worst case over MNIST leave-one-class-out, MNIST one-vs-rest, the synthetic anomaly types and the
+# tabular benchmark. Until 2026-11-27 (third session): vae-recon-error.
+DEFAULT_DETECTOR = "fusion-recon-regret-fisher"
 
 BINARIZE_MODES = ("none", "threshold", "dynamic")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")

@@ -46,3 +46,24 @@ def test_references_are_rows_the_parts_never_saw():
                             rule="rank", reference_rows=200).fit(train)
     position = np.searchsorted(np.sort(fusion.references_[0]), fusion.detectors_[0].score_samples(normal_test))
     assert 0.3 < position.mean() / len(fusion.references_[0]) < 0.7  # unseen normal rows sit among the references
+
+
+def test_two_scores_of_one_vae_share_its_training():
+    from vaelab.detectors import VAEDetector, reference_split
+
+    rng = np.random.default_rng(4)
+    train, test = rng.random((300, 12)), rng.random((40, 12))
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=3, n_samples=2)
+    parts = (VAEDetector("recon-error", **kw), VAEDetector("regret", **kw))
+    fusion = FusionDetector(parts, rule="fisher").fit(train)
+    recon, regret = fusion.detectors_
+    assert regret.model_ is recon.model_  # trained once
+    fit, held = reference_split(len(train), fusion.reference_rows, fusion.random_state)
+    alone = [VAEDetector(p.score_name, **kw).fit(train[fit]) for p in parts]  # what two trainings would give
+    expected = fuse([a.score_samples(test) for a in alone], [a.score_samples(train[held]) for a in alone], "fisher")
+    np.testing.assert_allclose(fusion.score_samples(test), expected)
+    np.testing.assert_array_equal(fusion.explain(test[:3]), recon.explain(test[:3]))  # the exact part's split
+    other = VAEDetector("regret", **{**kw, "epochs": 4})
+    assert not other.trains_like(recon)
+    with pytest.raises(ValueError, match="same training settings"):
+        other.fit_sharing(train, recon)

@@ -59,7 +59,8 @@ class FusionDetector(BaseDetector):
     (:func:`~vaelab.detectors.base.reference_split`). A ``LatentDetector`` without its own ``vae`` reuses the first
     fitted VAE of the same latent size among the detectors (a ``VAEDetector``
     or the one a corrected likelihood holds), so likelihood and latent codes
-    come from one model.
+    come from one model; a ``VAEDetector`` that trains like an earlier one
+    (two scores of one VAE) reuses its model instead of training a twin.
     """
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
@@ -84,6 +85,11 @@ class FusionDetector(BaseDetector):
                 self.detectors_.append(det)
                 continue
             det = clone(det).set_params(calibration=0.0, fpr=None)  # the fusion holds out its own rows
+            if isinstance(det, VAEDetector):
+                twin = next((d for d in self.detectors_ if isinstance(d, VAEDetector) and d.trains_like(det)), None)
+                if twin is not None:  # another score of a VAE already trained here: share it
+                    self.detectors_.append(det.fit_sharing(X, twin))
+                    continue
             if isinstance(det, LatentDetector) and det.vae is None:
                 shared = [v for v in map(fitted_vae, self.detectors_) if v is not None and v.latent_dim == det.latent_dim]
                 if shared:
@@ -93,6 +99,14 @@ class FusionDetector(BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)
+
+    def explain(self, X) -> np.ndarray:
+        """Per-feature contributions, (n, d): those of the first part that splits its own score
+        exactly (a ``VAEDetector``: e.g. the reconstruction error's squared errors), since the fused
+        score has no exact split and occluding each feature of it would rescore every part d times;
+        occlusion of the fused score where no part has one."""
+        exact = next((d for d in self.detectors_ if isinstance(d, VAEDetector)), None)
+        return exact.explain(X) if exact is not None else super().explain(X)
 
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         for i, ref in enumerate(self.references_):

@@ -45,6 +45,10 @@ def restore_model(meta: dict[str, Any], reader: StateReader, prefix: str) -> tup
     return model.eval(), reader.array(f"{prefix}mean"), reader.array(f"{prefix}scale")
 
 
+# the settings that decide a VAEDetector's trained model (the others decide how it is scored)
+TRAINING_PARAMS = ("latent_dim", "hidden_dims", "epochs", "batch_size", "lr", "random_state", "device", "likelihood")
+
+
 class VAEDetector(ScaledInput, BaseDetector):
     """Scores from a VAE fitted on X: ``score_name`` is ``recon-prob``, ``iwae``, ``elbo`` or
     ``recon-error`` (minus the error, so that higher is more normal for all four).
@@ -74,9 +78,30 @@ class VAEDetector(ScaledInput, BaseDetector):
         self.device = device
         self.likelihood = likelihood
 
+    def trains_like(self, other: "VAEDetector") -> bool:
+        """Whether ``other`` trains its VAE with the same settings (it may score it differently)."""
+        return all(getattr(self, k) == getattr(other, k) for k in TRAINING_PARAMS)
+
+    def fit_sharing(self, X, fitted: "VAEDetector") -> "VAEDetector":
+        """Fit on X by reusing ``fitted``'s VAE, which was trained with the same settings on the same
+        rows (two scores of one model, as in a fusion): no second training; only this detector's
+        threshold is computed."""
+        if not self.trains_like(fitted):
+            raise ValueError("fit_sharing needs a VAEDetector with the same training settings")
+        self._shared = fitted
+        try:
+            return self.fit(X)
+        finally:
+            del self._shared
+
     def _fit(self, X: np.ndarray) -> None:
         if self.score_name not in SCORES:
             raise ValueError(f"unknown score {self.score_name!r}; known: {', '.join(SCORES)}")
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            self.likelihood_, self.mean_, self.scale_, self.model_ = (shared.likelihood_, shared.mean_,
+                                                                      shared.scale_, shared.model_)
+            return
         self.likelihood_ = feature_likelihood(X, self.likelihood)
         self.mean_, self.scale_ = feature_scaling(X, standardize=self.likelihood_ == "gaussian")
         config = ModelConfig(latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims))

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.config import DEFAULT_DETECTOR, Config, DataConfig, DetectorConfig, ModelConfig
+from vaelab.config import Config, DataConfig, DetectorConfig, ModelConfig
 from vaelab.data import load_grey
 from vaelab.data.protocols import SemiSupervisedSplit, polluting_count, semi_supervised_one_vs_rest
 from vaelab.detectors import SEMI_SUPERVISED, make_detector
@@ -189,7 +189,7 @@ class GridSettings:
     latent_dim: int = 8
     hidden_dims: tuple[int, ...] = (400,)
     iwae_samples: int = DetectorConfig().iwae_samples
-    detector: str = DEFAULT_DETECTOR  # the unsupervised baseline, with vaelab detect's defaults:
+    detector: str = "vae-recon-error"  # the unsupervised baseline: vaelab detect's default when the grid was run,
     detector_latent_dim: int = ModelConfig().latent_dim
     detector_epochs: int = 50
     m2_balance: float = 10.0       # the SemiSupervisedDetector's balance and references (its defaults)
