@@ -24,7 +24,7 @@ from vaelab.detectors.latent_raw import LatentDetector, RawDetector
 from vaelab.detectors.semisupervised import SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 from vaelab.errors import ConfigError
-from vaelab.scores import SCORES
+from vaelab.scores import SCORES, monte_carlo_samples as score_samples
 
 LIKELIHOOD = "vae-iwae"  # the log p(x) that the corrections and most fusions start from
 # The fusions: name -> (the parts' registry names, rule).
@@ -52,10 +52,9 @@ SEMI_SUPERVISED = "m2-semisupervised"  # SemiSupervisedDetector: fit(X, y) with 
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:
-    """Samples each VAE score draws inside a detector: K for iwae from ``[detector]``, L for recon-prob
-    and elbo draws from ``[score]``."""
-    return {"iwae": config.detector.iwae_samples, "recon-prob": config.score.recon_samples,
-            "elbo": config.score.elbo_samples, "regret": config.score.regret_samples}
+    """Samples each VAE score draws inside a detector: K for iwae from ``[detector]``, the others'
+    (L for recon-prob, elbo and regret draws) from ``[score]``."""
+    return {**score_samples(config.score), "iwae": config.detector.iwae_samples}
 
 
 def estimator_name(name: str) -> str:
