@@ -19,9 +19,9 @@ from pathlib import Path
 
 from vaelab.fileio import write_json, write_text
 
-DETECTORS = ("vae-recon-error", "vae-recon-error@gaussian", "vae-elbo", "vae-elbo@gaussian", "likelihood-complexity",
-             "likelihood-typicality", "raw-kde", "raw-ocsvm",
-             "pyod-vae", "pyod-autoencoder")
+DETECTORS = ("fusion-recon-regret-fisher", "fusion-recon-typicality-fisher", "vae-recon-error",
+             "vae-recon-error@gaussian", "vae-elbo", "vae-elbo@gaussian", "likelihood-complexity",
+             "likelihood-typicality", "raw-kde", "raw-ocsvm", "pyod-vae", "pyod-autoencoder")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,7 @@ FILE_CASES = {
     "raw-ocsvm-nystroem": lambda: RawDetector("ocsvm-nystroem", pca_components=4),
     "raw-pca-recon": lambda: RawDetector("pca-recon", pca_components=2),
     "fusion": lambda: FusionDetector((_vae(score_name="iwae"), LatentDetector("ocsvm", latent_dim=2)), rule="zsum"),
+    "fusion-of-one-vae": lambda: FusionDetector((_vae(score_name="recon-error"), _vae(score_name="iwae")), rule="fisher"),
     "semisupervised": lambda: SemiSupervisedDetector(latent_dim=2, hidden_dims=(16,), epochs=2),
     **{f"likelihood-{c}": (lambda c=c: CorrectedLikelihoodDetector(c, vae=_vae(score_name="iwae"), reference_rows=50))
        for c in ("complexity", "typicality", "ratio")},

@@ -66,4 +66,27 @@ def test_two_scores_of_one_vae_share_its_training():
     other = VAEDetector("regret", **{**kw, "epochs": 4})
     assert not other.trains_like(recon)
     with pytest.raises(ValueError, match="same training settings"):
-        other.fit_sharing(train, recon)
+        other.fit_sharing(train, recon, train[held])
+
+
+def test_parts_threshold_on_the_reference_rows_and_a_shared_vae_is_stored_once(tmp_path):
+    """A part's own threshold comes from the held-out reference scores the fusion computes anyway
+    (no scoring pass over training rows), and two scores of one VAE keep one copy of it in a file."""
+    from safetensors import safe_open
+
+    from vaelab.detectors import BaseDetector, VAEDetector
+
+    rng = np.random.default_rng(5)
+    train, test = rng.random((300, 12)), rng.random((40, 12))
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=2)
+    fusion = FusionDetector((VAEDetector("recon-error", **kw), VAEDetector("elbo", **kw)), rule="fisher").fit(train)
+    for part, reference in zip(fusion.detectors_, fusion.references_):
+        assert part.offset_ == pytest.approx(np.quantile(reference, part.contamination))
+    path = tmp_path / "fusion.safetensors"
+    fusion.save(path)
+    with safe_open(path, "pt") as f:
+        weights = [k for k in f.keys() if ".model." in k]
+    assert weights and all(k.startswith("part0.") for k in weights)
+    loaded = BaseDetector.load(path)
+    assert loaded.detectors_[1].model_ is loaded.detectors_[0].model_
+    np.testing.assert_allclose(loaded.score_samples(test), fusion.score_samples(test), rtol=1e-6)

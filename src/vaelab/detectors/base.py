@@ -11,7 +11,10 @@ split-conformal p-values, and ``fpr`` sets ``offset_`` so that the
 false-positive rate on normal rows is at most ``fpr``
 (:mod:`vaelab.conformal`). Without ``fpr``, ``offset_`` is the
 ``contamination`` quantile of the calibration scores, or of the training
-rows' own (optimistic) scores when ``calibration`` is 0.
+rows' own (optimistic) scores when ``calibration`` is 0 (scikit-learn's
+convention). The parts of a composite detector (a fusion, a corrected
+likelihood) take theirs from the held-out reference rows the composite scores
+anyway (:meth:`BaseDetector.fit_part`).
 
 Explanations: ``explain(X)`` gives per-feature contributions to each row's
 anomaly score, (n, d), higher = pushes the row towards anomalous. Here, for
@@ -72,6 +75,12 @@ def finite_rows(X, min_rows: int = 1) -> np.ndarray:
     X = check_array(X, dtype=np.float64, ensure_min_samples=min_rows)
     check_representable(X, None, "X")
     return X
+
+
+def unfitted_part(det: "BaseDetector") -> "BaseDetector":
+    """An unfitted copy of ``det`` to fit as a part of a composite detector (:meth:`BaseDetector.fit_part`):
+    no calibration rows or false-positive target of its own, since the composite holds out its rows."""
+    return clone(det).set_params(calibration=0.0, fpr=None)
 
 
 def calibration_rows(normal: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -150,16 +159,36 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = finite_rows(X, min_rows=2)
         self._check_threshold_settings()
-        self.n_features_in_ = X.shape[1]
         normal = self._normal_rows(y, len(X))
         held = calibration_rows(normal, self.calibration, getattr(self, "random_state", 0))
         fit = np.setdiff1d(np.arange(len(X)), held)
         if len(fit) < 2 or (self.calibration and len(held) < 1):
             raise ValueError(f"a calibration share of {self.calibration} of {len(normal)} normal rows leaves "
                              f"{len(held)} to calibrate and {len(fit)} to fit on; give more rows or another share")
-        self.baseline_ = X[fit].mean(0)
-        self._fit_rows(X[fit], None if y is None else np.asarray(y)[fit])
+        self._fit_on(X[fit], None if y is None else np.asarray(y)[fit])
         return self._set_threshold(X[held] if len(held) else X[np.intersect1d(fit, normal)])
+
+    def fit_part(self, X, reference) -> np.ndarray:
+        """Fit on every row of X as a part of a composite detector (a fusion, a corrected likelihood)
+        and return the scores of ``reference``: held-out normal rows that the composite scores anyway.
+        The threshold is the ``contamination`` quantile of those scores, which saves :meth:`fit`'s
+        scoring pass over training rows (with a slow score, such as the likelihood regret, a large
+        part of a fit). Takes no calibration rows of its own (see :func:`unfitted_part`)."""
+        X, reference = finite_rows(X, min_rows=2), finite_rows(reference)
+        self._check_threshold_settings()
+        if self.calibration:
+            raise ValueError("a part of a composite detector holds out no calibration rows of its own; "
+                             "set calibration=0 (unfitted_part does)")
+        self._fit_on(X, None)
+        scores = self._score(reference)
+        self._threshold_from(np.sort(scores))
+        return scores
+
+    def _fit_on(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        """Learn from the training rows (calibration rows already held out)."""
+        self.n_features_in_ = X.shape[1]
+        self.baseline_ = X.mean(0)
+        self._fit_rows(X, y)
 
     def _check_threshold_settings(self) -> None:
         if not 0.0 < self.contamination < 0.5:
@@ -303,11 +332,12 @@ def _plain_params(det: BaseDetector) -> dict[str, Any]:
 
 
 class StateWriter:
-    """Collects the tensors of a detector and its nested detectors, each detector once."""
+    """Collects the tensors of a detector and its nested detectors, each detector and each torch model once."""
 
     def __init__(self) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
         self._seen: dict[int, str] = {}
+        self.models: dict[int, str] = {}  # id of a torch model -> the prefix it is stored under
 
     def array(self, key: str, value: np.ndarray) -> None:
         self.tensors[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
@@ -339,6 +369,7 @@ class StateReader:
     def __init__(self, tensors: dict[str, torch.Tensor], path: Path) -> None:
         self.tensors, self.path = tensors, path
         self._built: dict[str, BaseDetector] = {}
+        self.models: dict[str, Any] = {}  # prefix -> a restored model (and its scaling), for sharers
 
     def array(self, key: str) -> np.ndarray:
         return self.tensors[key].numpy()

@@ -31,9 +31,9 @@ import zlib
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, in_unit_range, is_fitted, reference_split
+from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, in_unit_range, is_fitted, reference_split,
+                                   unfitted_part)
 from vaelab.detectors.vae import VAEDetector
 
 CORRECTIONS = ("complexity", "typicality", "ratio")
@@ -116,13 +116,18 @@ class CorrectedLikelihoodDetector(BaseDetector):
         fit, held = reference_split(len(X), self.reference_rows, self.random_state)
         X, ref = X[fit], X[held]
         template = self.vae if self.vae is not None else VAEDetector(score_name="iwae", random_state=self.random_state)
-        untrained = clone(template).set_params(calibration=0.0, fpr=None)
-        self.vae_ = template if is_fitted(template) else clone(untrained).fit(X)
+        if is_fitted(template):
+            self.vae_, self.ref_logp_ = template, template.score_samples(ref)
+        else:
+            self.vae_ = unfitted_part(template)
+            self.ref_logp_ = self.vae_.fit_part(X, ref)
         self.low_, self.high_ = feature_range(X)
         if self.correction == "ratio":
             noisy = background_rows(X, self.background_noise, self.low_, self.high_, self.random_state)
-            self.background_ = untrained.fit(noisy)
-        self.ref_logp_, self.ref_other_ = self.vae_.score_samples(ref), self._other(ref)
+            self.background_ = unfitted_part(template)
+            self.ref_other_ = self.background_.fit_part(noisy, ref)
+        else:
+            self.ref_other_ = self._other(ref)
 
     def _other(self, X: np.ndarray) -> np.ndarray | None:
         """The correction's second quantity on rows X: L(x), the background log p(x), or None."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, is_fitted, reference_split
+from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, is_fitted, reference_split,
+                                   unfitted_part)
 from vaelab.detectors.latent_raw import LatentDetector
 from vaelab.detectors.vae import VAEDetector
 
@@ -56,7 +56,9 @@ class FusionDetector(BaseDetector):
     Each unfitted detector is cloned and fitted on X less a seeded hold-out of at
     most ``reference_rows`` (and at most half) of its rows (a fitted one is used
     as it is); the references are the detectors' scores on that hold-out
-    (:func:`~vaelab.detectors.base.reference_split`). A ``LatentDetector`` without its own ``vae`` reuses the first
+    (:func:`~vaelab.detectors.base.reference_split`), and each part's own threshold comes from
+    them (:meth:`~vaelab.detectors.base.BaseDetector.fit_part`), not from another scoring pass
+    over training rows. A ``LatentDetector`` without its own ``vae`` reuses the first
     fitted VAE of the same latent size among the detectors (a ``VAEDetector``
     or the one a corrected likelihood holds), so likelihood and latent codes
     come from one model; a ``VAEDetector`` that trains like an earlier one
@@ -79,23 +81,25 @@ class FusionDetector(BaseDetector):
             raise ValueError("FusionDetector needs at least one detector")
         fit, held = reference_split(len(X), self.reference_rows, self.random_state)
         X, ref = X[fit], X[held]
-        self.detectors_ = []
+        self.detectors_, self.references_ = [], []
         for det in self.detectors:
             if is_fitted(det):
                 self.detectors_.append(det)
+                self.references_.append(det.score_samples(ref))
                 continue
-            det = clone(det).set_params(calibration=0.0, fpr=None)  # the fusion holds out its own rows
-            if isinstance(det, VAEDetector):
-                twin = next((d for d in self.detectors_ if isinstance(d, VAEDetector) and d.trains_like(det)), None)
-                if twin is not None:  # another score of a VAE already trained here: share it
-                    self.detectors_.append(det.fit_sharing(X, twin))
-                    continue
-            if isinstance(det, LatentDetector) and det.vae is None:
-                shared = [v for v in map(fitted_vae, self.detectors_) if v is not None and v.latent_dim == det.latent_dim]
-                if shared:
-                    det.set_params(vae=shared[0])
-            self.detectors_.append(det.fit(X))
-        self.references_ = [d.score_samples(ref) for d in self.detectors_]
+            det = unfitted_part(det)
+            twin = (next((d for d in self.detectors_ if isinstance(d, VAEDetector) and d.trains_like(det)), None)
+                    if isinstance(det, VAEDetector) else None)
+            if twin is not None:  # another score of a VAE already trained here: share it
+                self.references_.append(det.fit_sharing(X, twin, ref))
+            else:
+                if isinstance(det, LatentDetector) and det.vae is None:
+                    shared = [v for v in map(fitted_vae, self.detectors_)
+                              if v is not None and v.latent_dim == det.latent_dim]
+                    if shared:
+                        det.set_params(vae=shared[0])
+                self.references_.append(det.fit_part(X, ref))
+            self.detectors_.append(det)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)

@@ -28,21 +28,27 @@ class ScaledInput:
 
 def model_state(writer: StateWriter, prefix: str, model: torch.nn.Module, mean: np.ndarray,
                 scale: np.ndarray) -> dict[str, Any]:
-    """Store a detector's torch model (weights as tensors) and its input scaling."""
-    writer.tensors.update({f"{prefix}model.{k}": v for k, v in model.state_dict().items()})
-    writer.array(f"{prefix}mean", mean)
-    writer.array(f"{prefix}scale", scale)
+    """Store a detector's torch model (weights as tensors) and its input scaling; a model that an
+    earlier detector in the file shares (two scores of one VAE in a fusion) is stored once."""
+    same = writer.models.setdefault(id(model), prefix)
+    if same == prefix:
+        writer.tensors.update({f"{prefix}model.{k}": v for k, v in model.state_dict().items()})
+        writer.array(f"{prefix}mean", mean)
+        writer.array(f"{prefix}scale", scale)
     return {"likelihood": model.likelihood, "model": Config(model=model.config).to_dict()["model"],
-            "input_dim": model.input_dim}
+            "input_dim": model.input_dim, **({"model_same_as": same} if same != prefix else {})}
 
 
 def restore_model(meta: dict[str, Any], reader: StateReader, prefix: str) -> tuple[torch.nn.Module, np.ndarray,
                                                                                    np.ndarray]:
     """Inverse of :func:`model_state`: (model, mean, scale)."""
+    if "model_same_as" in meta:
+        return reader.models[meta["model_same_as"]]
     model = build_model(Config.from_dict({"model": meta["model"]}).model, int(meta["input_dim"]), meta["likelihood"])
     start = len(prefix) + len("model.")
     model.load_state_dict({k[start:]: v for k, v in reader.tensors.items() if k.startswith(f"{prefix}model.")})
-    return model.eval(), reader.array(f"{prefix}mean"), reader.array(f"{prefix}scale")
+    restored = reader.models[prefix] = (model.eval(), reader.array(f"{prefix}mean"), reader.array(f"{prefix}scale"))
+    return restored
 
 
 # the settings that decide a VAEDetector's trained model (the others decide how it is scored)
@@ -82,15 +88,15 @@ class VAEDetector(ScaledInput, BaseDetector):
         """Whether ``other`` trains its VAE with the same settings (it may score it differently)."""
         return all(getattr(self, k) == getattr(other, k) for k in TRAINING_PARAMS)
 
-    def fit_sharing(self, X, fitted: "VAEDetector") -> "VAEDetector":
-        """Fit on X by reusing ``fitted``'s VAE, which was trained with the same settings on the same
-        rows (two scores of one model, as in a fusion): no second training; only this detector's
-        threshold is computed."""
+    def fit_sharing(self, X, fitted: "VAEDetector", reference) -> np.ndarray:
+        """:meth:`fit_part` by reusing ``fitted``'s VAE, which was trained with the same settings on the
+        same rows (two scores of one model, as in a fusion): no second training, and the model is
+        stored once in a file. Returns the scores of ``reference``."""
         if not self.trains_like(fitted):
             raise ValueError("fit_sharing needs a VAEDetector with the same training settings")
         self._shared = fitted
         try:
-            return self.fit(X)
+            return self.fit_part(X, reference)
         finally:
             del self._shared
 
