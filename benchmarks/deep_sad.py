@@ -1,5 +1,5 @@
 """Deep SAD's three MNIST experiments (Ruff et al. 2020) with the SemiSupervisedDetector, beside the
-unsupervised default detector and a supervised classifier on the same splits.
+unsupervised baseline (vae-recon-error) and a supervised classifier on the same splits.
 
     python benchmarks/deep_sad.py --data ../shared/data/mnist.npz --cells runs/deep_sad --jobs 2 \
         --results benchmarks/results/deep_sad.md --json benchmarks/results/deep_sad.json \
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), help="of " + ", ".join(EXPERIMENTS))
     parser.add_argument("--epochs", type=int, default=30, help="the SemiSupervisedDetector's and the classifier's")
     parser.add_argument("--latent-dim", type=int, default=8)
-    parser.add_argument("--detector-epochs", type=int, default=50, help="the unsupervised default detector's")
+    parser.add_argument("--detector-epochs", type=int, default=50, help="the unsupervised baseline's")
     parser.add_argument("--m2-balance", type=float, default=GridSettings.m2_balance,
                         help="the SemiSupervisedDetector's class balance")
     parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")

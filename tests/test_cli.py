@@ -138,13 +138,14 @@ def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
     assert code == 2 and "test.csv: has 6 features" in err and not (tmp_path / "y.csv").exists()
 
 
-def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys):
+@pytest.mark.parametrize("detector", [["--detector", "raw-gmm"], ["--epochs", "2"]], ids=["raw-gmm", "default"])
+def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys, detector):
+    """Also the default detector, a fusion of two scores of one VAE (saving it once failed)."""
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "train.npz", x=rng.normal(size=(200, 4)))
     np.savez(tmp_path / "test.npz", x=np.vstack([rng.normal(size=(20, 4)), rng.normal(size=(5, 4)) + 5]))
     code, out, err = run_cli(capsys, "detect", "--train", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
-                             "--detector", "raw-gmm", "--save", tmp_path / "det.safetensors", "--out",
-                             tmp_path / "a.csv")
+                             *detector, "--save", tmp_path / "det.safetensors", "--out", tmp_path / "a.csv")
     assert code == 0, err
     code, out, err = run_cli(capsys, "detect", "--load", tmp_path / "det.safetensors", "--test",
                              tmp_path / "test.npz", "--out", tmp_path / "b.csv")

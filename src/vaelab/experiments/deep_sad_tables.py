@@ -8,11 +8,11 @@ import numpy as np
 
 from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.experiments.deep_sad import (DEFAULT_PRIOR, EXPERIMENTS, MATCHED_PRIOR, PUBLISHED, SUPERVISED,
-                                         UNSUPERVISED, cell_aurocs, point_unit, stored_seeds)
+                                         UNSUPERVISED, GridSettings, cell_aurocs, point_unit, stored_seeds)
 
 DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
                    MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
-                   SUPERVISED: "supervised classifier (MLP)", UNSUPERVISED: "unsupervised default detector"}
+                   SUPERVISED: "supervised classifier (MLP)", UNSUPERVISED: f"unsupervised baseline ({GridSettings.detector})"}
 
 
 def experiment_means(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
