@@ -126,6 +126,13 @@ def test_tabular_anomaly_and_default_detector_smoke(tmp_path):
                str(tmp_path / "s.json"), "--tabular", str(tmp_path / "t.json"), "--results", str(tmp_path / "d.md"))
     assert "| raw-iforest | 0.950 | 0.950 | 0.850 |" in out and "Best mean rank: **raw-iforest**" in out
     assert "| vae-iwae | 0.900 | 0.900 | 0.800 |" in out and (tmp_path / "d.md").exists()
+    groups = ("digits8-ovr", "textures", "tables")
+    means = {n: {g: (0.4 if d == 0 else 0.99) for g in (*groups, "mnist-loco")} for n, d in names.items()}
+    (tmp_path / "c.json").write_text(json.dumps({"means": means}))
+    out = _run("default_detector.py", tmp_path, "--anomaly", str(tmp_path / "a.json"), "--synthetic",
+               str(tmp_path / "s.json"), "--tabular", str(tmp_path / "t.json"), "--comparison", str(tmp_path / "c.json"))
+    assert "| tabular | digits8-ovr | textures | tables | mean |" in out and "mnist-loco" not in out
+    assert "| raw-iforest | 0.950 | 0.950 | 0.850 |" in out and "0.400 | 0.400 | 0.400 |" in out
 
 
 @pytest.mark.slow
