@@ -38,37 +38,6 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return bernoulli_log_terms(x, logits).sum(-1)
 
 
-def _product_group(d: int) -> int:
-    """The largest divisor of d up to 126: a product of that many values in (1/2, 1] stays above
-    float32's smallest normal number (2^-126)."""
-    return max(g for g in range(1, min(d, 126) + 1) if d % g == 0)
-
-
-def softplus_sums(logits: torch.Tensor, rows: int = 256) -> torch.Tensor:
-    """sum_j softplus(logits_j) over the last axis of a 2-d tensor, with one transcendental per value.
-
-    softplus(l) = relu(l) - log sigmoid(|l|), and sum_j relu(l_j) = (sum_j l_j + sum_j |l_j|) / 2;
-    the log-sigmoids are summed as the log of products of sigmoids over groups of up to 126
-    values (each in [1/2, 1], so no product underflows): one sigmoid per value and one log per
-    group, where ``F.softplus`` takes an exp and a log1p per value. ``rows`` rows at a time go
-    through one buffer that stays in the cache. Within about 1e-5 nats per 1,000 values of the
-    float64 sum (each sigmoid is rounded once)."""
-    n, d = logits.shape
-    group = _product_group(d)
-    if group < 16:  # too few values per log to gain
-        return F.softplus(logits).sum(-1)
-    out = logits.new_empty(n)
-    buffer = logits.new_empty(min(n, rows), d)
-    for start in range(0, n, rows):
-        part = logits[start:start + rows]
-        work = buffer[:len(part)]
-        torch.abs(part, out=work)
-        total = work.sum(-1).add_(part.sum(-1)).mul_(0.5)
-        total -= work.sigmoid_().view(len(part), d // group, group).prod(-1).log_().sum(-1)
-        out[start:start + len(part)] = total
-    return out
-
-
 def kl_diag_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form, summed over the last axis."""
     return 0.5 * (mean.pow(2) + torch.exp(logvar) - 1.0 - logvar).sum(-1)

@@ -130,8 +130,7 @@ class VAE(nn.Module):
         Equal to :meth:`log_px_given_z` up to float rounding, with less work per code. For a
         Bernoulli decoder of linear layers and activations (logits = h W^T + b) the data term
         sum_j x_j logits_j = h . (x W) + x . b needs the d-wide product once per row, not once per
-        code, leaving sum_j softplus(logits_j) per code (:func:`~vaelab.distributions.softplus_sums`,
-        one transcendental per value); activations run in place. Under bfloat16
+        code, leaving sum_j softplus(logits_j) per code; activations run in place. Under bfloat16
         autocast the products run in bfloat16, and both terms come from the same rounded logits
         (a term x_j l_j - softplus(l_j) is then off only where the pixel is uncertain); sums are
         float32.
@@ -159,7 +158,7 @@ class VAE(nn.Module):
                 data = torch.bmm(acts.view(n, k, -1), per_row).squeeze(-1) + (x @ bias).unsqueeze(-1)
             else:  # the logits were rounded: take x . logits from the same rounded numbers as softplus
                 data = torch.bmm(logits.view(n, k, -1), x.unsqueeze(-1)).squeeze(-1)
-            return data - D.softplus_sums(logits).view(n, k)
+            return data - F.softplus(logits).sum(-1).view(n, k)
 
     def feature_log_probs(self, x: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x_j|z[,c]) for each feature j, (..., input_dim): the terms of :meth:`log_px_given_z`."""
