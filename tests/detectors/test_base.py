@@ -277,3 +277,19 @@ def test_explanations_point_at_the_changed_feature(name):
     changed[:, 4] += 6.0
     det = make_detector(name, TINY, latent_dim=2, epochs=20, calibration=0.0).fit(train[40:])
     assert np.mean(det.explain(changed).argmax(1) == 4) >= (0.5 if "latent" in name else 0.9)
+
+
+def test_fit_part_returns_the_reference_scores_and_thresholds_on_them(blobs):
+    """A composite's part: fitted on every given row, its threshold the contamination quantile of the
+    held-out reference scores it returns; calibration rows of its own are refused."""
+    from vaelab.detectors.base import unfitted_part
+
+    train, test, _ = blobs
+    part = unfitted_part(RawDetector("gmm", pca_components=None, calibration=0.2, fpr=0.05))
+    assert part.calibration == 0.0 and part.fpr is None
+    scores = part.fit_part(train[:150], train[150:])
+    np.testing.assert_allclose(scores, part.score_samples(train[150:]))
+    assert part.offset_ == pytest.approx(np.quantile(scores, part.contamination))
+    np.testing.assert_allclose(part.baseline_, train[:150].mean(0))
+    with pytest.raises(ValueError, match="calibration"):
+        RawDetector("gmm", pca_components=None, calibration=0.2).fit_part(train[:150], train[150:])
