@@ -90,3 +90,27 @@ def test_parts_threshold_on_the_reference_rows_and_a_shared_vae_is_stored_once(t
     loaded = BaseDetector.load(path)
     assert loaded.detectors_[1].model_ is loaded.detectors_[0].model_
     np.testing.assert_allclose(loaded.score_samples(test), fusion.score_samples(test), rtol=1e-6)
+
+
+def test_a_corrected_likelihood_part_shares_the_fusions_vae_and_references():
+    """The typicality fusion as shipped is what the anomaly benchmark computes: one VAE trained on the
+    fusion's fit rows, and the fusion's held-out reference rows as the typicality test's references."""
+    from vaelab.detectors import CorrectedLikelihoodDetector, VAEDetector, reference_split
+    from vaelab.detectors.corrections import corrected_scores
+
+    rng = np.random.default_rng(6)
+    train, test = rng.random((300, 12)), rng.random((40, 12))
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=4)
+    parts = (VAEDetector("recon-error", **kw), CorrectedLikelihoodDetector("typicality", vae=VAEDetector("iwae", **kw)))
+    fusion = FusionDetector(parts, rule="fisher").fit(train)
+    recon, typicality = fusion.detectors_
+    assert typicality.vae_.model_ is recon.model_  # trained once
+    fit, held = reference_split(len(train), fusion.reference_rows, fusion.random_state)
+    iwae, error = VAEDetector("iwae", **kw).fit(train[fit]), VAEDetector("recon-error", **kw).fit(train[fit])
+    logp_test, logp_ref = iwae.score_samples(test), iwae.score_samples(train[held])
+    expected = fuse([error.score_samples(test), corrected_scores("typicality", logp_test, logp_ref, None, None)],
+                    [error.score_samples(train[held]), corrected_scores("typicality", logp_ref, logp_ref, None, None)],
+                    "fisher")
+    np.testing.assert_allclose(fusion.score_samples(test), expected, rtol=1e-6)
+    fitted = VAEDetector("iwae", **kw).fit(train)
+    assert not CorrectedLikelihoodDetector("typicality", vae=fitted).trains_like(recon)  # a fitted template is used as is

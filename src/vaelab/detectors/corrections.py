@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, in_unit_range, is_fitted, reference_split,
-                                   unfitted_part)
+from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, finite_rows, in_unit_range, is_fitted,
+                                   reference_split, unfitted_part)
 from vaelab.detectors.vae import VAEDetector
 
 CORRECTIONS = ("complexity", "typicality", "ratio")
@@ -108,19 +108,42 @@ class CorrectedLikelihoodDetector(BaseDetector):
         self.reference_rows = reference_rows
         self.random_state = random_state
 
+    def trains_like(self, fitted: VAEDetector) -> bool:
+        """Whether this detector's unfitted VAE template trains like ``fitted`` (see :meth:`fit_sharing`)."""
+        return isinstance(self.vae, VAEDetector) and not is_fitted(self.vae) and self.vae.trains_like(fitted)
+
+    def fit_sharing(self, X, fitted: VAEDetector, reference) -> np.ndarray:
+        """:meth:`fit_part` as a part of a fusion whose ``fitted`` VAE part trains like this detector's
+        template on the same rows X: the likelihood comes from that VAE, and the fusion's held-out
+        ``reference`` rows are this detector's references too, so the fusion trains one VAE and holds
+        out one set of rows (as the anomaly benchmark computes it). Returns the scores of ``reference``."""
+        if not self.trains_like(fitted):
+            raise ValueError("fit_sharing needs an unfitted VAE template with the same training settings")
+        self._shared = (fitted, finite_rows(reference))
+        try:
+            return self.fit_part(X, reference)
+        finally:
+            del self._shared
+
     def _fit(self, X: np.ndarray) -> None:
         if self.correction not in CORRECTIONS:
             raise ValueError(f"unknown correction {self.correction!r}; use {', '.join(CORRECTIONS)}")
         if not 0.0 < self.background_noise < 1.0:
             raise ValueError(f"background_noise must be in (0, 1); got {self.background_noise}")
-        fit, held = reference_split(len(X), self.reference_rows, self.random_state)
-        X, ref = X[fit], X[held]
         template = self.vae if self.vae is not None else VAEDetector(score_name="iwae", random_state=self.random_state)
-        if is_fitted(template):
-            self.vae_, self.ref_logp_ = template, template.score_samples(ref)
-        else:
+        shared = getattr(self, "_shared", None)
+        if shared is not None:  # a fusion's part: its VAE and its reference rows
+            fitted, ref = shared
             self.vae_ = unfitted_part(template)
-            self.ref_logp_ = self.vae_.fit_part(X, ref)
+            self.ref_logp_ = self.vae_.fit_sharing(X, fitted, ref)
+        else:
+            fit, held = reference_split(len(X), self.reference_rows, self.random_state)
+            X, ref = X[fit], X[held]
+            if is_fitted(template):
+                self.vae_, self.ref_logp_ = template, template.score_samples(ref)
+            else:
+                self.vae_ = unfitted_part(template)
+                self.ref_logp_ = self.vae_.fit_part(X, ref)
         self.low_, self.high_ = feature_range(X)
         if self.correction == "ratio":
             noisy = background_rows(X, self.background_noise, self.low_, self.high_, self.random_state)

@@ -8,6 +8,7 @@ import numpy as np
 
 from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, is_fitted, reference_split,
                                    unfitted_part)
+from vaelab.detectors.corrections import CorrectedLikelihoodDetector
 from vaelab.detectors.latent_raw import LatentDetector
 from vaelab.detectors.vae import VAEDetector
 
@@ -61,8 +62,11 @@ class FusionDetector(BaseDetector):
     over training rows. A ``LatentDetector`` without its own ``vae`` reuses the first
     fitted VAE of the same latent size among the detectors (a ``VAEDetector``
     or the one a corrected likelihood holds), so likelihood and latent codes
-    come from one model; a ``VAEDetector`` that trains like an earlier one
-    (two scores of one VAE) reuses its model instead of training a twin.
+    come from one model; a ``VAEDetector``, or a corrected likelihood whose VAE
+    template, trains like an earlier ``VAEDetector`` part reuses its model
+    instead of training a twin (the corrected likelihood then takes the
+    fusion's reference rows as its own: one VAE, one hold-out, as the anomaly
+    benchmark computes a fusion).
     """
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
@@ -88,9 +92,9 @@ class FusionDetector(BaseDetector):
                 self.references_.append(det.score_samples(ref))
                 continue
             det = unfitted_part(det)
-            twin = (next((d for d in self.detectors_ if isinstance(d, VAEDetector) and d.trains_like(det)), None)
-                    if isinstance(det, VAEDetector) else None)
-            if twin is not None:  # another score of a VAE already trained here: share it
+            twin = (next((d for d in self.detectors_ if isinstance(d, VAEDetector) and det.trains_like(d)), None)
+                    if isinstance(det, (VAEDetector, CorrectedLikelihoodDetector)) else None)
+            if twin is not None:  # another score of a VAE already trained here: share it (and the references)
                 self.references_.append(det.fit_sharing(X, twin, ref))
             else:
                 if isinstance(det, LatentDetector) and det.vae is None:
