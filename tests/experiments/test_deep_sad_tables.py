@@ -41,6 +41,7 @@ def test_tables_hold_every_detector_the_published_rows_and_the_seconds():
     assert "| SemiSupervisedDetector (M2) | 90.0 | 90.0 | 90.0 | 90.0 | 90.0 |" in table
     assert "| supervised classifier (MLP) | – | 90.0 |" in table and "| Deep SAD (published) | 92.8 |" in table
     assert "| compute seconds per cell (mean) | 2 | 4 |" in table  # detector alone at 0, with the classifier after
+    assert "| unsupervised baseline (vae-recon-error) |" in table  # named after the baseline the tables read
     polluted = experiment_table(results, "pollution", [0, 1], "vae-recon-error", COUNTS)
     assert "| SemiSupervisedDetector, prior = anomaly share | – | 90.0 |" in polluted and "published" not in polluted
     assert class_table(results, "classes", [0, 1], "vae-recon-error", COUNTS).count("\n") == 4

@@ -184,6 +184,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self._threshold_from(np.sort(scores))
         return scores
 
+    def _fit_part_sharing(self, X, reference, shared: Any) -> np.ndarray:
+        """:meth:`fit_part` with what a composite lends this part (a fitted model, its rows) readable
+        as ``self._shared`` inside ``_fit``, and gone afterwards."""
+        self._shared = shared
+        try:
+            return self.fit_part(X, reference)
+        finally:
+            del self._shared
+
     def _fit_on(self, X: np.ndarray, y: np.ndarray | None) -> None:
         """Learn from the training rows (calibration rows already held out)."""
         self.n_features_in_ = X.shape[1]

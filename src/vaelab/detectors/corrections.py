@@ -119,11 +119,7 @@ class CorrectedLikelihoodDetector(BaseDetector):
         out one set of rows (as the anomaly benchmark computes it). Returns the scores of ``reference``."""
         if not self.trains_like(fitted):
             raise ValueError("fit_sharing needs an unfitted VAE template with the same training settings")
-        self._shared = (fitted, finite_rows(reference))
-        try:
-            return self.fit_part(X, reference)
-        finally:
-            del self._shared
+        return self._fit_part_sharing(X, reference, (fitted, finite_rows(reference)))
 
     def _fit(self, X: np.ndarray) -> None:
         if self.correction not in CORRECTIONS:

@@ -94,11 +94,7 @@ class VAEDetector(ScaledInput, BaseDetector):
         stored once in a file. Returns the scores of ``reference``."""
         if not self.trains_like(fitted):
             raise ValueError("fit_sharing needs a VAEDetector with the same training settings")
-        self._shared = fitted
-        try:
-            return self.fit_part(X, reference)
-        finally:
-            del self._shared
+        return self._fit_part_sharing(X, reference, fitted)
 
     def _fit(self, X: np.ndarray) -> None:
         if self.score_name not in SCORES:

@@ -8,11 +8,13 @@ import numpy as np
 
 from vaelab.evaluation import ANOMALY_GROUPS
 from vaelab.experiments.deep_sad import (DEFAULT_PRIOR, EXPERIMENTS, MATCHED_PRIOR, PUBLISHED, SUPERVISED,
-                                         UNSUPERVISED, GridSettings, cell_aurocs, point_unit, stored_seeds)
+                                         UNSUPERVISED, cell_aurocs, point_unit, stored_seeds)
 
-DETECTOR_LABELS = {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)",
-                   MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
-                   SUPERVISED: "supervised classifier (MLP)", UNSUPERVISED: f"unsupervised baseline ({GridSettings.detector})"}
+
+def detector_labels(detector: str) -> dict[str, str]:
+    """The tables' label of each compared detector; ``detector`` is the unsupervised baseline's name."""
+    return {DEFAULT_PRIOR: "SemiSupervisedDetector (M2)", MATCHED_PRIOR: "SemiSupervisedDetector, prior = anomaly share",
+            SUPERVISED: "supervised classifier (MLP)", UNSUPERVISED: f"unsupervised baseline ({detector})"}
 
 
 def experiment_means(results: dict[str, dict[str, Any]], experiment: str, classes: list[int], detector: str,
@@ -62,7 +64,7 @@ def experiment_table(results: dict[str, dict[str, Any]], experiment: str, classe
     means = experiment_means(results, experiment, classes, detector, counts)
     head = " | ".join(f"{v:g}" for v in values)
     lines = [f"| detector | {head} |", "|---|" + "---|" * len(values)]
-    for name, label in DETECTOR_LABELS.items():
+    for name, label in detector_labels(detector).items():
         if any(v is not None for v in means.get(name, [None])):
             lines.append(f"| {label} | " + " | ".join(_pct(v) for v in means[name]) + " |")
     for name, row in PUBLISHED.get(experiment, {}).items():
@@ -100,7 +102,7 @@ def experiment_figure(results: dict[str, dict[str, Any]], experiment: str, class
     axis, values, _ = EXPERIMENTS[experiment]
     means = experiment_means(results, experiment, classes, detector, counts)
     curves = {label: [np.nan if v is None else v for v in means[name]]
-              for name, label in DETECTOR_LABELS.items() if any(v is not None for v in means.get(name, [None]))}
+              for name, label in detector_labels(detector).items() if any(v is not None for v in means.get(name, [None]))}
     for name, row in PUBLISHED.get(experiment, {}).items():
         curves[name] = [np.nan if v is None else v / 100 for v in row]
     return plots.label_curve(list(values), curves, {}, axis, highlighted=len(curves))
