@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latent-dim", type=int, default=50, help="M2's z")
     parser.add_argument("--m1-active", type=float, default=0.01,
                         help="M1+M2 keeps the active latent units: variance of the means over training > this")
+    parser.add_argument("--m1-inputs", choices=("means", "draws"), default="means",
+                        help="M1+M2 trains on M1's latent means, or on a fresh draw from q(z1|x) each step "
+                             "(as Kingma et al.'s code does)")
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--m1m2-latent-dim", type=int, default=32)
     parser.add_argument("--m1m2-hidden", type=int, default=256)
@@ -85,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         study = Study(seed_cfg, args.m1_run)
         study.models()  # trains M1 if the run does not hold it yet
         m1_file, m1_fingerprint = study.model_files()[args.m1_latent]
-        print(f"M1: {m1_features(str(m1_file), x_train, x_test[:1], args.m1_active)[2]} of {args.m1_latent} "
-              "latent units active", flush=True)
-        m1 = {"fingerprint": m1_fingerprint, "active": args.m1_active, "file": str(m1_file)}
+        print(f"M1: {m1_features(str(m1_file), x_train, x_test[:1], args.m1_active).n_active} of "
+              f"{args.m1_latent} latent units active", flush=True)
+        m1 = {"fingerprint": m1_fingerprint, "active": args.m1_active, "file": str(m1_file),
+              **({"draws": True} if args.m1_inputs == "draws" else {})}  # means: the fingerprints as before
     rows: dict[tuple[str, int], list[float]] = {}
     seconds: dict[str, float] = {m: 0.0 for m in models}
     m2_files: dict[int, Path] = {}
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                              "model": Config(model=m2_cfg if pixels else m1m2_cfg).to_dict()["model"],
                              "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
                              "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
-                             "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active")}},
+                             "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws")
+                                                        if k in m1}},
                             outputs=(f"{name}.safetensors",) if pixels else (),
                             runtime={} if pixels else {"m1_file": m1["file"]})
                 planned.append((model, n_labels, seed, unit))
@@ -123,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (
-        [f"M1+M2 {args.m1m2_epochs} epochs on the active latent means of a {args.m1_latent}-d VAE with hidden "
+        [f"M1+M2 {args.m1m2_epochs} epochs on the active latent "
+         f"{'codes (a fresh draw from q(z1|x) each step)' if args.m1_inputs == 'draws' else 'means'} "
+         f"of a {args.m1_latent}-d VAE with hidden "
          f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
         if "m1m2" in models else [])
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +

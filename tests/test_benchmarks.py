@@ -147,6 +147,11 @@ def test_ssl_mnist_smoke(tmp_path):
     cell.write_text(json.dumps(stored))
     out2 = _run("ssl_mnist.py", tmp_path, *common, "--seeds", "2", "--m2-seeds", "1")
     assert "| 100 | 12.35 | " in out2 and "m1m2 labels=100 seed=1" in out2 and "±" in out2
+    m1m2 = tmp_path / "c" / "units" / "m1m2-100-seed0.json"
+    on_means = json.loads(m1m2.read_text())["fingerprint"]
+    out3 = _run("ssl_mnist.py", tmp_path, *common, "--models", "m1m2", "--m1-inputs", "draws")
+    assert "a fresh draw from q(z1|x)" in out3  # M1+M2 on draws: changed settings, so its runs are redone
+    assert json.loads(m1m2.read_text())["fingerprint"] != on_means
 
 
 def test_deep_sad_smoke(tmp_path):

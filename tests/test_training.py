@@ -174,6 +174,38 @@ def test_m2_learns_from_few_labels_without_seeing_test_labels():
     assert np.isfinite(marginal_elbo(m2, data.test.x[:50])).all()
 
 
+def test_latent_draws_sample_each_row_from_its_gaussian_and_leave_the_rest():
+    from vaelab.training import latent_draws
+
+    n = 20000
+    batch = {"x": torch.tensor([[1.0, -2.0]]).repeat(n, 1), "x_sd": torch.tensor([[0.5, 2.0]]).repeat(n, 1),
+             "y": torch.arange(n)}
+    out = latent_draws(batch, torch.Generator().manual_seed(0))
+    assert set(out) == {"x", "y"} and torch.equal(out["y"], batch["y"])
+    assert torch.allclose(out["x"].mean(0), torch.tensor([1.0, -2.0]), atol=0.05)
+    assert torch.allclose(out["x"].std(0), torch.tensor([0.5, 2.0]), rtol=0.03)
+
+
+@pytest.mark.parametrize("precision", ["float32", "auto"])
+def test_m2_trains_on_draws_of_m1_codes(precision):
+    """M1+M2 on draws from q(z1|x): the draws differ each epoch, the run is seeded, and the precision
+    check (which runs the model on a stored batch) does not pass it the standard deviations."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    means = (rng.normal(size=(300, 4)) + 3 * y[:, None]).astype(np.float32)
+    sd = np.full_like(means, 0.3)
+    semi = np.where(np.arange(300) < 30, y, -1)
+    config = ModelConfig(latent_dim=2, hidden_dims=(16,), n_classes=3)
+    train = TrainConfig(epochs=2, batch_size=64, progress=False, precision=precision)
+    fits = [train_m2(means, semi, config, train, likelihood="gaussian", x_sd=sd) for _ in range(2)]
+    plain = train_m2(means, semi, config, train, likelihood="gaussian")
+    a, b, c = (m.state_dict() for m in (*fits, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the draws are used
+    with pytest.raises(ValueError, match="not both"):
+        train_m2(means, semi, config, train, likelihood="gaussian", x_sd=sd, binarize=True)
+
+
 def _graph_trainer(graphs: bool, device: str, **train) -> Trainer:
     from vaelab.runtime import seeded_init
     from vaelab.training import dynamic_binarization

@@ -197,6 +197,22 @@ def latent_means(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int
     return _per_row(x, batch_size, device, lambda rows, n: model.encode(rows)[0].float()).numpy()
 
 
+@torch.no_grad()
+def latent_posteriors(model: nn.Module, x: np.ndarray | torch.Tensor,
+                      batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The means and standard deviations of q(z|x), each (n, latent_dim), in blocks on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+
+    def both(rows: torch.Tensor, n: int) -> torch.Tensor:
+        mean, logvar = model.encode(rows)
+        return torch.cat([mean.float(), (0.5 * logvar.float()).exp()], dim=1)
+
+    joined = _per_row(x, batch_size, device, both).numpy()
+    half = joined.shape[1] // 2
+    return joined[:, :half], joined[:, half:]
+
+
 # "auto" scores in bfloat16 only where this much agrees with float32 (mean absolute difference of
 # log p(x) over a few rows, nats, the same draws): the accuracy asked of the fast scorer.
 IWAE_TOLERANCE = 0.05

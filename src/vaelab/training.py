@@ -14,6 +14,7 @@ end; resuming from one gives weights bit-identical to an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -54,6 +55,14 @@ def dynamic_binarization(batch: Batch, generator: torch.Generator) -> Batch:
     below the pixel's value (twice as fast on the CPU as ``torch.bernoulli``, the same law)."""
     x = batch["x"]
     return {**batch, "x": (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)}
+
+
+def latent_draws(batch: Batch, generator: torch.Generator) -> Batch:
+    """A fresh draw x ~ N(batch["x"], batch["x_sd"]^2) per row and unit: M1+M2's input, a new sample of
+    M1's posterior q(z1|x) each time a row is seen (as Kingma et al. 2014 train M2 on M1's codes)."""
+    rest = {k: v for k, v in batch.items() if k != "x_sd"}
+    x, sd = batch["x"], batch["x_sd"]
+    return {**rest, "x": x + sd * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)}
 
 
 def iterate_batches(tensors: Batch, batch_size: int):
@@ -174,6 +183,8 @@ class Trainer:
         with float32's within :data:`LOSS_TOLERANCE`."""
         def agrees() -> bool:
             batch = next(iterate_batches(data, self.config.batch_size))  # as stored: no transform's draws
+            inputs = inspect.signature(self.model.forward).parameters
+            batch = {k: v for k, v in batch.items() if k in inputs}  # less what only the transform reads
             losses = []
             with torch.no_grad():
                 for precision in ("float32", "bfloat16"):
@@ -367,18 +378,25 @@ class Trainer:
 
 
 def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
-             labelled_share: float = 0.2, binarize: bool = False,
+             labelled_share: float = 0.2, binarize: bool = False, x_sd: np.ndarray | None = None,
              log: Callable[[str], None] | None = None) -> nn.Module:
     """An M2 model (``model.name`` is set to m2) trained by the one loop on rows ``x`` with labels
-    ``y_semi`` (-1 unknown); the labelled rows are repeated to ``labelled_share`` of each epoch."""
+    ``y_semi`` (-1 unknown); the labelled rows are repeated to ``labelled_share`` of each epoch.
+    ``binarize``: a fresh Bernoulli draw of grey pixels per step; ``x_sd``: x holds Gaussian means
+    with these standard deviations, and each step draws from them (:func:`latent_draws`, M1+M2)."""
+    if binarize and x_sd is not None:
+        raise ValueError("give binarize (pixels) or x_sd (M1's codes), not both")
     config = dataclasses.replace(model, name="m2")
     with seeded_init(train.seed):
         m2 = build_model(config, x.shape[1], likelihood)
     rows = epoch_rows(y_semi, labelled_share)
-    trainer = Trainer(m2, train, run_config={"model": dataclasses.asdict(config)}, log=log,
-                      transform=dynamic_binarization if binarize else None)
-    trainer.fit({"x": torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32)),
-                 "y": torch.from_numpy(y_semi[rows])})
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a[rows], dtype=np.float32))  # noqa: E731
+    data = {"x": as_tensor(x), "y": torch.from_numpy(y_semi[rows])}
+    if x_sd is not None:
+        data["x_sd"] = as_tensor(x_sd)
+    transform = dynamic_binarization if binarize else latent_draws if x_sd is not None else None
+    trainer = Trainer(m2, train, run_config={"model": dataclasses.asdict(config)}, log=log, transform=transform)
+    trainer.fit(data)
     return trainer.model.eval()
 
 

@@ -25,8 +25,14 @@ def test_m1_features_keep_the_active_units(tmp_path):
         vae.enc_mean.weight[1] = 0.0  # unit 1 ignores its input: inactive
     save_model(tmp_path / "m1.safetensors", vae, {})
     x = np.random.default_rng(0).random((50, 6)).astype(np.float32)
-    train, test, active = m1_features(str(tmp_path / "m1.safetensors"), x, x[:5], 1e-6)
-    assert active == 2 and train.shape == (50, 2) and test.shape == (5, 2)
+    codes = m1_features(str(tmp_path / "m1.safetensors"), x, x[:5], 1e-6)
+    assert codes.n_active == 2 and codes.train.shape == codes.train_sd.shape == (50, 2)
+    assert codes.test.shape == (5, 2) and (codes.train_sd > 0).all()
+    with __import__("torch").no_grad():
+        mean, logvar = vae.encode(__import__("torch").from_numpy(x))
+    kept = [0, 2]
+    assert np.allclose(codes.train, mean[:, kept].numpy(), atol=1e-6)
+    assert np.allclose(codes.train_sd, (0.5 * logvar[:, kept]).exp().numpy(), atol=1e-6)
 
 
 def test_a_classification_run_is_a_unit_with_its_error_and_weights(tmp_path):

@@ -24,7 +24,7 @@ from vaelab.experiments.units import Unit
 from vaelab.models import load_model, resolve_likelihood, save_model
 from vaelab.plots import figure_entry
 from vaelab.runtime import make_generator
-from vaelab.scores import latent_means
+from vaelab.scores import latent_means, latent_posteriors
 from vaelab.training import train_m2
 
 
@@ -82,32 +82,43 @@ def run_m2_stage(unit: Unit, root: Path) -> dict[str, Any]:
             "agreement": agreement, "curve": curve, "normal_class": sc.normal_class}
 
 
-def m1_features(m1_file: str, x_train: np.ndarray, x_test: np.ndarray,
-                min_variance: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """M1+M2's inputs: the latent means of the M1 VAE in ``m1_file`` on its active units (variance of the
-    training means above ``min_variance``, Burda et al. 2016); (train, test, number of active units)."""
+@dataclasses.dataclass
+class M1Features:
+    """M1+M2's inputs on M1's active latent units: q(z1|x)'s means and standard deviations for the
+    training rows (M2 trains on draws from them, or on the means), its means for the test rows."""
+    train: np.ndarray
+    train_sd: np.ndarray
+    test: np.ndarray
+    n_active: int
+
+
+def m1_features(m1_file: str, x_train: np.ndarray, x_test: np.ndarray, min_variance: float) -> M1Features:
+    """M1+M2's inputs from the M1 VAE in ``m1_file`` on its active units (variance of the training
+    means above ``min_variance``, Burda et al. 2016)."""
     m1, _ = load_model(m1_file)
-    f_train, f_test = latent_means(m1, x_train), latent_means(m1, x_test)
+    (f_train, sd_train), f_test = latent_posteriors(m1, x_train), latent_means(m1, x_test)
     active = f_train.var(0) > min_variance
     active = active if active.any() else np.ones_like(active)
-    return f_train[:, active], f_test[:, active], int(active.sum())
+    return M1Features(f_train[:, active], sd_train[:, active], f_test[:, active], int(active.sum()))
 
 
 def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     """One semi-supervised classification run (``benchmarks/ssl_mnist.py``): M2 on the pixels or M1+M2 on an
-    M1's latent means, trained with ``labels`` balanced labels and the given seed; test error in %. M2's
-    weights are kept beside the record (``<name>.safetensors``)."""
+    M1's latent codes (draws from q(z1|x) with ``m1.draws``, else its means), trained with ``labels``
+    balanced labels and the given seed; test error in %. M2's weights are kept beside the record
+    (``<name>.safetensors``)."""
     p = unit.params
     data = load_grey(Config.from_dict(p["config"]).data)
-    x_fit, x_eval = data.train.x, data.test.x
+    x_fit, x_eval, x_sd = data.train.x, data.test.x, None
     if p["m1"]:
-        x_fit, x_eval, _ = m1_features(unit.runtime["m1_file"], x_fit, x_eval, p["m1"]["active"])
+        codes = m1_features(unit.runtime["m1_file"], x_fit, x_eval, p["m1"]["active"])
+        x_fit, x_eval, x_sd = codes.train, codes.test, codes.train_sd if p["m1"].get("draws") else None
     semi = balanced_labels(data.train.y, p["labels"], p["seed"])
     assert (semi >= 0).sum() == p["labels"]  # nothing else, and no test label, reaches training
     model = Config.from_dict({"model": p["model"]}).model
     fitted = train_m2(x_fit, semi, model, TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"],
                                                       progress=False), likelihood=p["likelihood"],
-                      binarize=p["binarize"])
+                      binarize=p["binarize"], x_sd=x_sd)
     if not p["m1"]:
         save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
     return {"error": 100 * error_rate(fitted, x_eval, data.test.y)}
