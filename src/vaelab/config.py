@@ -202,6 +202,9 @@ class ScoreConfig:
         _check_choice(self.precision, PRECISIONS, "score.precision")
 
 
+FUSION_REFITS = ("auto", "always", "never")  # vaelab.detectors.fusion.refits
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Settings of the detectors that `vaelab detect`, the study and the benchmarks build through the
@@ -221,6 +224,7 @@ class DetectorConfig:
     calibration: float = 0.2        # share of the normal training rows held out for p-values and thresholds
     fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
     likelihood: str = "auto"        # the VAE detectors' decoder: auto (Bernoulli in [0, 1], else Gaussian), bernoulli, gaussian
+    fusion_refit: str = "never"     # fusions: refit the parts on every row after scoring the references (auto: on small data)
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
@@ -233,6 +237,8 @@ class DetectorConfig:
         _check(not self.fpr or self.calibration > 0, "detector.fpr needs detector.calibration > 0")
         _check(self.likelihood in ("auto", "bernoulli", "gaussian"),
                f"detector.likelihood must be auto, bernoulli or gaussian; got {self.likelihood!r}")
+        _check(self.fusion_refit in FUSION_REFITS,
+               f"detector.fusion_refit must be {', '.join(FUSION_REFITS)}; got {self.fusion_refit!r}")
 
 
 # Detector settings that only place thresholds (p-values, fpr): no ranking, and so no AUROC of the

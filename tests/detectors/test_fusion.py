@@ -114,3 +114,52 @@ def test_a_corrected_likelihood_part_shares_the_fusions_vae_and_references():
     np.testing.assert_allclose(fusion.score_samples(test), expected, rtol=1e-6)
     fitted = VAEDetector("iwae", **kw).fit(train)
     assert not CorrectedLikelihoodDetector("typicality", vae=fitted).trains_like(recon)  # a fitted template is used as is
+
+
+def test_refit_rule_refits_when_the_hold_out_is_more_than_a_tenth():
+    from vaelab.detectors.fusion import refits
+
+    assert refits("auto", 2000, 10000) and not refits("auto", 2000, 20000) and not refits("auto", 2000, 45000)
+    assert refits("always", 1, 10**6) and not refits("never", 500, 1000)
+    with pytest.raises(ValueError, match="unknown refit"):
+        refits("sometimes", 1, 2)
+
+
+def test_a_refitted_fusion_scores_with_parts_fitted_on_every_row_and_keeps_the_held_out_references():
+    """refit: the references are the hold-out's scores under the parts fitted without it (as without
+    refit); then the parts are fitted again on every row and those fits score, a shared VAE included."""
+    from vaelab.detectors import CorrectedLikelihoodDetector, VAEDetector
+
+    rng = np.random.default_rng(7)
+    train, test = rng.random((300, 12)), rng.random((40, 12))
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=4)
+    parts = (VAEDetector("recon-error", **kw), CorrectedLikelihoodDetector("typicality", vae=VAEDetector("iwae", **kw)),
+             RawDetector("kde", pca_components=None))
+    held_out = FusionDetector(parts, rule="fisher", refit="never").fit(train)
+    refitted = FusionDetector(parts, rule="fisher", refit="always").fit(train)
+    for a, b in zip(held_out.references_, refitted.references_):
+        np.testing.assert_array_equal(a, b)
+    recon, typicality, kde = refitted.detectors_
+    assert typicality.vae_.model_ is recon.model_  # still one VAE
+    np.testing.assert_allclose(recon.score_samples(test), VAEDetector("recon-error", **kw).fit(train).score_samples(test),
+                               rtol=1e-6)  # fitted on every row
+    assert len(kde.fit_features_) == len(train)
+    assert not np.allclose(refitted.score_samples(test), held_out.score_samples(test))
+    auto = FusionDetector(parts, rule="fisher", refit="auto").fit(train)  # 150 of 300 held out: refits
+    np.testing.assert_allclose(auto.score_samples(test), refitted.score_samples(test))
+    with pytest.raises(ValueError, match="unknown refit"):
+        FusionDetector(parts, refit="twice").fit(train)
+
+
+def test_a_refitted_fusion_round_trips_through_a_file(tmp_path):
+    from vaelab.detectors import BaseDetector, VAEDetector
+
+    rng = np.random.default_rng(8)
+    train, test = rng.random((200, 12)), rng.random((30, 12))
+    kw = dict(latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=2)
+    fusion = FusionDetector((VAEDetector("recon-error", **kw), VAEDetector("elbo", **kw)), rule="fisher",
+                            refit="always").fit(train)
+    fusion.save(tmp_path / "f.safetensors")
+    loaded = BaseDetector.load(tmp_path / "f.safetensors")
+    assert loaded.refit == "always"
+    np.testing.assert_allclose(loaded.score_samples(test), fusion.score_samples(test), rtol=1e-6)

@@ -46,3 +46,17 @@ def test_cells_run_vaelab_and_pyod_detectors_on_the_same_split(tmp_path):
     assert all(0.5 < r["auroc"] <= 1 for r in results)
     assert store.run(wine[0]) == results[0]  # a finished cell is reused
     assert np.isfinite([r["seconds"] for r in results]).all()
+
+
+def test_a_compared_name_carries_detector_settings():
+    from vaelab.experiments.comparison import registered_variant
+
+    name, config = registered_variant("fusion-recon-typicality-fisher@fusion_refit=auto")
+    assert name == "fusion-recon-typicality-fisher" and config.detector.fusion_refit == "auto"
+    name, config = registered_variant("vae-elbo@gaussian@reference_rows=500")
+    assert config.detector.likelihood == "gaussian" and config.detector.reference_rows == 500
+    assert registered_variant("raw-kde")[1].detector == __import__("vaelab.config").config.DetectorConfig()
+    with pytest.raises(ValueError, match="unknown detector setting 'refit'"):
+        registered_variant("raw-kde@refit=auto")
+    unit = comparison_units(ComparisonSettings(), ["raw-kde@fusion_refit=auto"], ["textures"], [0])
+    assert list(unit.values())[0].name == "textures_brick_raw-kde-fusion_refit-auto_s0"

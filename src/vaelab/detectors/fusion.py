@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.config import FUSION_REFITS
 from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, is_fitted, reference_split,
                                    unfitted_part)
 from vaelab.detectors.corrections import CorrectedLikelihoodDetector
@@ -14,6 +15,17 @@ from vaelab.detectors.vae import VAEDetector
 
 FUSION_RULES = ("rank", "fisher", "zsum")
 TIE_TOLERANCE = 1e-9
+# refit="auto" refits the parts on every row when the reference hold-out is more than this share of them
+REFIT_SHARE = 0.1
+
+
+def refits(refit: str, held: int, n: int) -> bool:
+    """Whether a fusion whose references hold out ``held`` of ``n`` rows refits its parts on all n:
+    ``always``, ``never``, or ``auto``: when the hold-out is more than :data:`REFIT_SHARE` of the rows
+    (on small data a model trained without it would lose much of its data; on large data, little)."""
+    if refit not in FUSION_REFITS:
+        raise ValueError(f"unknown refit {refit!r}; use {', '.join(FUSION_REFITS)}")
+    return refit == "always" or (refit == "auto" and held > REFIT_SHARE * n)
 
 
 def fuse(scores: list[np.ndarray], references: list[np.ndarray], rule: str) -> np.ndarray:
@@ -67,16 +79,25 @@ class FusionDetector(BaseDetector):
     instead of training a twin (the corrected likelihood then takes the
     fusion's reference rows as its own: one VAE, one hold-out, as the anomaly
     benchmark computes a fusion).
+
+    ``refit`` (:func:`refits`): on small data the hold-out would cost the parts
+    much of their training rows, so after the references are scored the
+    unfitted parts are fitted again on every row, and those fits score (the
+    references stay the hold-out's scores under the first fits: a model scores
+    the rows it trained on optimistically). ``never`` is the fusion as the anomaly
+    benchmark computes it; the refit costs a second training of each part.
     """
 
     def __init__(self, detectors: tuple[BaseDetector, ...] = (), rule: str = "rank",
                  reference_rows: int | None = 2000, contamination: float = 0.1, threshold_rows: int | None = 2000,
-                 random_state: int = 0, calibration: float = 0.0, fpr: float | None = None) -> None:
+                 random_state: int = 0, calibration: float = 0.0, fpr: float | None = None,
+                 refit: str = "never") -> None:
         super().__init__(contamination, threshold_rows, calibration, fpr)
         self.detectors = detectors
         self.rule = rule
         self.reference_rows = reference_rows
         self.random_state = random_state
+        self.refit = refit
 
     def _fit(self, X: np.ndarray) -> None:
         if self.rule not in FUSION_RULES:
@@ -84,26 +105,32 @@ class FusionDetector(BaseDetector):
         if not self.detectors:
             raise ValueError("FusionDetector needs at least one detector")
         fit, held = reference_split(len(X), self.reference_rows, self.random_state)
-        X, ref = X[fit], X[held]
-        self.detectors_, self.references_ = [], []
+        refit = refits(self.refit, len(held), len(X))
+        self.detectors_, self.references_ = self._fit_parts(X[fit], X[held])
+        if refit:
+            self.detectors_, _ = self._fit_parts(X, X[held])
+
+    def _fit_parts(self, X: np.ndarray, ref: np.ndarray) -> tuple[list[BaseDetector], list[np.ndarray]]:
+        """(the parts fitted on X, or as given when fitted already; their scores of ``ref``)."""
+        parts, references = [], []
         for det in self.detectors:
             if is_fitted(det):
-                self.detectors_.append(det)
-                self.references_.append(det.score_samples(ref))
+                parts.append(det)
+                references.append(det.score_samples(ref))
                 continue
             det = unfitted_part(det)
-            twin = (next((d for d in self.detectors_ if isinstance(d, VAEDetector) and det.trains_like(d)), None)
+            twin = (next((d for d in parts if isinstance(d, VAEDetector) and det.trains_like(d)), None)
                     if isinstance(det, (VAEDetector, CorrectedLikelihoodDetector)) else None)
             if twin is not None:  # another score of a VAE already trained here: share it (and the references)
-                self.references_.append(det.fit_sharing(X, twin, ref))
+                references.append(det.fit_sharing(X, twin, ref))
             else:
                 if isinstance(det, LatentDetector) and det.vae is None:
-                    shared = [v for v in map(fitted_vae, self.detectors_)
-                              if v is not None and v.latent_dim == det.latent_dim]
+                    shared = [v for v in map(fitted_vae, parts) if v is not None and v.latent_dim == det.latent_dim]
                     if shared:
                         det.set_params(vae=shared[0])
-                self.references_.append(det.fit_part(X, ref))
-            self.detectors_.append(det)
+                references.append(det.fit_part(X, ref))
+            parts.append(det)
+        return parts, references
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return fuse([d.score_samples(X) for d in self.detectors_], self.references_, self.rule)

@@ -104,7 +104,7 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         names, rule = FUSIONS[name]
         parts = tuple(make_detector(n, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
                       for n in names)
-        return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, **common)
+        return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, refit=det.fusion_refit, **common)
     raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED))}")
 
 

@@ -80,6 +80,22 @@ def build_task(group: str, task: str, settings: ComparisonSettings, seed: int) -
     raise ValueError(f"unknown group {group!r}; known: {', '.join(GROUPS)}")
 
 
+def registered_variant(name: str) -> tuple[str, Config]:
+    """(registry name, settings) of ``name@variant@...``: each variant a ``[detector]`` setting
+    ``key=value`` (``fusion-recon-typicality-fisher@fusion_refit=auto``), or a decoder alone
+    (``vae-recon-error@gaussian``: ``likelihood=gaussian``)."""
+    registered, *variants = name.split("@")
+    fields = {f.name: f for f in dataclasses.fields(DetectorConfig)}
+    changed: dict[str, Any] = {}
+    for variant in variants:
+        key, _, value = variant.rpartition("=")
+        key = key or "likelihood"
+        if key not in fields:
+            raise ValueError(f"unknown detector setting {key!r} in {name!r}")
+        changed[key] = type(getattr(DetectorConfig(), key))(value)
+    return registered, Config(detector=DetectorConfig(**changed))
+
+
 def make_compared(name: str, settings: ComparisonSettings, seed: int):
     """(fit(X) -> object, score(fitted, X) -> higher-is-normal scores) for a compared detector."""
     if name in PYOD:
@@ -93,8 +109,7 @@ def make_compared(name: str, settings: ComparisonSettings, seed: int):
                 lambda det, X: -det.decision_function(X))
     from vaelab.detectors import make_detector
 
-    registered, _, likelihood = name.partition("@")
-    config = Config(detector=DetectorConfig(likelihood=likelihood or "auto"))
+    registered, config = registered_variant(name)
     det = make_detector(registered, config, latent_dim=settings.latent_dim, epochs=settings.epochs, seed=seed,
                         calibration=0.0)
     return det.fit, lambda fitted, X: fitted.score_samples(X)
@@ -130,7 +145,7 @@ def comparison_units(settings: ComparisonSettings, detectors: list[str], groups:
             for detector in detectors:
                 for seed in seeds:
                     name = f"{group}/{task}/{detector}/s{seed}"
-                    units[name] = Unit(name.replace("/", "_").replace("@", "-"),
+                    units[name] = Unit(name.replace("/", "_").replace("@", "-").replace("=", "-"),
                                        "vaelab.experiments.comparison:run_cell",
                                        {"settings": plain, "group": group, "task": task, "detector": detector,
                                         "seed": seed})
