@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.data.packaged import adbench_tasks, table_tasks
-from vaelab.detectors import DETECTORS, make_detector
+from vaelab.detectors import DETECTORS, make_detector, registered_variant
 from vaelab.evaluation import auroc
 from vaelab.fileio import write_json, write_text
 
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
         for task, (train, test, y) in tasks.items():
             for name in names:
                 t0 = time.perf_counter()
-                det = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=seed, calibration=0.0).fit(train)
+                registered, config = registered_variant(name)  # e.g. fusion-...@fusion_refit=auto
+                det = make_detector(registered, config, latent_dim=args.latent_dim, epochs=args.epochs, seed=seed,
+                                    calibration=0.0).fit(train)
                 scores[name].setdefault(task, []).append(auroc(y, det.score_samples(test)))
                 seconds[name] += time.perf_counter() - t0
     tasks = list(next(iter(scores.values())))

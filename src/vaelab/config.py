@@ -224,7 +224,7 @@ class DetectorConfig:
     calibration: float = 0.2        # share of the normal training rows held out for p-values and thresholds
     fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
     likelihood: str = "auto"        # the VAE detectors' decoder: auto (Bernoulli in [0, 1], else Gaussian), bernoulli, gaussian
-    fusion_refit: str = "never"     # fusions: refit the parts on every row after scoring the references (auto: on small data)
+    fusion_refit: str = "auto"      # fusions: refit the parts on every row after scoring the references (auto: hold-out > 10%)
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",

@@ -55,7 +55,7 @@ def test_two_scores_of_one_vae_share_its_training():
     train, test = rng.random((300, 12)), rng.random((40, 12))
     kw = dict(latent_dim=2, hidden_dims=(16,), epochs=3, n_samples=2)
     parts = (VAEDetector("recon-error", **kw), VAEDetector("regret", **kw))
-    fusion = FusionDetector(parts, rule="fisher").fit(train)
+    fusion = FusionDetector(parts, rule="fisher", refit="never").fit(train)  # held out, no refit: as computed below
     recon, regret = fusion.detectors_
     assert regret.model_ is recon.model_  # trained once
     fit, held = reference_split(len(train), fusion.reference_rows, fusion.random_state)
@@ -102,7 +102,7 @@ def test_a_corrected_likelihood_part_shares_the_fusions_vae_and_references():
     train, test = rng.random((300, 12)), rng.random((40, 12))
     kw = dict(latent_dim=2, hidden_dims=(16,), epochs=2, n_samples=4)
     parts = (VAEDetector("recon-error", **kw), CorrectedLikelihoodDetector("typicality", vae=VAEDetector("iwae", **kw)))
-    fusion = FusionDetector(parts, rule="fisher").fit(train)
+    fusion = FusionDetector(parts, rule="fisher", refit="never").fit(train)
     recon, typicality = fusion.detectors_
     assert typicality.vae_.model_ is recon.model_  # trained once
     fit, held = reference_split(len(train), fusion.reference_rows, fusion.random_state)

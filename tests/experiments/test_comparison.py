@@ -49,7 +49,7 @@ def test_cells_run_vaelab_and_pyod_detectors_on_the_same_split(tmp_path):
 
 
 def test_a_compared_name_carries_detector_settings():
-    from vaelab.experiments.comparison import registered_variant
+    from vaelab.detectors import registered_variant
 
     name, config = registered_variant("fusion-recon-typicality-fisher@fusion_refit=auto")
     assert name == "fusion-recon-typicality-fisher" and config.detector.fusion_refit == "auto"
@@ -60,3 +60,13 @@ def test_a_compared_name_carries_detector_settings():
         registered_variant("raw-kde@refit=auto")
     unit = comparison_units(ComparisonSettings(), ["raw-kde@fusion_refit=auto"], ["textures"], [0])
     assert list(unit.values())[0].name == "textures_brick_raw-kde-fusion_refit-auto_s0"
+
+
+def test_a_cells_fingerprint_holds_the_detector_settings_it_is_built_with():
+    """A default changed since a cell ran makes the cell run again instead of being reused."""
+    units = comparison_units(ComparisonSettings(), ["raw-kde", "raw-kde@pca_components=10", "pyod-vae"],
+                             ["textures"], [0])
+    plain, fewer, pyod = (units[f"textures/brick/{d}/s0"] for d in ("raw-kde", "raw-kde@pca_components=10", "pyod-vae"))
+    assert plain.params["detector_settings"]["pca_components"] == 50
+    assert fewer.params["detector_settings"]["pca_components"] == 10
+    assert "detector_settings" not in pyod.params

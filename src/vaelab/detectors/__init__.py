@@ -16,7 +16,8 @@ from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetecto
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector, with_derived
+from vaelab.detectors.registry import (CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector,
+                                      registered_variant, with_derived)
 from vaelab.detectors.semisupervised import SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 
@@ -24,4 +25,4 @@ load_detector = BaseDetector.load
 
 __all__ = ["BaseDetector", "CORRECTED", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
-           "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "reference_split", "subsample", "with_derived"]
+           "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "registered_variant", "reference_split", "subsample", "with_derived"]

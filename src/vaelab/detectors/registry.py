@@ -13,9 +13,12 @@ and the ``train`` batch size, learning rate and device.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 
-from vaelab.config import LATENT_ESTIMATORS, RAW_ESTIMATORS, Config
+from vaelab.config import LATENT_ESTIMATORS, RAW_ESTIMATORS, Config, DetectorConfig
 from vaelab.detectors.base import BaseDetector
 from vaelab.detectors.corrections import CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
@@ -60,6 +63,22 @@ def monte_carlo_samples(config: Config) -> dict[str, int]:
 def estimator_name(name: str) -> str:
     """The estimator of a ``latent-*`` or ``raw-*`` name (``latent-gmm`` -> ``gmm``)."""
     return name.split("-", 1)[1]
+
+
+def registered_variant(name: str) -> tuple[str, Config]:
+    """(registry name, settings) of ``name@variant@...``: each variant a ``[detector]`` setting
+    ``key=value`` (``fusion-recon-typicality-fisher@fusion_refit=auto``), or a decoder alone
+    (``vae-recon-error@gaussian``: ``likelihood=gaussian``)."""
+    registered, *variants = name.split("@")
+    fields = {f.name for f in dataclasses.fields(DetectorConfig)}
+    changed: dict[str, Any] = {}
+    for variant in variants:
+        key, _, value = variant.rpartition("=")
+        key = key or "likelihood"
+        if key not in fields:
+            raise ValueError(f"unknown detector setting {key!r} in {name!r}")
+        changed[key] = type(getattr(DetectorConfig(), key))(value)
+    return registered, Config(detector=DetectorConfig(**changed))
 
 
 def make_detector(name: str, config: Config | None = None, *, latent_dim: int | None = None,

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.config import Config, DetectorConfig
 from vaelab.data.packaged import TEXTURES, Task, adbench_tasks, digit_image_task, table_tasks, texture_task
 from vaelab.experiments.units import Unit
 
@@ -80,22 +79,6 @@ def build_task(group: str, task: str, settings: ComparisonSettings, seed: int) -
     raise ValueError(f"unknown group {group!r}; known: {', '.join(GROUPS)}")
 
 
-def registered_variant(name: str) -> tuple[str, Config]:
-    """(registry name, settings) of ``name@variant@...``: each variant a ``[detector]`` setting
-    ``key=value`` (``fusion-recon-typicality-fisher@fusion_refit=auto``), or a decoder alone
-    (``vae-recon-error@gaussian``: ``likelihood=gaussian``)."""
-    registered, *variants = name.split("@")
-    fields = {f.name: f for f in dataclasses.fields(DetectorConfig)}
-    changed: dict[str, Any] = {}
-    for variant in variants:
-        key, _, value = variant.rpartition("=")
-        key = key or "likelihood"
-        if key not in fields:
-            raise ValueError(f"unknown detector setting {key!r} in {name!r}")
-        changed[key] = type(getattr(DetectorConfig(), key))(value)
-    return registered, Config(detector=DetectorConfig(**changed))
-
-
 def make_compared(name: str, settings: ComparisonSettings, seed: int):
     """(fit(X) -> object, score(fitted, X) -> higher-is-normal scores) for a compared detector."""
     if name in PYOD:
@@ -107,7 +90,7 @@ def make_compared(name: str, settings: ComparisonSettings, seed: int):
         cls = VAE if name == "pyod-vae" else AutoEncoder
         return (lambda X: cls(verbose=0, random_state=seed, device="cpu").fit(X),
                 lambda det, X: -det.decision_function(X))
-    from vaelab.detectors import make_detector
+    from vaelab.detectors import make_detector, registered_variant
 
     registered, config = registered_variant(name)
     det = make_detector(registered, config, latent_dim=settings.latent_dim, epochs=settings.epochs, seed=seed,
@@ -132,6 +115,16 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
             "seconds": time.perf_counter() - start, "train_rows": len(train), "test_rows": len(test)}
 
 
+def detector_settings(detector: str) -> dict[str, Any]:
+    """The ``[detector]`` settings a vaelab detector of the comparison is built with, for its cell's
+    fingerprint: a cell run under other defaults (a default changed since) is run again, not reused."""
+    if detector in PYOD:
+        return {}
+    from vaelab.detectors import registered_variant
+
+    return {"detector_settings": dataclasses.asdict(registered_variant(detector)[1].detector)}
+
+
 def comparison_units(settings: ComparisonSettings, detectors: list[str], groups: list[str],
                      seeds: list[int]) -> dict[str, Unit]:
     """Every cell by name, ``<group>/<task>/<detector>/s<seed>``."""
@@ -148,7 +141,7 @@ def comparison_units(settings: ComparisonSettings, detectors: list[str], groups:
                     units[name] = Unit(name.replace("/", "_").replace("@", "-").replace("=", "-"),
                                        "vaelab.experiments.comparison:run_cell",
                                        {"settings": plain, "group": group, "task": task, "detector": detector,
-                                        "seed": seed})
+                                        "seed": seed, **detector_settings(detector)})
     return units
 
 
