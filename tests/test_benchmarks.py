@@ -34,6 +34,8 @@ SMOKE = {
     "deep_sad.py": ["--data", "mnist5k", "--classes", "0", "--epochs", "1", "--latent-dim", "2", "--detector-epochs", "1",
                     "--train-limit", "2000"],
 }
+SMOKE["labelled_normals.py"] = ["--data", "mnist5k", "--classes", "1", "--epochs", "1", "--latent-dim", "2",
+                                 "--train-limit", "1500"]
 NEEDS_MNIST = {"mnist_likelihood.py", "ssl_mnist.py"}
 
 
@@ -188,3 +190,13 @@ def test_ssl_anomaly_smoke(tmp_path):
     assert "detector anomaly_prior = 0.2; detector labelled_share = 0.1; detector references = all;" in out
     assert "| 0 | 0.123 |" not in out and "puts in the normal class" in out
     assert (tmp_path / "c" / "units" / "normal0-pollution0-anomaly_prior0.2-labelled_share0.1-referencesall.json").exists()
+
+
+def test_labelled_normals_smoke(tmp_path):
+    args = ["--cells", str(tmp_path / "c"), "--results", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")]
+    out = _run("labelled_normals.py", tmp_path, *args)
+    assert "ClassConditionalDetector" in out and "| 1 | " in out and "classification accuracy" in out
+    stored = json.loads((tmp_path / "r.json").read_text())
+    assert set(stored["means"]) == {"detector", "classifier", "likelihood"} and "1/0" in stored["cells"]
+    again = _run("labelled_normals.py", tmp_path, *args)  # the finished cell is reused
+    assert "loco-c1-seed0] running" not in again

@@ -340,7 +340,16 @@ def marginal_elbo(m2: nn.Module, x: np.ndarray, seed: int = 0, batch: int = 1024
     return _m2_per_row(m2, x, lambda xb, n: m2.unlabelled_elbo(xb, RowNoise(xb, seed, n)).double(), batch)
 
 
-def class_elbo(m2: nn.Module, x: np.ndarray, label: int, seed: int = 0, batch: int = 1024) -> np.ndarray:
-    """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row (nats)."""
+def class_elbo(m2: nn.Module, x: np.ndarray, label: "int | np.ndarray", seed: int = 0, batch: int = 1024) -> np.ndarray:
+    """L(x, y=label), M2's bound on log p(x, y=label) (one z draw), per row (nats); ``label`` one class
+    for every row or one per row (each row's draw is its own, so a row's bound does not depend on
+    the others)."""
+    if np.ndim(label):
+        label = np.asarray(label)
+        out = np.empty(len(x))
+        for c in np.unique(label):
+            rows = np.flatnonzero(label == c)
+            out[rows] = class_elbo(m2, x[rows], int(c), seed, batch)
+        return out
     return _m2_per_row(m2, x, lambda xb, n: m2.labelled_elbo(
         xb, torch.full((len(xb),), label, device=xb.device), RowNoise(xb, seed, n)).double(), batch)

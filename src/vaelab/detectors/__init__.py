@@ -6,7 +6,8 @@
     latent_raw      LatentDetector (estimator on latent means), RawDetector (baselines)
     fusion          fuse() and FusionDetector
     corrections     corrected likelihoods (complexity, typicality, background ratio)
-    semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies
+    semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies; ClassConditionalDetector:
+                    M2 on normal rows labelled with their class (open-set recognition)
     registry        names -> detectors, for every caller
 """
 
@@ -16,13 +17,14 @@ from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetecto
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import (CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED, make_detector,
+from vaelab.detectors.registry import (CLASS_CONDITIONAL, CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED,
+                                      make_detector,
                                       registered_variant, with_derived)
-from vaelab.detectors.semisupervised import SemiSupervisedDetector
+from vaelab.detectors.semisupervised import ClassConditionalDetector, SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 
 load_detector = BaseDetector.load
 
-__all__ = ["BaseDetector", "CORRECTED", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
+__all__ = ["BaseDetector", "CLASS_CONDITIONAL", "CORRECTED", "ClassConditionalDetector", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
            "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "registered_variant", "reference_split", "subsample", "with_derived"]

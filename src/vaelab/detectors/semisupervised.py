@@ -101,10 +101,26 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         x = self._prepare(X)
-        likelihood = class_elbo(self.model_, x, 0, seed=self.random_state)
+        normal_class, log_q = self._normal_class(x)
+        likelihood = class_elbo(self.model_, x, normal_class, seed=self.random_state)
         if self.slope_:
             likelihood = likelihood - self.slope_ * self._complexity(X)
-        return {"likelihood": likelihood, "classifier": self._log_normal(x)}
+        return {"likelihood": likelihood, "classifier": log_q}
+
+    def _normal_class(self, x: np.ndarray) -> tuple["int | np.ndarray", np.ndarray]:
+        """(the normal class each row is scored in, log q(that class|x)) for rows in the model's units:
+        here class 0, the one normal class."""
+        return 0, self._log_normal(x)
+
+    def _reference_pool(self) -> np.ndarray:
+        """The training rows the references are drawn from: those not labelled anomalous."""
+        return np.flatnonzero(self._y != 1)
+
+    def _m2_config(self, labelled: bool) -> ModelConfig:
+        """M2's settings: two classes with prior (1 - ``anomaly_prior``, ``anomaly_prior``)."""
+        return ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
+                           alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
+                           balance=self.balance if labelled else 0.0)
 
     def _complexity(self, X: np.ndarray) -> np.ndarray:
         """The input complexity L(x) of rows X in nats (zlib code length over the training range)."""
@@ -124,14 +140,12 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
                              f"got {self.likelihood_correction!r}")
         self.mean_, self.scale_ = feature_scaling(X)
         labelled = bool((self._y >= 0).any())  # without labels the balance and the references' rule stay off
-        config = ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
-                             alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
-                             balance=self.balance if labelled else 0.0)
+        config = self._m2_config(labelled)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
                             device=self.device, progress=False)
         self.model_ = train_m2(self._prepare(X), self._y, config, train, likelihood=feature_likelihood(X),
                                labelled_share=self.labelled_share)
-        normal = np.flatnonzero(self._y != 1)
+        normal = self._reference_pool()
         ref = X[normal[subsample(len(normal), self.reference_rows, self.random_state)]]
         self.slope_, (self.low_, self.high_) = 0.0, feature_range(X)
         parts, keep = self._parts(ref), np.ones(len(ref), dtype=bool)
@@ -180,3 +194,72 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
             self.slope_ = float(reader.array(f"{prefix}slope_")[0])
         else:
             self.slope_ = 0.0
+
+
+class ClassConditionalDetector(SemiSupervisedDetector):
+    """Normal rows that come labelled with their class (products, machine states, the nine digits
+    left in): flag rows that belong to none of the classes (open-set recognition).
+
+    ``fit(X, y)``: y holds every training row's class (any integers; all rows
+    are normal). M2 (Kingma et al. 2014) is trained with every label known, one
+    class per normal class, prior = the training shares. Score: the
+    :class:`SemiSupervisedDetector`'s rule with its defaults, the normal class
+    now being the class the classifier picks: Fisher's combination of the
+    p-values of (a) L(x, y-hat), M2's bound on log p(x, y-hat) less what input
+    complexity explains of it, and (b) max_y log q(y|x), the classifier's
+    confidence (Hendrycks & Gimpel 2017: a novel class gets less confident
+    answers). The references are (at most ``reference_rows`` of) the training
+    rows. Needs labels; without them use an unsupervised detector.
+    """
+
+    def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, reference_rows: int | None = 2000,
+                 likelihood_correction: str = "complexity", contamination: float = 0.1,
+                 threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",
+                 calibration: float = 0.0, fpr: float | None = None) -> None:
+        super().__init__(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs, batch_size=batch_size, lr=lr,
+                         alpha=alpha, reference_rows=reference_rows, references="all",
+                         likelihood_correction=likelihood_correction, contamination=contamination,
+                         threshold_rows=threshold_rows, random_state=random_state, device=device,
+                         calibration=calibration, fpr=fpr)
+
+    def _normal_rows(self, y, n: int) -> np.ndarray:
+        if y is None:
+            raise ValueError("ClassConditionalDetector needs y, the class of every training row")
+        y = np.asarray(y)
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError("y must hold one integer class per row")
+        if len(np.unique(y)) < 2:
+            raise ValueError("y has one class: with a single normal class use an unsupervised detector")
+        return np.arange(n)
+
+    def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        self.classes_, index = np.unique(np.asarray(y), return_inverse=True)
+        self.class_shares_ = np.bincount(index) / len(index)
+        super()._fit_rows(X, index)
+
+    def _reference_pool(self) -> np.ndarray:
+        return np.arange(len(self._y))  # every row is normal
+
+    def _m2_config(self, labelled: bool) -> ModelConfig:
+        """M2's settings: one class per normal class, prior = the training shares, every row labelled."""
+        return ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims),
+                           n_classes=len(self.classes_), alpha=self.alpha, class_prior=tuple(self.class_shares_.tolist()),
+                           balance=0.0)
+
+    def _normal_class(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_q = np.log(np.clip(class_probabilities(self.model_, x), 1e-30, None))
+        return log_q.argmax(1), log_q.max(1)
+
+    def predict_class(self, X) -> np.ndarray:
+        """The normal class the classifier puts each row in (whether or not the row is anomalous)."""
+        log_q = np.log(np.clip(class_probabilities(self.model_, self._prepare(self._checked(X))), 1e-30, None))
+        return self.classes_[log_q.argmax(1)]
+
+    def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
+        writer.array(f"{prefix}classes_", self.classes_)
+        return super()._state(writer, prefix)
+
+    def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
+        super()._restore(meta, reader, prefix)
+        self.classes_ = reader.array(f"{prefix}classes_").astype(np.int64)
