@@ -197,6 +197,7 @@ def test_labelled_normals_smoke(tmp_path):
     out = _run("labelled_normals.py", tmp_path, *args)
     assert "ClassConditionalDetector" in out and "| 1 | " in out and "classification accuracy" in out
     stored = json.loads((tmp_path / "r.json").read_text())
-    assert set(stored["means"]) == {"detector", "classifier", "likelihood"} and "1/0" in stored["cells"]
+    assert set(stored["means"]) == {"detector", "classifier", "likelihood", "raw-classifier", "raw-mahalanobis"}
+    assert "1/0" in stored["cells"] and "raw: MLP classifier" in out
     again = _run("labelled_normals.py", tmp_path, *args)  # the finished cell is reused
     assert "loco-c1-seed0] running" not in again

@@ -42,3 +42,18 @@ def test_a_classification_run_is_a_unit_with_its_error_and_weights(tmp_path):
                  "likelihood": "bernoulli", "binarize": True, "m1": None}, outputs=("m2-20-seed0.safetensors",))
     result = UnitStore(tmp_path).run(unit)
     assert 0 <= result["error"] <= 100 and (tmp_path / "m2-20-seed0.safetensors").exists()
+
+
+def test_labelled_raw_baselines_flag_a_class_they_were_not_given():
+    from vaelab.evaluation import auroc
+    from vaelab.experiments.semisupervised import labelled_raw_scores
+
+    rng = np.random.default_rng(2)
+    centres = np.eye(6)[:4] * 4
+    x = np.vstack([rng.normal(size=(150, 6)) + c for c in centres[:3]])
+    y = np.repeat(np.arange(3), 150)
+    test = np.vstack([rng.normal(size=(60, 6)) + c for c in centres])
+    is_anomaly = np.r_[np.zeros(180), np.ones(60)]
+    scores = labelled_raw_scores(x, y, test, pca_components=5, hidden=16, epochs=30, seed=0)
+    assert set(scores) == {"raw-classifier", "raw-mahalanobis"}
+    assert auroc(is_anomaly, scores["raw-mahalanobis"]) > 0.95 and auroc(is_anomaly, scores["raw-classifier"]) > 0.7
