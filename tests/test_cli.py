@@ -138,6 +138,35 @@ def test_detect_fits_on_one_file_and_scores_another(tmp_path, capsys):
     assert code == 2 and "test.csv: has 6 features" in err and not (tmp_path / "y.csv").exists()
 
 
+def test_detect_with_labelled_normal_classes(tmp_path, capsys):
+    """m2-classes fits on the training file's label column (each normal row's class) and flags rows of
+    no known class; without labels, or with fractional ones, it refuses in one line and writes nothing."""
+    rng = np.random.default_rng(2)
+    centres = np.eye(5)[:4] * 4
+    train = np.vstack([rng.normal(size=(120, 5)) + c for c in centres[:3]])
+    labels = np.repeat([3, 5, 7], 120)
+    test = np.vstack([rng.normal(size=(30, 5)) + c for c in centres])
+    header = "a,b,c,d,e,label"
+    (tmp_path / "train.csv").write_text(header + "\n" + "\n".join(
+        ",".join(f"{v:.5f}" for v in r) + f",{c}" for r, c in zip(train, labels)))
+    np.savez(tmp_path / "test.npz", x=test)
+    out = tmp_path / "s.csv"
+    code, stdout, err = run_cli(capsys, "detect", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.npz",
+                                "--detector", "m2-classes", "--epochs", "20", "--latent-dim", "2", "--out", out)
+    assert code == 0, err
+    scores = np.array([float(r["score"]) for r in csv.DictReader(out.open())])
+    assert scores[90:].mean() < scores[:90].mean()  # the fourth class scores lower
+    np.savez(tmp_path / "unlabelled.npz", x=train)
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "unlabelled.npz", "--test", tmp_path / "test.npz",
+                           "--detector", "m2-classes", "--out", tmp_path / "u.csv")
+    assert code == 2 and "unlabelled.npz" in err and "needs each row's class" in err
+    assert not (tmp_path / "u.csv").exists()
+    np.savez(tmp_path / "fractional.npz", x=train, y=labels + 0.5)
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "fractional.npz", "--test", tmp_path / "test.npz",
+                           "--detector", "m2-classes", "--out", tmp_path / "f.csv")
+    assert code == 2 and "fractional.npz" in err and "integer labels" in err and not (tmp_path / "f.csv").exists()
+
+
 @pytest.mark.parametrize("detector", [["--detector", "raw-gmm"], ["--epochs", "2"]], ids=["raw-gmm", "default"])
 def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys, detector):
     """Also the default detector, a fusion of two scores of one VAE (saving it once failed)."""

@@ -122,6 +122,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_labels(name: str, y, path: Path):
+    """The training file's labels as the detector ``name`` takes them: each row's class for
+    ``m2-classes``, the partial anomaly labels (-1 unknown, 0 normal, 1 anomaly) for
+    ``m2-semisupervised``; None for the unsupervised detectors (which ignore labels)."""
+    import numpy as np
+
+    from vaelab.detectors import CLASS_CONDITIONAL, SEMI_SUPERVISED
+
+    if name not in (CLASS_CONDITIONAL, SEMI_SUPERVISED):
+        return None
+    what = "each row's class" if name == CLASS_CONDITIONAL else "partial anomaly labels (-1, 0, 1)"
+    if y is None:
+        raise DataError(f"{name} needs {what}: a label column (CSV, Parquet) or a y array (.npz)", path)
+    y = np.asarray(y)
+    if not np.all(np.isfinite(y.astype(np.float64))) or not np.array_equal(y, np.round(y)):
+        raise DataError(f"{name} needs whole-number labels ({what})", path)
+    return y.astype(np.int64)
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -167,14 +186,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if args.fpr is not None or args.contamination is not None:
             about(args.load, lambda: detector.set_threshold(fpr=args.fpr, contamination=args.contamination))
     else:
-        x_train, _, _ = rows(args.train)
+        x_train, y_train, _ = rows(args.train)
         if x_test.shape[1] != x_train.shape[1]:
             raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
         name = args.detector or DEFAULT_DETECTOR
         detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed,
                                  calibration=args.calibration)
         detector.set_params(contamination=args.contamination or 0.1, fpr=args.fpr)
-        about(args.train, lambda: detector.fit(x_train))
+        y_fit = training_labels(name, y_train, args.train)
+        about(args.train, lambda: detector.fit(x_train, y_fit))
         source = f"fitted on {len(x_train)} rows of {args.train}"
     if x_test.shape[1] != detector.n_features_in_:
         raise DataError(f"has {x_test.shape[1]} features; the detector expects {detector.n_features_in_}", args.test)
@@ -341,7 +361,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, help="also write the fitted detector here (safetensors, no pickle)")
     p.add_argument("--test", type=Path, required=True, help="data to score")
     p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
-                   f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README)")
+                   f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README); "
+                   "m2-classes fits on the training file's labels as each normal row's class (flags rows of no "
+                   "known class), m2-semisupervised on them as partial anomaly labels (-1, 0, 1)")
     p.add_argument("--latent-dim", type=positive_int, default=5)
     p.add_argument("--epochs", type=positive_int, default=50, help="VAE training epochs")
     p.add_argument("--contamination", type=contamination,
