@@ -161,6 +161,9 @@ def test_detect_with_labelled_normal_classes(tmp_path, capsys):
                            "--detector", "m2-classes", "--out", tmp_path / "u.csv")
     assert code == 2 and "unlabelled.npz" in err and "needs each row's class" in err
     assert not (tmp_path / "u.csv").exists()
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "unlabelled.npz", "--test", tmp_path / "test.npz",
+                           "--detector", "m2-semisupervised", "--epochs", "1", "--out", tmp_path / "s2.csv")
+    assert code == 0, err  # the semi-supervised detector's labels are optional: all rows unlabelled
     np.savez(tmp_path / "fractional.npz", x=train, y=labels + 0.5)
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "fractional.npz", "--test", tmp_path / "test.npz",
                            "--detector", "m2-classes", "--out", tmp_path / "f.csv")

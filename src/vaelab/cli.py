@@ -124,8 +124,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def training_labels(name: str, y, path: Path):
     """The training file's labels as the detector ``name`` takes them: each row's class for
-    ``m2-classes``, the partial anomaly labels (-1 unknown, 0 normal, 1 anomaly) for
-    ``m2-semisupervised``; None for the unsupervised detectors (which ignore labels)."""
+    ``m2-classes`` (required), the partial anomaly labels (-1 unknown, 0 normal, 1 anomaly) for
+    ``m2-semisupervised`` (optional: without them every row is unlabelled); None for the
+    unsupervised detectors (which ignore labels)."""
     import numpy as np
 
     from vaelab.detectors import CLASS_CONDITIONAL, SEMI_SUPERVISED
@@ -133,6 +134,8 @@ def training_labels(name: str, y, path: Path):
     if name not in (CLASS_CONDITIONAL, SEMI_SUPERVISED):
         return None
     what = "each row's class" if name == CLASS_CONDITIONAL else "partial anomaly labels (-1, 0, 1)"
+    if y is None and name == SEMI_SUPERVISED:
+        return None
     if y is None:
         raise DataError(f"{name} needs {what}: a label column (CSV, Parquet) or a y array (.npz)", path)
     y = np.asarray(y)
