@@ -192,9 +192,7 @@ def _per_row(x: np.ndarray | torch.Tensor, block: int, device: torch.device | st
 @torch.no_grad()
 def latent_means(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 4096) -> np.ndarray:
     """The means of q(z|x), (n, latent_dim), computed in blocks on the model's device."""
-    model.eval()
-    device = next(model.parameters()).device
-    return _per_row(x, batch_size, device, lambda rows, n: model.encode(rows)[0].float()).numpy()
+    return latent_posteriors(model, x, batch_size)[0]
 
 
 @torch.no_grad()
@@ -210,7 +208,7 @@ def latent_posteriors(model: nn.Module, x: np.ndarray | torch.Tensor,
 
     joined = _per_row(x, batch_size, device, both).numpy()
     half = joined.shape[1] // 2
-    return joined[:, :half], joined[:, half:]
+    return np.ascontiguousarray(joined[:, :half]), np.ascontiguousarray(joined[:, half:])
 
 
 # "auto" scores in bfloat16 only where this much agrees with float32 (mean absolute difference of

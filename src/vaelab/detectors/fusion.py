@@ -113,7 +113,7 @@ class FusionDetector(BaseDetector):
         if refit:
             self.detectors_, _ = self._fit_parts(X, X[held])
             for part, reference in zip(self.detectors_, self.references_):
-                if part not in self.detectors:  # a refitted part's own threshold: from the held-out scores too
+                if not any(part is given for given in self.detectors):  # refitted: its threshold from the held-out scores
                     part._threshold_from(np.sort(reference))
 
     def _fit_parts(self, X: np.ndarray, ref: np.ndarray) -> tuple[list[BaseDetector], list[np.ndarray]]:

@@ -117,10 +117,15 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
         return np.flatnonzero(self._y != 1)
 
     def _m2_config(self, labelled: bool) -> ModelConfig:
-        """M2's settings: two classes with prior (1 - ``anomaly_prior``, ``anomaly_prior``)."""
-        return ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), n_classes=2,
-                           alpha=self.alpha, class_prior=(1 - self.anomaly_prior, self.anomaly_prior),
-                           balance=self.balance if labelled else 0.0)
+        """M2's settings: this detector's network, and its classes (:meth:`_class_settings`)."""
+        return ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims), alpha=self.alpha,
+                           **self._class_settings(labelled))
+
+    def _class_settings(self, labelled: bool) -> dict[str, Any]:
+        """M2's classes: two, with prior (1 - ``anomaly_prior``, ``anomaly_prior``), and the class-balance
+        term only when some rows are labelled."""
+        return {"n_classes": 2, "class_prior": (1 - self.anomaly_prior, self.anomaly_prior),
+                "balance": self.balance if labelled else 0.0}
 
     def _complexity(self, X: np.ndarray) -> np.ndarray:
         """The input complexity L(x) of rows X in nats (zlib code length over the training range)."""
@@ -128,7 +133,11 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def _log_normal(self, x: np.ndarray) -> np.ndarray:
         """log q(normal|x) of rows in the model's units: the classifier part."""
-        return np.log(np.clip(class_probabilities(self.model_, x)[:, 0], 1e-30, None))
+        return self._class_log_probabilities(x)[:, 0]
+
+    def _class_log_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """log q(y|x) for every class, (n, n_classes), of rows in the model's units."""
+        return np.log(np.clip(class_probabilities(self.model_, x), 1e-30, None))
 
     def _fit(self, X: np.ndarray) -> None:
         if not 0 < self.anomaly_prior < 1:
@@ -241,20 +250,18 @@ class ClassConditionalDetector(SemiSupervisedDetector):
     def _reference_pool(self) -> np.ndarray:
         return np.arange(len(self._y))  # every row is normal
 
-    def _m2_config(self, labelled: bool) -> ModelConfig:
-        """M2's settings: one class per normal class, prior = the training shares, every row labelled."""
-        return ModelConfig(name="m2", latent_dim=self.latent_dim, hidden_dims=tuple(self.hidden_dims),
-                           n_classes=len(self.classes_), alpha=self.alpha, class_prior=tuple(self.class_shares_.tolist()),
-                           balance=0.0)
+    def _class_settings(self, labelled: bool) -> dict[str, Any]:
+        """M2's classes: one per normal class, prior = the training shares, no balance term (every row
+        is labelled)."""
+        return {"n_classes": len(self.classes_), "class_prior": tuple(self.class_shares_.tolist()), "balance": 0.0}
 
     def _normal_class(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        log_q = np.log(np.clip(class_probabilities(self.model_, x), 1e-30, None))
+        log_q = self._class_log_probabilities(x)
         return log_q.argmax(1), log_q.max(1)
 
     def predict_class(self, X) -> np.ndarray:
         """The normal class the classifier puts each row in (whether or not the row is anomalous)."""
-        log_q = np.log(np.clip(class_probabilities(self.model_, self._prepare(self._checked(X))), 1e-30, None))
-        return self.classes_[log_q.argmax(1)]
+        return self.classes_[self._normal_class(self._prepare(self._checked(X)))[0]]
 
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         writer.array(f"{prefix}classes_", self.classes_)
