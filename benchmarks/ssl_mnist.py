@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.config import Config, ModelConfig, load_config
-from vaelab.fileio import write_text
+from vaelab.fileio import write_json, write_text
 
 # Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
 PUBLISHED = {
@@ -40,7 +40,7 @@ PUBLISHED = {
 def main(argv: list[str] | None = None) -> None:
     from vaelab.data import load_grey
     from vaelab.evaluation import conditional_agreement, knn_judge
-    from vaelab.experiments.semisupervised import m1_features, m2_figures
+    from vaelab.experiments.semisupervised import classifier_curve, m1_features, m2_figures
     from vaelab.experiments.study import Study
     from vaelab.experiments.executors import add_executor_arguments, executor_from_arguments
     from vaelab.experiments.units import Unit, UnitStore
@@ -69,6 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m1m2-hidden", type=int, default=256)
     parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
     parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="test error every N epochs (a learning curve; read, never used to stop), with "
+                             "checkpoints from which a cut-short run goes on")
+    parser.add_argument("--progress-only", action="store_true",
+                        help="train nothing: the table from the learning curves so far (--eval-every), at the "
+                             "last epoch every run of a model has reached")
+    parser.add_argument("--curves", type=Path, help="write the learning curves here (JSON)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="the training arithmetic (auto: measured per run, train.precision)")
     parser.add_argument("--cells", type=Path, help="keep each finished run here and reuse it")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     store = UnitStore(args.cells or Path(tempfile.mkdtemp(prefix="ssl_mnist-")), say=None,
                       executor=executor_from_arguments(args))
     planned: list[tuple[str, int, int, Unit]] = []
+    progress = store.root.resolve() / "progress"  # checkpoints and curves, where every worker on this machine finds them
     m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
@@ -111,24 +121,38 @@ def main(argv: list[str] | None = None) -> None:
                              "model": Config(model=m2_cfg if pixels else m1m2_cfg).to_dict()["model"],
                              "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
                              "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
+                             **({"eval_every": args.eval_every} if args.eval_every else {}),
                              "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws")
                                                         if k in m1}},
                             outputs=(f"{name}.safetensors",) if pixels else (),
-                            runtime={} if pixels else {"m1_file": m1["file"]})
+                            runtime={**({} if pixels else {"m1_file": m1["file"]}),
+                                     **({"precision": args.precision} if args.precision != "auto" else {}),
+                                     **({"progress": str(progress)} if args.eval_every else {})})
                 planned.append((model, n_labels, seed, unit))
-    store.run_all([unit for *_, unit in planned])  # on the executor the flags name
-    for model, n_labels, seed, unit in planned:
-        error = store.result(unit)["error"]
-        seconds[model] += store.record(unit)["seconds"]
-        rows.setdefault((model, n_labels), []).append(error)
-        if model == "m2":
-            m2_files[n_labels] = store.root / unit.outputs[0]
-        print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
-              f"({store.record(unit)['seconds']:.0f} s)", flush=True)
+    curves = {unit.name: classifier_curve(unit, store.root) for *_, unit in planned}
+    if args.progress_only:  # each model's runs at the last epoch all of them have reached
+        reached = {m: min((curves[u.name][-1][0] if curves[u.name] else 0) for mm, *_, u in planned if mm == m)
+                   for m in models}
+        for model, n_labels, seed, unit in planned:
+            if reached[model]:
+                rows.setdefault((model, n_labels), []).append(dict(curves[unit.name])[reached[model]])
+        epochs_shown = {m: f"{reached[m]} epochs (the last that all its runs reached)" for m in models}
+    else:
+        store.run_all([unit for *_, unit in planned])  # on the executor the flags name
+        curves = {unit.name: classifier_curve(unit, store.root) for *_, unit in planned}
+        epochs_shown = {"m2": f"{args.m2_epochs} epochs", "m1m2": f"{args.m1m2_epochs} epochs"}
+        for model, n_labels, seed, unit in planned:
+            error = store.result(unit)["error"]
+            seconds[model] += store.record(unit)["seconds"]
+            rows.setdefault((model, n_labels), []).append(error)
+            if model == "m2":
+                m2_files[n_labels] = store.root / unit.outputs[0]
+            print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
+                  f"({store.record(unit)['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
-    runs = ([f"M2 {args.m2_epochs} epochs on pixels"] if "m2" in models else []) + (
-        [f"M1+M2 {args.m1m2_epochs} epochs on the active latent "
+    runs = ([f"M2 {epochs_shown['m2']} on pixels"] if "m2" in models else []) + (
+        [f"M1+M2 {epochs_shown['m1m2']} on the active latent "
          f"{'codes (a fresh draw from q(z1|x) each step)' if args.m1_inputs == 'draws' else 'means'} "
          f"of a {args.m1_latent}-d VAE with hidden "
          f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
@@ -149,18 +173,43 @@ def main(argv: list[str] | None = None) -> None:
                   "digits puts in class c (last seed; 10% = the decoder ignores y): " + ", ".join(
                       f"{n} labels {100 * conditional_agreement(load_model(f)[0], judge=judge):.0f}%"
                       for n, f in sorted(m2_files.items()))]
+    lines += curve_lines(planned, curves)
     lines.append("")
-    lines.append("Training seconds in all: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
+    if not args.progress_only:
+        lines.append("Training seconds in all: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.results:
         write_text(args.results, text)
+    if args.curves:
+        write_json(args.curves, {name: curve for name, curve in curves.items() if curve})
     if args.figures and m2_files:
         from vaelab import plots
 
         m2, _ = load_model(m2_files[max(m2_files)])
         for file, fig in m2_figures(m2, x_test, y_test, tuple(data.image_shape[-2:])).items():
             plots.save_figure(fig, args.figures / file)
+
+
+def curve_lines(planned: list, curves: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """The learning curves as a table: mean test error (%) over seeds at each epoch measured, one column
+    per model and label count (where every seed has that epoch)."""
+    by_column: dict[tuple[str, int], list[dict[int, float]]] = {}
+    for model, n_labels, _, unit in planned:
+        by_column.setdefault((model, n_labels), []).append(dict(curves.get(unit.name, [])))
+    columns = {c: runs for c, runs in by_column.items() if all(runs)}
+    if not columns:
+        return []
+    epochs = sorted({e for runs in columns.values() for run in runs for e in run})
+    lines = ["", "Learning curves: mean test error (%) over seeds, measured every few epochs (never used to stop "
+             "or to choose)", "",
+             "| epoch | " + " | ".join(f"{m.upper().replace('M1M2', 'M1+M2')} {n}" for m, n in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for e in epochs:
+        cells = [f"{np.mean([run[e] for run in runs]):.2f}" if all(e in run for run in runs) else ""
+                 for runs in columns.values()]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -99,6 +99,27 @@ def test_gpu_script_smoke(tmp_path):
     assert "failed" not in table and "did not finish" not in table, table
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_ssl_gpu_script_smoke(tmp_path):
+    """The long-M2 GPU script runs end to end (here on the CPU, shrunk): runs cut at their budget still
+    give a table at the last epoch all of them reached."""
+    import os
+
+    env = {**os.environ, "PYTHON": sys.executable, "LABELS": "100", "SEEDS": "2", "EPOCHS": "5000", "EVERY": "2",
+           "JOBS": "2", "TRAIN_BUDGET": "40", "TESTS": "0",
+           "EXTRA": "--train-limit 2000 --latent-dim 4 --hidden 32"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "ssl_gpu.sh"), str(SHARED_MNIST), str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "out" / "ssl_m2_gpu.md").read_text()
+    assert "(the last that all its runs reached)" in table and "| 100 |" in table and "| epoch | M2 100 |" in table
+    curves = json.loads((tmp_path / "out" / "ssl_m2_gpu_curves.json").read_text())
+    assert set(curves) == {"m2-100-seed0", "m2-100-seed1"} and all(len(c) >= 1 for c in curves.values())
+    assert "exit status 124" in (tmp_path / "out" / "train.log").read_text()  # cut at its budget, as planned
+    assert len(list((tmp_path / "out" / "cells" / "progress").glob("*.ckpt.safetensors"))) == 2  # to go on from
+
+
 def test_explain_pointing_smoke(tmp_path):
     out = _run("explain_pointing.py", tmp_path, "--results", str(tmp_path / "p.md"))
     assert "| baseline |" in out and "| latent | latent-gmm |" in out and (tmp_path / "p.md").exists()
@@ -154,6 +175,25 @@ def test_ssl_mnist_smoke(tmp_path):
     out3 = _run("ssl_mnist.py", tmp_path, *common, "--models", "m1m2", "--m1-inputs", "draws")
     assert "a fresh draw from q(z1|x)" in out3  # M1+M2 on draws: changed settings, so its runs are redone
     assert json.loads(m1m2.read_text())["fingerprint"] != on_means
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_ssl_mnist_learning_curves_go_on_after_a_cut(tmp_path):
+    common = ["--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"), "--cells", str(tmp_path / "c"),
+              "--models", "m2", "--eval-every", "1", "--curves", str(tmp_path / "curves.json")]
+    first = [*common, "--m2-epochs", "2"]
+    _run("ssl_mnist.py", tmp_path, *first)
+    (tmp_path / "c" / "units" / "m2-100-seed0.json").unlink()  # as if cut short after its checkpoint at epoch 2
+    [curve_file] = (tmp_path / "c" / "progress").glob("m2-100-seed0-*.curve.json")
+    marked = json.loads(curve_file.read_text())
+    marked[0][1] = 99.0  # a run that goes on from its checkpoint keeps its earlier points
+    curve_file.write_text(json.dumps(marked))
+    out = _run("ssl_mnist.py", tmp_path, *common, "--m2-epochs", "3")
+    curve = json.loads((tmp_path / "curves.json").read_text())["m2-100-seed0"]
+    assert [epoch for epoch, _ in curve] == [1, 2, 3] and curve[0][1] == 99.0 and "| epoch | M2 100 |" in out
+    progress = _run("ssl_mnist.py", tmp_path, *common, "--m2-epochs", "9", "--progress-only")
+    assert "M2 3 epochs (the last that all its runs reached)" in progress and f"| 100 | {curve[-1][1]:.2f} |" in progress
 
 
 def test_deep_sad_smoke(tmp_path):

@@ -17,7 +17,7 @@ from tests.conftest import tiny_config
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.data import load_dataset
 from vaelab.data.labels import balanced_labels
-from vaelab.errors import TrainingDiverged
+from vaelab.errors import TrainingDiverged, VaelabError
 from vaelab.evaluation import error_rate
 from vaelab.experiments.training_run import train_model
 from vaelab.models import build_model
@@ -206,6 +206,26 @@ def test_m2_trains_on_draws_of_m1_codes(precision):
         train_m2(means, semi, config, train, likelihood="gaussian", x_sd=sd, binarize=True)
 
 
+def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_through(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 240)
+    x = (rng.normal(size=(240, 4)) + 3 * y[:, None]).astype(np.float32)
+    semi = np.where(np.arange(240) < 24, y, -1)
+    config = ModelConfig(latent_dim=2, hidden_dims=(16,), n_classes=3)
+    fit = lambda epochs, **kw: train_m2(x, semi, config, TrainConfig(epochs=epochs, batch_size=64,  # noqa: E731
+                                                                     progress=False), likelihood="gaussian", **kw)
+    straight = fit(5).state_dict()
+    seen: list[int] = []
+    curved = fit(5, every=2, after=lambda model, epoch: seen.append(epoch)).state_dict()
+    assert seen == [2, 4, 5] and all(torch.equal(straight[k], curved[k]) for k in straight)
+    checkpoint = tmp_path / "m2.ckpt"
+    fit(3, checkpoint_path=checkpoint)  # cut short at 3 epochs, then asked for 5: goes on from 3
+    resumed = fit(5, checkpoint_path=checkpoint).state_dict()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    with pytest.raises(VaelabError, match="more than the 4"):
+        fit(4, checkpoint_path=checkpoint)
+
+
 def _graph_trainer(graphs: bool, device: str, **train) -> Trainer:
     from vaelab.runtime import seeded_init
     from vaelab.training import dynamic_binarization
@@ -217,10 +237,10 @@ def _graph_trainer(graphs: bool, device: str, **train) -> Trainer:
     return Trainer(model, config, run_config={}, transform=dynamic_binarization)
 
 
-def test_cuda_graphs_are_off_on_the_cpu_and_for_steps_of_data_dependent_shape():
+def test_cuda_graphs_are_off_on_the_cpu():
     assert not _graph_trainer(True, "cpu").graphs
     m2 = build_model(ModelConfig(name="m2", latent_dim=4, hidden_dims=(16,)), 784, "bernoulli")
-    assert not getattr(m2, "graph_safe", False) and build_model(ModelConfig(), 784, "bernoulli").graph_safe
+    assert m2.graph_safe and build_model(ModelConfig(), 784, "bernoulli").graph_safe
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -243,3 +263,22 @@ def test_cuda_graph_training_matches_eager_training():
     (eager, eager_elbo), (graphed, graphed_elbo) = runs[False], runs[True]
     assert max(float((eager[k] - graphed[k]).abs().max()) for k in eager) < 1e-4
     assert np.allclose(eager_elbo, graphed_elbo, rtol=0, atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_m2_training_replays_a_cuda_graph_and_matches_eager_training():
+    """M2's fixed-shape step (labelled and unlabelled rows in every batch) is captured and replayed,
+    and trains the weights that eager steps train."""
+    rng = np.random.default_rng(0)
+    x = rng.random((1000, 784), dtype=np.float32)
+    semi = np.where(rng.random(1000) < 0.1, rng.integers(0, 10, 1000), -1)
+    weights = {}
+    for graphs in (False, True):
+        config = TrainConfig(epochs=2, batch_size=128, progress=False, device="cuda", precision="float32",
+                             cuda_graphs=graphs, seed=3)
+        lines: list[str] = []
+        model = train_m2(x, semi, ModelConfig(latent_dim=4, hidden_dims=(64,), n_classes=10), config,
+                         likelihood="bernoulli", binarize=True, log=lines.append)
+        assert graphs == any("replay one CUDA graph" in line for line in lines)
+        weights[graphs] = model.state_dict()
+    assert max(float((weights[False][k] - weights[True][k]).abs().max()) for k in weights[False]) < 1e-4

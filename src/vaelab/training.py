@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from vaelab import checkpoint as ckpt
-from vaelab.config import ModelConfig, TrainConfig, identity
+from vaelab.config import Config, ModelConfig, TrainConfig, identity
 from vaelab.data.labels import epoch_rows
 from vaelab.errors import TrainingDiverged, VaelabError
 from vaelab.models import build_model
@@ -125,17 +125,22 @@ class GraphedStep:
     kernels that eager mode launches one by one from Python, which is what bounds a small model's
     step on a GPU. The rows of a step are copied into a fixed index buffer that the graph reads.
     The trainer's generator is registered with the graph, so each replay draws fresh numbers from
-    it and advances it as the eager step would. Adam's learning rate is fixed in the graph: a
-    trainer captures again when it changes."""
+    it and advances it as the eager step would. Adam's learning rate and the training tensors are
+    fixed in the graph (it holds them, so that their memory is not reused): a trainer captures again
+    when either changes."""
 
     def __init__(self, step: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]], data: Batch,
                  rows: int, generator: torch.Generator, lr: float) -> None:
-        self.lr = lr
+        self.lr, self.data = lr, data
         self.index = torch.zeros(rows, dtype=torch.long, device=generator.device)
         self.graph = torch.cuda.CUDAGraph()
         self.graph.register_generator_state(generator)
         with torch.cuda.graph(self.graph):
             self.loss, self.elbo = step(select_rows(data, self.index))
+
+    def reads(self, data: Batch, lr: float) -> bool:
+        """Whether this graph trains on exactly these tensors at this learning rate."""
+        return self.lr == lr and data.keys() == self.data.keys() and all(v is self.data[k] for k, v in data.items())
 
     def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on rows ``index``; the step's loss and ELBO sum (copies: the next replay overwrites)."""
@@ -287,10 +292,10 @@ class Trainer:
         return out
 
     def _captured(self, data: Batch, rows: int) -> GraphedStep | None:
-        """The graph of a full batch's step at the current learning rate, captured if it is not yet
-        (None, and graphs off for this trainer, where the capture fails)."""
+        """The graph of a full batch's step on ``data`` at the current learning rate, captured if it is
+        not yet (None, and graphs off for this trainer, where the capture fails)."""
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.graphed is None or self.graphed.lr != lr:
+        if self.graphed is None or not self.graphed.reads(data, lr):
             self.graphed = None
             try:
                 self.graphed = GraphedStep(self._step, data, rows, self.generator, lr)
@@ -379,11 +384,15 @@ class Trainer:
 
 def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
              labelled_share: float = 0.2, binarize: bool = False, x_sd: np.ndarray | None = None,
-             log: Callable[[str], None] | None = None) -> nn.Module:
+             log: Callable[[str], None] | None = None, checkpoint_path: Path | None = None,
+             every: int = 0, after: Callable[[nn.Module, int], None] | None = None) -> nn.Module:
     """An M2 model (``model.name`` is set to m2) trained by the one loop on rows ``x`` with labels
     ``y_semi`` (-1 unknown); the labelled rows are repeated to ``labelled_share`` of each epoch.
     ``binarize``: a fresh Bernoulli draw of grey pixels per step; ``x_sd``: x holds Gaussian means
-    with these standard deviations, and each step draws from them (:func:`latent_draws`, M1+M2)."""
+    with these standard deviations, and each step draws from them (:func:`latent_draws`, M1+M2).
+    ``checkpoint_path``: checkpoints there, and a run that finds one goes on from it. ``after(model,
+    epoch)`` is called every ``every`` epochs and at the end (a learning curve); the weights are those
+    of training straight through."""
     if binarize and x_sd is not None:
         raise ValueError("give binarize (pixels) or x_sd (M1's codes), not both")
     config = dataclasses.replace(model, name="m2")
@@ -395,8 +404,20 @@ def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: Train
     if x_sd is not None:
         data["x_sd"] = as_tensor(x_sd)
     transform = dynamic_binarization if binarize else latent_draws if x_sd is not None else None
-    trainer = Trainer(m2, train, run_config={"model": dataclasses.asdict(config)}, log=log, transform=transform)
-    trainer.fit(data)
+    trainer = Trainer(m2, train, run_config={"model": Config(model=config).to_dict()["model"]}, log=log,
+                      transform=transform, checkpoint_path=checkpoint_path)
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        trainer.load_checkpoint()
+        if trainer.epoch > train.epochs:
+            raise VaelabError(f"the checkpoint has trained {trainer.epoch} epochs, more than the {train.epochs} "
+                              "asked for", checkpoint_path)
+    data = {k: v.to(trainer.device) for k, v in data.items()}  # once: each stretch below trains on these
+    stops = sorted({*range(every, train.epochs, every), train.epochs}) if every and after else [train.epochs]
+    for stop in (s for s in stops if s > trainer.epoch):
+        trainer.config = dataclasses.replace(train, epochs=stop)
+        trainer.fit(data)
+        if after is not None:
+            after(trainer.model, trainer.epoch)
     return trainer.model.eval()
 
 

@@ -5,6 +5,8 @@ samples, style transfer), the anomaly curve of the SemiSupervisedDetector as lab
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from vaelab.detectors.fusion import fuse
 from vaelab.errors import DataError
 from vaelab.evaluation import ANOMALY_GROUPS, auroc_by_group, conditional_agreement, error_rate, knn_judge
 from vaelab.experiments.units import Unit
+from vaelab.fileio import fingerprint, write_json
 from vaelab.models import load_model, resolve_likelihood, save_model
 from vaelab.plots import figure_entry
 from vaelab.runtime import make_generator
@@ -102,11 +105,33 @@ def m1_features(m1_file: str, x_train: np.ndarray, x_test: np.ndarray, min_varia
     return M1Features(f_train[:, active], sd_train[:, active], f_test[:, active], int(active.sum()))
 
 
+def classifier_progress(unit: Unit, root: Path) -> tuple[Path, Path]:
+    """Where a classification run keeps its checkpoint and its learning curve while it trains: the folder
+    ``runtime["progress"]`` (a worker computes in a folder of its own, whose files come back only with a
+    finished unit; so a cut-short run leaves them there), else ``root/progress``. Named by the run's
+    inputs less the epochs, so that a longer run of the same settings goes on from a shorter one."""
+    key = fingerprint(unit.function, {k: v for k, v in unit.params.items() if k not in ("epochs", "eval_every")})
+    folder = Path(unit.runtime.get("progress", root / "progress"))
+    return folder / f"{unit.name}-{key}.ckpt.safetensors", folder / f"{unit.name}-{key}.curve.json"
+
+
+def classifier_curve(unit: Unit, root: Path) -> list[tuple[int, float]]:
+    """A classification run's learning curve so far, (epoch, test error %) every ``eval_every`` epochs:
+    also that of a run still training or cut short."""
+    _, curve_file = classifier_progress(unit, root)
+    try:
+        return [(int(e), float(v)) for e, v in json.loads(curve_file.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
 def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     """One semi-supervised classification run (``benchmarks/ssl_mnist.py``): M2 on the pixels or M1+M2 on an
     M1's latent codes (draws from q(z1|x) with ``m1.draws``, else its means), trained with ``labels``
     balanced labels and the given seed; test error in %. M2's weights are kept beside the record
-    (``<name>.safetensors``)."""
+    (``<name>.safetensors``). With ``eval_every``, the test error every so many epochs (a learning curve,
+    read only, never used to stop or choose), and checkpoints from which a cut-short run goes on
+    (:func:`classifier_progress`)."""
     p = unit.params
     data = load_grey(Config.from_dict(p["config"]).data)
     x_fit, x_eval, x_sd = data.train.x, data.test.x, None
@@ -116,12 +141,34 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     semi = balanced_labels(data.train.y, p["labels"], p["seed"])
     assert (semi >= 0).sum() == p["labels"]  # nothing else, and no test label, reaches training
     model = Config.from_dict({"model": p["model"]}).model
-    fitted = train_m2(x_fit, semi, model, TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"],
-                                                      progress=False), likelihood=p["likelihood"],
-                      binarize=p["binarize"], x_sd=x_sd)
+    every = int(p.get("eval_every", 0))
+    checkpoint, curve_file = classifier_progress(unit, root) if every else (None, None)
+    curve: list[tuple[int, float]] = []
+
+    started = time.perf_counter()
+
+    def measure(fitted: torch.nn.Module, epoch: int) -> None:
+        curve[:] = [point for point in classifier_curve(unit, root) if point[0] < epoch]  # a resumed run's earlier points
+        curve.append((epoch, 100 * error_rate(fitted, x_eval, data.test.y)))
+        write_json(curve_file, curve)
+        print(f"[{unit.name}] epoch {epoch}: test error {curve[-1][1]:.2f}% "
+              f"({time.perf_counter() - started:.0f} s in this process)", flush=True)
+
+    def events(line: str) -> None:  # the trainer's notes (precision, CUDA graphs), not its per-epoch rows
+        if not line.startswith("{"):
+            print(f"[{unit.name}] {line}", flush=True)
+
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    train = TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"], progress=False,
+                        precision=unit.runtime.get("precision", "auto"))
+    fitted = train_m2(x_fit, semi, model, train, likelihood=p["likelihood"], binarize=p["binarize"], x_sd=x_sd,
+                      checkpoint_path=checkpoint, every=every, after=measure if every else None,
+                      log=events if every else None)
     if not p["m1"]:
         save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
-    return {"error": 100 * error_rate(fitted, x_eval, data.test.y)}
+    error = 100 * error_rate(fitted, x_eval, data.test.y)
+    return {"error": error, **({"curve": classifier_curve(unit, root)} if every else {})}
 
 
 def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
@@ -138,8 +185,6 @@ def run_labelled_normals(unit: Unit, root: Path) -> dict[str, Any]:
     """One left-out class of the labelled-normals benchmark (``benchmarks/labelled_normals.py``): the
     ClassConditionalDetector fitted on every training row of the other classes with their labels, as a
     user fits it; the test AUROC of its score and of each of its two parts, and the seconds."""
-    import time
-
     from vaelab.detectors import CLASS_CONDITIONAL
     from vaelab.evaluation import auroc
 
@@ -190,8 +235,6 @@ def labelled_raw_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
 
 def run_labelled_raw(unit: Unit, root: Path) -> dict[str, Any]:
     """The raw baselines of one left-out class of ``benchmarks/labelled_normals.py``: test AUROCs and seconds."""
-    import time
-
     from vaelab.evaluation import auroc
 
     p = unit.params
