@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m1-latent", type=int, default=200)
     parser.add_argument("--m1-hidden", help="M1's hidden layers, e.g. 600,600 (the paper's); default: the config's")
     parser.add_argument("--m1-config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "seed.toml")
+    parser.add_argument("--m1-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of M1's config, e.g. train.kl_warmup=100 (repeatable)")
     parser.add_argument("--labels", default="100,600,1000,3000")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 of every model")
     parser.add_argument("--m2-seeds", type=int, help="M2 on pixels costs ~10x M1+M2: fewer seeds for it")
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
                                             f"data.train_limit={args.train_limit}",
                                             *([f"train.epochs={args.m1_epochs}"] if args.m1_epochs else []),
-                                            *([f"model.hidden_dims=[{args.m1_hidden}]"] if args.m1_hidden else [])])
+                                            *([f"model.hidden_dims=[{args.m1_hidden}]"] if args.m1_hidden else []),
+                                            *args.m1_set])
     data = load_grey(seed_cfg.data)
     x_train, y_train, x_test, y_test = data.train.x, data.train.y, data.test.x, data.test.y
     models = args.models.split(",")

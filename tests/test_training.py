@@ -226,6 +226,42 @@ def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_thr
         fit(4, checkpoint_path=checkpoint)
 
 
+def test_kl_warmup_weighs_the_kl_term_of_the_loss_only_while_it_lasts(tmp_path):
+    from vaelab.runtime import seeded_init
+
+    x = {"x": torch.rand(300, 20, generator=torch.Generator().manual_seed(0))}
+
+    def fit(checkpoint=None, **train):
+        with seeded_init(0):
+            model = build_model(ModelConfig(latent_dim=3, hidden_dims=(16,)), 20, "bernoulli")
+        config = TrainConfig(**{"epochs": 4, "batch_size": 64, "progress": False, "precision": "float32", **train})
+        trainer = Trainer(model, config, run_config={}, checkpoint_path=checkpoint)
+        if checkpoint is not None and checkpoint.exists():
+            trainer.load_checkpoint()
+        weights = []
+        trainer._step = (lambda step: lambda batch: (weights.append(float(model.kl_weight)), step(batch))[1])(trainer._step)
+        trainer.fit(x)
+        return model, sorted(set(weights))
+
+    plain, seen = fit()
+    assert seen == [1.0]
+    warmed, seen = fit(kl_warmup=3)
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0]) and float(warmed.kl_weight) == 1.0
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), warmed.state_dict().values()))
+    one, _ = fit(kl_warmup=1)  # weight 1 from the first epoch: plain training
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), one.state_dict().values()))
+    fit(tmp_path / "c.safetensors", kl_warmup=3, epochs=1, checkpoint_every=1)  # cut during the warm-up, go on
+    resumed, seen = fit(tmp_path / "c.safetensors", kl_warmup=3)
+    assert seen == pytest.approx([2 / 3, 1.0])
+    assert all(torch.equal(a, b) for a, b in zip(warmed.state_dict().values(), resumed.state_dict().values()))
+    with torch.no_grad():
+        out = warmed(x["x"][:10], torch.Generator().manual_seed(1))
+        warmed.kl_weight.fill_(0.5)
+        half = warmed(x["x"][:10], torch.Generator().manual_seed(1))
+    assert torch.equal(out.elbo, half.elbo) and torch.isclose(half.loss, -(out.log_px_given_z - 0.5 * out.kl).mean())
+    assert "kl_weight" not in warmed.state_dict()
+
+
 def _graph_trainer(graphs: bool, device: str, **train) -> Trainer:
     from vaelab.runtime import seeded_init
     from vaelab.training import dynamic_binarization

@@ -142,9 +142,13 @@ class TrainConfig:
     # On CUDA, a model whose step has fixed shapes (``graph_safe``) replays each full batch's step
     # as one captured CUDA graph: one launch instead of dozens (training.GraphedStep). No effect on CPU.
     cuda_graphs: bool = True
+    # KL warm-up (Sønderby et al. 2016): the KL term of a VAE's loss is weighted epoch / kl_warmup in
+    # the first kl_warmup epochs, then 1 (0: always 1). Fewer latent units collapse to the prior.
+    kl_warmup: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1; got {self.epochs}")
+        _check(self.kl_warmup >= 0, f"train.kl_warmup must be >= 0; got {self.kl_warmup}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1; got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0; got {self.lr}")
         _check_choice(self.precision, PRECISIONS, "train.precision")
@@ -166,7 +170,7 @@ RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "eval_batch_size"
                      "cuda_graphs")
 # Training settings added after models were stored: left out of the identity at their default
 # values, so those models keep theirs.
-LATER_TRAIN_FIELDS = {"lr_decay": 1.0, "lr_patience": 10, "stop_patience": 0}
+LATER_TRAIN_FIELDS = {"lr_decay": 1.0, "lr_patience": 10, "stop_patience": 0, "kl_warmup": 0}
 
 
 def identity(config: "Config | Mapping[str, Any]") -> dict[str, Any]:

@@ -243,8 +243,15 @@ class Trainer:
         self.log(f"resumed from {path} at epoch {self.epoch}")
 
     # ---- the loop ----------------------------------------------------------
+    def _set_kl_weight(self, epoch: int | None) -> None:
+        """The KL weight of a warm-up (``train.kl_warmup``) for 0-based ``epoch``; None: 1."""
+        weight = getattr(self.model, "kl_weight", None)
+        if self.config.kl_warmup and isinstance(weight, torch.Tensor):
+            weight.fill_(1.0 if epoch is None else min(1.0, (epoch + 1) / self.config.kl_warmup))
+
     def _train_epoch(self, data: Batch, n: int) -> float:
         self.model.train()
+        self._set_kl_weight(self.epoch)
         order = torch.randperm(n, generator=self.generator, device=self.device)
         losses, elbo_sum = [], torch.zeros((), device=self.device, dtype=torch.float64)
         for start in range(0, n, self.config.batch_size):
@@ -372,6 +379,7 @@ class Trainer:
                         or self.stopped):
                     self.save_checkpoint()
         finally:
+            self._set_kl_weight(None)  # a trained model's loss is the plain bound
             if bar is not None:
                 bar.close()
         if (self.epoch == self.config.epochs or self.stopped) and self.checkpoint_path and not self.checkpoint_path.exists():

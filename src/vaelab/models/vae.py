@@ -76,6 +76,9 @@ class VAE(nn.Module):
             init = 2.0 * math.log(config.gaussian_std)
             self.dec_logvar = nn.Parameter(torch.full((input_dim,), init),
                                            requires_grad=config.gaussian_variance == "learned")
+        # the loss's weight on the KL term, set in place by the trainer during a KL warm-up (so that a
+        # captured CUDA graph reads the new value); not stored with the model
+        self.register_buffer("kl_weight", torch.ones(()), persistent=False)
 
     # ---- the distributions -------------------------------------------------
     def _clamp(self, logvar: torch.Tensor) -> torch.Tensor:
@@ -190,7 +193,8 @@ class VAE(nn.Module):
         return self.log_px_given_z(x, z, c), D.kl_diag_standard_normal(mean.float(), logvar.float())
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        """Single-sample ELBO with the KL in closed form."""
+        """Single-sample ELBO with the KL in closed form; the loss weighs the KL by ``kl_weight``
+        (1 but during a KL warm-up, ``train.kl_warmup``), the ELBO does not."""
         rec, kl = self.elbo_terms(x, None, generator)
         elbo = rec - kl
-        return VAEOutput(loss=-elbo.mean(), elbo=elbo, log_px_given_z=rec, kl=kl)
+        return VAEOutput(loss=-(rec - self.kl_weight * kl).mean(), elbo=elbo, log_px_given_z=rec, kl=kl)
