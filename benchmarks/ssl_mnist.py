@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.config import Config, ModelConfig, load_config
+from vaelab.config import PRECISIONS, Config, ModelConfig, load_config
 from vaelab.fileio import write_json, write_text
 
 # Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="train nothing: the table from the learning curves so far (--eval-every), at the "
                              "last epoch every run of a model has reached")
     parser.add_argument("--curves", type=Path, help="write the learning curves here (JSON)")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the training arithmetic (auto: measured per run, train.precision)")
     parser.add_argument("--cells", type=Path, help="keep each finished run here and reuse it")
     parser.add_argument("--results", type=Path)
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
                                      **({"precision": args.precision} if args.precision != "auto" else {}),
                                      **({"progress": str(progress)} if args.eval_every else {})})
                 planned.append((model, n_labels, seed, unit))
+    if not args.progress_only:
+        store.run_all([unit for *_, unit in planned])  # on the executor the flags name
     curves = {unit.name: classifier_curve(unit, store.root) for *_, unit in planned}
     if args.progress_only:  # each model's runs at the last epoch all of them have reached
         reached = {m: min((curves[u.name][-1][0] if curves[u.name] else 0) for mm, *_, u in planned if mm == m)
@@ -141,8 +143,6 @@ def main(argv: list[str] | None = None) -> None:
                 rows.setdefault((model, n_labels), []).append(dict(curves[unit.name])[reached[model]])
         epochs_shown = {m: f"{reached[m]} epochs (the last that all its runs reached)" for m in models}
     else:
-        store.run_all([unit for *_, unit in planned])  # on the executor the flags name
-        curves = {unit.name: classifier_curve(unit, store.root) for *_, unit in planned}
         epochs_shown = {"m2": f"{args.m2_epochs} epochs", "m1m2": f"{args.m1m2_epochs} epochs"}
         for model, n_labels, seed, unit in planned:
             error = store.result(unit)["error"]

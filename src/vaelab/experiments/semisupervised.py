@@ -143,12 +143,11 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     model = Config.from_dict({"model": p["model"]}).model
     every = int(p.get("eval_every", 0))
     checkpoint, curve_file = classifier_progress(unit, root) if every else (None, None)
-    curve: list[tuple[int, float]] = []
-
+    curve = classifier_curve(unit, root) if every else []  # a resumed run's earlier points
     started = time.perf_counter()
 
     def measure(fitted: torch.nn.Module, epoch: int) -> None:
-        curve[:] = [point for point in classifier_curve(unit, root) if point[0] < epoch]  # a resumed run's earlier points
+        curve[:] = [point for point in curve if point[0] < epoch]
         curve.append((epoch, 100 * error_rate(fitted, x_eval, data.test.y)))
         write_json(curve_file, curve)
         print(f"[{unit.name}] epoch {epoch}: test error {curve[-1][1]:.2f}% "
@@ -168,7 +167,7 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     if not p["m1"]:
         save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
     error = 100 * error_rate(fitted, x_eval, data.test.y)
-    return {"error": error, **({"curve": classifier_curve(unit, root)} if every else {})}
+    return {"error": error, **({"curve": curve} if every else {})}
 
 
 def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
