@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "vaelab"
 # Top to bottom is the direction of flow; a module may import its own layer (without a cycle) or those above.
 LAYERS = [
     ("vaelab", "vaelab.errors", "vaelab.fileio", "vaelab.distributions", "vaelab.ranking", "vaelab.embedding",
-     "vaelab.conformal"),
+     "vaelab.tsne", "vaelab.conformal"),
     ("vaelab.config",),
     ("vaelab.runtime",),
     ("vaelab.checkpoint",),

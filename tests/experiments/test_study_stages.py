@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 
 from vaelab.experiments.units import UnitStore
 
@@ -23,3 +24,11 @@ def test_every_stage_record_lists_files_that_exist(study_run):
             "semisupervised"} <= {r["name"] for r in records}
     for r in records:
         assert all((store.root / f).exists() for f in r["files"]), r["name"]
+
+
+def test_tsne_stage_records_its_method(study_run):
+    records = {r["name"]: r for r in (json.loads(p.read_text()) for p in (study_run / "units").rglob("*.json"))}
+    method = records["tsne/pixels"]["result"]["method"]
+    assert method == ("exact" if torch.cuda.is_available() else "openTSNE")
+    points = np.load(study_run / "embeddings" / "tsne_pixels.npy")
+    assert points.shape[1] == 2 and np.isfinite(points).all()

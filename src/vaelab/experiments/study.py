@@ -87,10 +87,11 @@ class Study:
                  for d in st.latent_dims]
         tsne_keys = ["tsne_points", "tsne_perplexity", "seed"]
         tsne = [Unit("tsne/pixels", f"{STAGES}:tsne", {"config": self._part(data=None, study=[*tsne_keys, "pca_dims"]),
-                                                        "key": "pixels"}, outputs=("embeddings/tsne_pixels.npy",))]
+                                                        "key": "pixels"}, outputs=("embeddings/tsne_pixels.npy",),
+                     runtime=self.runtime)]
         tsne += [Unit(f"tsne/z{d}", f"{STAGES}:tsne", {"config": self._part(data=None, study=tsne_keys),
                                                         "key": f"z{d}"},
-                      outputs=(f"embeddings/tsne_z{d}.npy",), after=(models[d][1].fingerprint,))
+                      outputs=(f"embeddings/tsne_z{d}.npy",), after=(models[d][1].fingerprint,), runtime=self.runtime)
                  for d in st.latent_dims]
         maps = Unit("maps", f"{STAGES}:maps",
                     {"config": self._part(data=None, study=["latent_dims", "tsne_points", "seed", "pca_dims"])},

@@ -162,7 +162,8 @@ def _pixel_maps(root: Path, model: torch.nn.Module, x: np.ndarray, shape: tuple[
 
 
 def tsne(unit: Unit, root: Path) -> dict[str, Any]:
-    """A t-SNE map of the test points: of the pixels (PCA first) or of one latent size's means."""
+    """A t-SNE map of the test points: of the pixels (PCA first) or of one latent size's means; exact
+    on a CUDA device (the run's ``train.device``), openTSNE's approximation on a CPU."""
     config, key = _config(unit), unit.params["key"]
     st, test = config.study, load_dataset(config.data).test
     idx = embedding.subset(len(test), st.tsne_points, st.seed)
@@ -170,11 +171,12 @@ def tsne(unit: Unit, root: Path) -> dict[str, Any]:
         x = embedding.pca(test.x[idx], st.pca_dims, st.seed)
     else:
         x = np.load(root / "scores" / f"{key}.npz")["latent_mean"][idx]
-    points = embedding.tsne(x, st.tsne_perplexity, st.seed)
+    device = resolve_device(config.train.device)
+    points = embedding.tsne(x, st.tsne_perplexity, st.seed, device=str(device))
     with atomic_path(root / unit.outputs[0]) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, points)
-    return {"points": int(len(idx))}
+    return {"points": int(len(idx)), "method": "exact" if device.type == "cuda" else "openTSNE"}
 
 def maps(unit: Unit, root: Path) -> dict[str, Any]:
     """The t-SNE maps side by side, and the raw latent means of 2- and 3-dimensional codes."""
