@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m2-references", default="classified-normal", help="its reference rows: classified-normal|all")
     parser.add_argument("--m2-correction", default=GridSettings.m2_correction,
                         help="its likelihood part's correction: none|complexity")
+    parser.add_argument("--labelled-normals", type=float, default=0.0,
+                        help="the share of the normal class's training rows labelled normal (default 0)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per cell (seed i of normal class c: c + 10 i)")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--cells", type=Path, help="keep each finished cell here and reuse it")
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     data = digits_config(args.data, args.train_limit)
     settings = GridSettings(data, epochs=args.epochs, latent_dim=args.latent_dim, detector_epochs=args.detector_epochs,
                             m2_balance=args.m2_balance, m2_references=args.m2_references,
-                            m2_correction=args.m2_correction)
+                            m2_correction=args.m2_correction, labelled_normals=args.labelled_normals)
+    if not 0 <= args.labelled_normals < 1:
+        parser.error(f"--labelled-normals must be in [0, 1), not {args.labelled_normals}")
     classes = [int(c) for c in args.classes.split(",")]
     t_all = time.perf_counter()
     units = grid_units(settings, classes, experiments, seeds=args.seeds)
@@ -71,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     computed = sum(r["seconds_total"] for r in results.values())
     parts = [f"AUROC (%) on the MNIST test set, mean over normal classes {classes}; SemiSupervisedDetector "
              f"{args.epochs} epochs, latent {args.latent_dim}, class balance {args.m2_balance:g}, references "
-             f"{args.m2_references}, likelihood correction {args.m2_correction}; supervised classifier: an MLP with the same hidden "
+             f"{args.m2_references}, likelihood correction {args.m2_correction}"
+             f"{f', {args.labelled_normals:.0%} of the normal rows labelled normal' if args.labelled_normals else ''}"
+             "; supervised classifier: an MLP with the same hidden "
              f"layer, {args.epochs} epochs; unsupervised: `{settings.detector}` with `vaelab detect`'s defaults "
              f"(latent {settings.detector_latent_dim}, {settings.detector_epochs} epochs), fitted on the unlabelled "
              f"rows; {args.seeds} seed(s) per cell (seed i of normal class c: c + 10 i; tables: means over "

@@ -170,11 +170,14 @@ def test_ssl_mnist_smoke(tmp_path):
     cell.write_text(json.dumps(stored))
     out2 = _run("ssl_mnist.py", tmp_path, *common, "--seeds", "2", "--m2-seeds", "1")
     assert "| 100 | 12.35 | " in out2 and "m1m2 labels=100 seed=1" in out2 and "±" in out2
+    assert "alpha per labelled row (100: 50)" in out2
     m1m2 = tmp_path / "c" / "units" / "m1m2-100-seed0.json"
     on_means = json.loads(m1m2.read_text())["fingerprint"]
-    out3 = _run("ssl_mnist.py", tmp_path, *common, "--models", "m1m2", "--m1-inputs", "draws", "--m1-set", "train.kl_warmup=2")
+    out3 = _run("ssl_mnist.py", tmp_path, *common, "--models", "m1m2", "--m1-inputs", "draws", "--m1-set", "train.kl_warmup=2",
+                "--alpha", "paper")
     assert "a fresh draw from q(z1|x)" in out3  # M1+M2 on draws: changed settings, so its runs are redone
     assert json.loads(m1m2.read_text())["fingerprint"] != on_means
+    assert "alpha per labelled row (100: " in out3 and "(100: 50)" not in out3  # 0.1 x rows / labels
     assert "kl_warmup = 2" in (tmp_path / "m1" / "config.toml").read_text()  # M1 retrained with --m1-set's setting
 
 

@@ -87,3 +87,21 @@ def test_the_grid_runs_end_to_end_and_tabulates(tmp_path):
     assert set(polluted) == {DEFAULT_PRIOR, MATCHED_PRIOR} and all(0 <= v <= 1 for v in polluted.values())
     table = experiment_table(results, "pollution", [3], settings.detector, counts)
     assert "| SemiSupervisedDetector (M2) |" in table and "compute seconds per cell" in table
+
+
+def test_labelled_normals_label_normal_rows_of_the_same_split():
+    x_train, y_train, x_test, y_test = _data()
+    point = GridPoint(.05, .1, 1)
+    plain = grid_split(x_train, y_train, x_test, y_test, 4, point, seed=1)
+    labelled = grid_split(x_train, y_train, x_test, y_test, 4, point, seed=1, labelled_normals=0.1)
+    assert np.array_equal(plain.x_train, labelled.x_train)  # the same rows, anomaly labels and pollution
+    assert np.array_equal(plain.y_train == 1, labelled.y_train == 1)
+    normals = labelled.y_train == 0
+    assert normals.sum() == 12 and (y_train[labelled.x_train[normals, 0].astype(int)] == 4).all()  # 10% of 120
+    settings = GridSettings(DataConfig(name="mnist5k"), labelled_normals=0.1)
+    with_normals, without = grid_units(settings, [3], ["pollution"]), grid_units(GridSettings(DataConfig(name="mnist5k")),
+                                                                                 [3], ["pollution"])
+    assert with_normals["normal3-l0.05-p0.1-k1"].params["labelled_normals"] == 0.1
+    assert "labelled_normals" not in without["normal3-l0.05-p0.1-k1"].params  # earlier runs keep their fingerprints
+    baseline = "normal3-p0.1-vae-recon-error"
+    assert with_normals[baseline].fingerprint == without[baseline].fingerprint  # the unsupervised fit is shared

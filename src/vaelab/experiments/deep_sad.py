@@ -98,13 +98,17 @@ def labelled_count(labelled: float, n_unlabelled: int) -> int:
     return int(round(labelled * n_unlabelled / (1 - labelled)))
 
 
-def grid_split(x_train, y_train, x_test, y_test, normal: int, point: GridPoint, seed: int) -> SemiSupervisedSplit:
-    """The training rows of ``point`` for normal class ``normal`` (see the module docstring)."""
+def grid_split(x_train, y_train, x_test, y_test, normal: int, point: GridPoint, seed: int,
+               labelled_normals: float = 0.0) -> SemiSupervisedSplit:
+    """The training rows of ``point`` for normal class ``normal`` (see the module docstring), with the
+    share ``labelled_normals`` of the normal class's rows labelled normal (the same rows and anomaly
+    labels as without them)."""
     n_normal = int((y_train == normal).sum())
     n_unlabelled = n_normal + polluting_count(n_normal, point.pollution)
     known = known_classes(normal, point.known)
     n_labelled = labelled_count(point.labelled, n_unlabelled) if known else 0
     return semi_supervised_one_vs_rest(x_train, y_train, x_test, y_test, normal, known, n_labelled,
+                                       n_labelled_normals=int(round(labelled_normals * n_normal)),
                                        pollution=point.pollution, seed=seed)
 
 
@@ -140,11 +144,12 @@ def run_point(unit: Unit, root: Path) -> dict[str, Any]:
     data = load_grey(DataConfig(**p["data"]))
     point = GridPoint(**p["point"])
     x, y = data.train.x, data.train.y
-    split = grid_split(x, y, data.test.x, data.test.y, p["normal"], point, p["seed"])
+    split = grid_split(x, y, data.test.x, data.test.y, p["normal"], point, p["seed"], p.get("labelled_normals", 0.0))
     n_normal = int((y == p["normal"]).sum())
     share = training_anomaly_share(split, n_normal)
     priors = {DEFAULT_PRIOR: None, **({MATCHED_PRIOR: share} if point.matched_prior else {})}
     out: dict[str, Any] = {"n_train": len(split.y_train), "n_labelled": int((split.y_train == 1).sum()),
+                           "n_labelled_normals": int((split.y_train == 0).sum()),
                            "anomaly_share": share, "known": list(known_classes(p["normal"], point.known)),
                            "per_class": {}, "seconds": {}}
     for name, prior in priors.items():
@@ -195,6 +200,7 @@ class GridSettings:
     m2_balance: float = 10.0       # the SemiSupervisedDetector's balance and references (its defaults)
     m2_references: str = "classified-normal"
     m2_correction: str = "complexity"  # its likelihood_correction (in a unit's settings only when not "none")
+    labelled_normals: float = 0.0  # the share of the normal class's training rows labelled normal (0: none)
 
 
 def seed_suffix(seed_index: int) -> str:
@@ -240,7 +246,9 @@ def grid_units(settings: GridSettings, classes: list[int], experiments: list[str
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_point",
                                    {**common, "normal": c, "seed": seed, "point": dataclasses.asdict(point),
                                     "epochs": settings.epochs, "latent_dim": settings.latent_dim,
-                                    "m2": m2_settings(settings)})
+                                    "m2": m2_settings(settings),
+                                    **({"labelled_normals": settings.labelled_normals}
+                                       if settings.labelled_normals else {})})
             for pollution in sorted({point.pollution for point in points}):
                 name = baseline_unit(c, pollution, settings.detector, i)
                 units[name] = Unit(name, "vaelab.experiments.deep_sad:run_unsupervised",
