@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--m1m2-latent-dim", type=int, default=32)
     parser.add_argument("--m1m2-hidden", type=int, default=256)
+    parser.add_argument("--labelled-share", type=float, default=0.2,
+                        help="the labelled rows are repeated to this share of each epoch; 0: each once, as in "
+                             "Kingma et al.'s code (default 0.2)")
     parser.add_argument("--alpha", default="50", type=alpha_rule,
                         help="weight of -log q(y|x) per labelled row: a number, or 'paper': 0.1 x training rows / "
                              "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels)")
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
+    if not 0 <= args.labelled_share < 1:
+        parser.error(f"--labelled-share must be in [0, 1), not {args.labelled_share}")
 
     seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
@@ -144,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                                  alpha=args.alpha(len(x_train), n_labels))).to_dict()["model"],
                              "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
                              "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
+                             **({"labelled_share": args.labelled_share} if args.labelled_share != 0.2 else {}),
                              **({"eval_every": args.eval_every} if args.eval_every else {}),
                              "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws")
                                                         if k in m1}},
@@ -181,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
          f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
         if "m1m2" in models else [])
     alphas = ", ".join(f"{n}: {args.alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
-    runs.append(f"alpha per labelled row ({alphas}); M1+M2's M2: latent {args.m1m2_latent_dim}, "
-                f"hidden {args.m1m2_hidden}" if "m1m2" in models else f"alpha per labelled row ({alphas})")
+    share = (f"labelled rows repeated to {args.labelled_share:.0%} of each epoch" if args.labelled_share
+             else "each labelled row once an epoch")
+    runs.append(f"alpha per labelled row ({alphas}), {share}" + (
+        f"; M1+M2's M2: latent {args.m1m2_latent_dim}, hidden {args.m1m2_hidden}" if "m1m2" in models else ""))
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +
              ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +
              ", ".join(runs) +

@@ -179,6 +179,9 @@ def test_ssl_mnist_smoke(tmp_path):
     assert json.loads(m1m2.read_text())["fingerprint"] != on_means
     assert "alpha per labelled row (100: " in out3 and "(100: 50)" not in out3  # 0.1 x rows / labels
     assert "kl_warmup = 2" in (tmp_path / "m1" / "config.toml").read_text()  # M1 retrained with --m1-set's setting
+    out4 = _run("ssl_mnist.py", tmp_path, *common, "--models", "m1m2", "--labelled-share", "0")
+    assert "each labelled row once an epoch" in out4
+    assert json.loads(m1m2.read_text())["fingerprint"] != on_means
 
 
 @pytest.mark.slow

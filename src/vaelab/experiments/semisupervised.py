@@ -162,6 +162,7 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     train = TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"], progress=False,
                         precision=unit.runtime.get("precision", "auto"))
     fitted = train_m2(x_fit, semi, model, train, likelihood=p["likelihood"], binarize=p["binarize"], x_sd=x_sd,
+                      labelled_share=p.get("labelled_share", 0.2),
                       checkpoint_path=checkpoint, every=every, after=measure if every else None,
                       log=events if every else None)
     if not p["m1"]:
