@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from vaelab.config import PRECISIONS, Config, ModelConfig, load_config
+from vaelab.data.labels import LABELLED_SHARE
 from vaelab.fileio import write_json, write_text
 
 # Kingma, Rezende, Mohamed & Welling (2014), Table 1: test error (%) on MNIST with N labels.
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--m1m2-latent-dim", type=int, default=32)
     parser.add_argument("--m1m2-hidden", type=int, default=256)
-    parser.add_argument("--labelled-share", type=float, default=0.2,
+    parser.add_argument("--labelled-share", type=float, default=LABELLED_SHARE,
                         help="the labelled rows are repeated to this share of each epoch; 0: each once, as in "
-                             "Kingma et al.'s code (default 0.2)")
+                             f"Kingma et al.'s code (default {LABELLED_SHARE})")
     parser.add_argument("--alpha", default="50", type=alpha_rule,
                         help="weight of -log q(y|x) per labelled row: a number, or 'paper': 0.1 x training rows / "
                              "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels)")
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                                  alpha=args.alpha(len(x_train), n_labels))).to_dict()["model"],
                              "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
                              "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
-                             **({"labelled_share": args.labelled_share} if args.labelled_share != 0.2 else {}),
+                             **({"labelled_share": args.labelled_share} if args.labelled_share != LABELLED_SHARE else {}),
                              **({"eval_every": args.eval_every} if args.eval_every else {}),
                              "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws")
                                                         if k in m1}},

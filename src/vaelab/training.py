@@ -28,7 +28,7 @@ from torch import nn
 
 from vaelab import checkpoint as ckpt
 from vaelab.config import Config, ModelConfig, TrainConfig, identity
-from vaelab.data.labels import epoch_rows
+from vaelab.data.labels import LABELLED_SHARE, epoch_rows
 from vaelab.errors import TrainingDiverged, VaelabError
 from vaelab.models import build_model
 from vaelab.runtime import autocast, make_generator, resolve_device, resolve_precision, seeded_init
@@ -391,7 +391,7 @@ class Trainer:
 
 
 def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
-             labelled_share: float = 0.2, binarize: bool = False, x_sd: np.ndarray | None = None,
+             labelled_share: float = LABELLED_SHARE, binarize: bool = False, x_sd: np.ndarray | None = None,
              log: Callable[[str], None] | None = None, checkpoint_path: Path | None = None,
              every: int = 0, after: Callable[[nn.Module, int], None] | None = None) -> nn.Module:
     """An M2 model (``model.name`` is set to m2) trained by the one loop on rows ``x`` with labels

@@ -21,6 +21,10 @@ def balanced_labels(y: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
     return out
 
 
+# The share of each semi-supervised epoch that the labelled rows are repeated to, unless told otherwise.
+LABELLED_SHARE = 0.2
+
+
 def epoch_rows(y_semi: np.ndarray, labelled_share: float) -> np.ndarray:
     """Row indices of one epoch: every unlabelled row once and the labelled rows repeated so that
     they make up about ``labelled_share`` of it (a few labels would otherwise almost never be seen)."""

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.config import ModelConfig, TrainConfig
+from vaelab.data.labels import LABELLED_SHARE
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
 from vaelab.detectors.corrections import complexity_slope, compression_nats, feature_range
 from vaelab.detectors.fusion import fuse
@@ -59,7 +60,7 @@ class SemiSupervisedDetector(ScaledInput, BaseDetector):
 
     def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, anomaly_prior: float = 0.05,
-                 balance: float = 10.0, labelled_share: float = 0.2, reference_rows: int | None = 2000,
+                 balance: float = 10.0, labelled_share: float = LABELLED_SHARE, reference_rows: int | None = 2000,
                  references: str = "classified-normal", likelihood_correction: str = "complexity",
                  contamination: float = 0.1,
                  threshold_rows: int | None = 2000, random_state: int = 0, device: str = "cpu",

@@ -16,7 +16,7 @@ import torch
 from vaelab import plots
 from vaelab.config import Config, DetectorConfig, ModelConfig, TrainConfig
 from vaelab.data import load_grey
-from vaelab.data.labels import balanced_labels
+from vaelab.data.labels import LABELLED_SHARE, balanced_labels
 from vaelab.data.protocols import semi_supervised_one_vs_rest
 from vaelab.detectors import LIKELIHOOD, SEMI_SUPERVISED, make_detector
 from vaelab.detectors.fusion import fuse
@@ -162,7 +162,7 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     train = TrainConfig(epochs=p["epochs"], batch_size=128, seed=p["seed"], progress=False,
                         precision=unit.runtime.get("precision", "auto"))
     fitted = train_m2(x_fit, semi, model, train, likelihood=p["likelihood"], binarize=p["binarize"], x_sd=x_sd,
-                      labelled_share=p.get("labelled_share", 0.2),
+                      labelled_share=p.get("labelled_share", LABELLED_SHARE),
                       checkpoint_path=checkpoint, every=every, after=measure if every else None,
                       log=events if every else None)
     if not p["m1"]:
