@@ -13,6 +13,13 @@ def pca(x: np.ndarray, n_components: int, seed: int = 0) -> np.ndarray:
     return PCA(n_components=n_components, random_state=seed).fit_transform(x)
 
 
+def tsne_method(device: str) -> str:
+    """Which t-SNE :func:`tsne` runs on ``device``: "exact" on CUDA, "openTSNE" elsewhere."""
+    import torch
+
+    return "exact" if torch.device(device).type == "cuda" else "openTSNE"
+
+
 def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | None = None,
          device: str = "cpu") -> np.ndarray:
     """A t-SNE map (n, 2) of ``x``, PCA-initialised and seeded.
@@ -26,7 +33,7 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | N
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     perplexity = min(perplexity, max(2.0, (x.shape[0] - 1) / 3.0))
-    if torch.device(device).type == "cuda":
+    if tsne_method(device) == "exact":
         return exact_tsne(x, perplexity, seed, device)
     from openTSNE import TSNE
 

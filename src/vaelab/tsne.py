@@ -104,10 +104,11 @@ def joint_affinities(x: torch.Tensor, perplexity: float) -> tuple[torch.Tensor, 
     return values, indices
 
 
-def gradient(y: torch.Tensor, p_values: torch.Tensor, p_index: torch.Tensor,
-             exaggeration: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient(y: torch.Tensor, p_values: torch.Tensor, p_index: torch.Tensor, exaggeration: float = 1.0,
+             with_kl: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradient of KL(P || Q) with respect to the map ``y`` (n, 2), with P scaled by
-    ``exaggeration``, and KL(P || Q) itself (for the unexaggerated P), exactly over all pairs.
+    ``exaggeration``, and (``with_kl``, else None) KL(P || Q) itself for the unexaggerated P, exactly
+    over all pairs.
 
     With w_ij = 1 / (1 + |y_i - y_j|^2) and Z = sum_{i != j} w_ij:
     grad_i = 4 (sum_j a p_ij w_ij (y_i - y_j) - sum_j w_ij^2 (y_i - y_j) / Z).
@@ -130,8 +131,9 @@ def gradient(y: torch.Tensor, p_values: torch.Tensor, p_index: torch.Tensor,
     z = z - n  # the diagonal: w_ii = 1
     repulse = (push_weight.unsqueeze(1) * y - push_mix) / z
     grad = 4.0 * (exaggeration * attract - repulse)
-    p_sum = p_values.clamp_min(1e-30)
-    kl = (p_values * (torch.log(p_sum) - torch.log(w_near.clamp_min(1e-30) / z))).sum()
+    if not with_kl:
+        return grad, None
+    kl = (p_values * (torch.log(p_values.clamp_min(1e-30)) - torch.log(w_near.clamp_min(1e-30) / z))).sum()
     return grad, kl
 
 
@@ -148,13 +150,15 @@ def tsne(x: torch.Tensor, init: torch.Tensor, perplexity: float = 30.0,
     update = torch.zeros_like(y)
     gains = torch.ones_like(y)
     rate = max(n / schedule.exaggeration, 200.0)
-    kl = torch.zeros(())
-    for it in range(schedule.early_iterations + schedule.iterations):
+    total = schedule.early_iterations + schedule.iterations
+    kl = None
+    for it in range(total):
         early = it < schedule.early_iterations
-        grad, kl = gradient(y, p_values, p_index, schedule.exaggeration if early else 1.0)
+        # the KL only where it is returned: from the gradient of the last iteration (the map before its step)
+        grad, kl = gradient(y, p_values, p_index, schedule.exaggeration if early else 1.0, with_kl=it == total - 1)
         same_sign = (grad > 0) == (update > 0)
         gains = torch.where(same_sign, gains * 0.8, gains + 0.2).clamp_min_(schedule.min_gain)
         update = (schedule.early_momentum if early else schedule.momentum) * update - rate * gains * grad
         y = y + update
         y = y - y.mean(0)
-    return y, float(kl)
+    return y, float(kl) if kl is not None else 0.0  # no iterations: nothing measured

@@ -171,12 +171,12 @@ def tsne(unit: Unit, root: Path) -> dict[str, Any]:
         x = embedding.pca(test.x[idx], st.pca_dims, st.seed)
     else:
         x = np.load(root / "scores" / f"{key}.npz")["latent_mean"][idx]
-    device = resolve_device(config.train.device)
-    points = embedding.tsne(x, st.tsne_perplexity, st.seed, device=str(device))
+    device = str(resolve_device(config.train.device))
+    points = embedding.tsne(x, st.tsne_perplexity, st.seed, device=device)
     with atomic_path(root / unit.outputs[0]) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, points)
-    return {"points": int(len(idx)), "method": "exact" if device.type == "cuda" else "openTSNE"}
+    return {"points": int(len(idx)), "method": embedding.tsne_method(device)}
 
 def maps(unit: Unit, root: Path) -> dict[str, Any]:
     """The t-SNE maps side by side, and the raw latent means of 2- and 3-dimensional codes."""
