@@ -40,17 +40,41 @@ PUBLISHED = {
 
 
 def alpha_rule(text: str) -> Callable[[int, int], float]:
-    """``--alpha``: a fixed weight per labelled row, or ``paper``, 0.1 x rows / labels (Kingma et al. 2014:
-    alpha = 0.1 N on the labelled rows' mean, which their code applies as this weight per labelled row)."""
-    if text == "paper":
-        return lambda rows, labels: 0.1 * rows / labels
+    """One ``--alpha``: a fixed weight per labelled row; ``paper``, 0.1 x rows / labels (Kingma et al. 2014:
+    alpha = 0.1 N on the labelled rows' mean, which their code applies as this weight per labelled row);
+    or ``Kxpaper``, K times that."""
+    factor = text[:-len("xpaper")] if text.endswith("xpaper") else ""
+    if text == "paper" or factor:
+        try:
+            k = float(factor) if factor else 1.0
+        except ValueError:
+            k = -1.0
+        if k > 0:
+            return lambda rows, labels: k * 0.1 * rows / labels
+        raise argparse.ArgumentTypeError(f"--alpha: {text!r} needs a positive factor before 'xpaper'")
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--alpha takes a number or 'paper', not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--alpha takes a number, 'paper' or 'Kxpaper', not {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"--alpha must be >= 0, not {value}")
     return lambda rows, labels: value
+
+
+def alpha_list(text: str) -> list[tuple[str, Callable[[int, int], float]]]:
+    """``--alpha``: one weight or a comma-separated list of candidates, each with its text."""
+    return [(item, alpha_rule(item)) for item in text.split(",")]
+
+
+def share_list(text: str) -> list[float]:
+    """``--labelled-share``: one share or a comma-separated list of candidates, each in [0, 1)."""
+    try:
+        shares = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--labelled-share takes numbers, not {text!r}") from None
+    if not all(0 <= v < 1 for v in shares):
+        raise argparse.ArgumentTypeError(f"--labelled-share must be in [0, 1), not {text}")
+    return shares
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,12 +109,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--m1m2-latent-dim", type=int, default=32)
     parser.add_argument("--m1m2-hidden", type=int, default=256)
-    parser.add_argument("--labelled-share", type=float, default=LABELLED_SHARE,
+    parser.add_argument("--labelled-share", type=share_list, default=[LABELLED_SHARE],
                         help="the labelled rows are repeated to this share of each epoch; 0: each once, as in "
-                             f"Kingma et al.'s code (default {LABELLED_SHARE})")
-    parser.add_argument("--alpha", default="50", type=alpha_rule,
-                        help="weight of -log q(y|x) per labelled row: a number, or 'paper': 0.1 x training rows / "
-                             "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels)")
+                             f"Kingma et al.'s code (default {LABELLED_SHARE}); a comma-separated list: "
+                             "candidates, see --choose")
+    parser.add_argument("--alpha", default=alpha_list("50"), type=alpha_list,
+                        help="weight of -log q(y|x) per labelled row: a number, 'paper': 0.1 x training rows / "
+                             "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels), "
+                             "or 'Kxpaper'; a comma-separated list: candidates, see --choose")
+    parser.add_argument("--choose", action="store_true",
+                        help="every run also measures its error on the validation digits (MNIST's last 10,000 "
+                             "training digits, never trained on); with several candidates (--alpha x "
+                             "--labelled-share), seed 0 of each runs first and, per model and label count, the "
+                             "one with the lowest validation error gets the other seeds and the table's row. "
+                             "The test error plays no part in the choice")
     parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
     parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
     parser.add_argument("--eval-every", type=int, default=0,
@@ -107,8 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    if not 0 <= args.labelled_share < 1:
-        parser.error(f"--labelled-share must be in [0, 1), not {args.labelled_share}")
+    candidates = [(text, rule, share) for text, rule in args.alpha for share in args.labelled_share]
+    if len(candidates) > 1 and not args.choose:
+        parser.error("several --alpha or --labelled-share values are candidates: add --choose")
+    if len(candidates) > 1 and args.progress_only:
+        parser.error("--progress-only reads the learning curves of one setting: give one --alpha and "
+                     "--labelled-share")
 
     seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
@@ -138,27 +174,41 @@ def main(argv: list[str] | None = None) -> None:
     m2_cfg = ModelConfig(name="m2", latent_dim=args.latent_dim, hidden_dims=(args.hidden,), n_classes=10)
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
+
+    def plan(model: str, n_labels: int, seed: int, candidate: tuple[str, Callable[[int, int], float], float]) -> Unit:
+        _, alpha, share = candidate
+        name = f"{model}-{n_labels}-seed{seed}" + (f"-{candidates.index(candidate)}" if len(candidates) > 1 else "")
+        pixels = model == "m2"
+        return Unit(name, "vaelab.experiments.semisupervised:run_classifier",
+                    {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
+                     "model": Config(model=dataclasses.replace(
+                         m2_cfg if pixels else m1m2_cfg, alpha=alpha(len(x_train), n_labels))).to_dict()["model"],
+                     "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
+                     "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
+                     **({"labelled_share": share} if share != LABELLED_SHARE else {}),
+                     **({"eval_every": args.eval_every} if args.eval_every else {}),
+                     **({"validation": True} if args.choose else {}),
+                     "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws") if k in m1}},
+                    outputs=(f"{name}.safetensors",) if pixels else (),
+                    runtime={**({} if pixels else {"m1_file": m1["file"]}),
+                             **({"precision": args.precision} if args.precision != "auto" else {}),
+                             **({"progress": str(progress)} if args.eval_every else {})})
+
+    label_list = [int(v) for v in args.labels.split(",")]
+    chosen = {(model, n): candidates[0] for model in models for n in label_list}
+    trials: list[tuple[str, int, tuple, Unit]] = []  # seed 0 of every candidate, when there is a choice
+    if len(candidates) > 1:
+        trials = [(model, n, c, plan(model, n, 0, c)) for n in label_list for model in models for c in candidates]
+        store.run_all([unit for *_, unit in trials])
+        for model in models:
+            for n in label_list:
+                scored = [(store.result(u)["val_error"], i) for i, (m, nn, c, u) in enumerate(trials)
+                          if (m, nn) == (model, n)]
+                chosen[(model, n)] = trials[min(scored)[1]][2]
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
-        for n_labels in [int(v) for v in args.labels.split(",")]:
+        for n_labels in label_list:
             for model in (m for m in models if seed < seeds[m]):
-                name = f"{model}-{n_labels}-seed{seed}"
-                pixels = model == "m2"
-                unit = Unit(name, "vaelab.experiments.semisupervised:run_classifier",
-                            {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
-                             "model": Config(model=dataclasses.replace(
-                                 m2_cfg if pixels else m1m2_cfg,
-                                 alpha=args.alpha(len(x_train), n_labels))).to_dict()["model"],
-                             "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
-                             "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
-                             **({"labelled_share": args.labelled_share} if args.labelled_share != LABELLED_SHARE else {}),
-                             **({"eval_every": args.eval_every} if args.eval_every else {}),
-                             "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws")
-                                                        if k in m1}},
-                            outputs=(f"{name}.safetensors",) if pixels else (),
-                            runtime={**({} if pixels else {"m1_file": m1["file"]}),
-                                     **({"precision": args.precision} if args.precision != "auto" else {}),
-                                     **({"progress": str(progress)} if args.eval_every else {})})
-                planned.append((model, n_labels, seed, unit))
+                planned.append((model, n_labels, seed, plan(model, n_labels, seed, chosen[(model, n_labels)])))
     if not args.progress_only:
         store.run_all([unit for *_, unit in planned])  # on the executor the flags name
     curves = {unit.name: classifier_curve(unit, store.root) for *_, unit in planned}
@@ -177,8 +227,10 @@ def main(argv: list[str] | None = None) -> None:
             rows.setdefault((model, n_labels), []).append(error)
             if model == "m2":
                 m2_files[n_labels] = store.root / unit.outputs[0]
-            print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}% "
-                  f"({store.record(unit)['seconds']:.0f} s)", flush=True)
+            validation = store.result(unit).get("val_error")
+            print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}%"
+                  + (f", validation {validation:.2f}%" if validation is not None else "")
+                  + f" ({store.record(unit)['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
     runs = ([f"M2 {epochs_shown['m2']} on pixels"] if "m2" in models else []) + (
@@ -187,11 +239,14 @@ def main(argv: list[str] | None = None) -> None:
          f"of a {args.m1_latent}-d VAE with hidden "
          f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
         if "m1m2" in models else [])
-    alphas = ", ".join(f"{n}: {args.alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
-    share = (f"labelled rows repeated to {args.labelled_share:.0%} of each epoch" if args.labelled_share
-             else "each labelled row once an epoch")
-    runs.append(f"alpha per labelled row ({alphas}), {share}" + (
-        f"; M1+M2's M2: latent {args.m1m2_latent_dim}, hidden {args.m1m2_hidden}" if "m1m2" in models else ""))
+    m1m2_size = f"M1+M2's M2: latent {args.m1m2_latent_dim}, hidden {args.m1m2_hidden}" if "m1m2" in models else ""
+    if len(candidates) > 1:
+        runs.append("alpha and the labelled rows' share chosen per label count on the validation digits "
+                    "(below)" + (f"; {m1m2_size}" if m1m2_size else ""))
+    else:
+        (_, alpha, share), = candidates
+        alphas = ", ".join(f"{n}: {alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
+        runs.append(f"alpha per labelled row ({alphas}), {share_text(share)}" + (f"; {m1m2_size}" if m1m2_size else ""))
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +
              ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +
              ", ".join(runs) +
@@ -208,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                   "digits puts in class c (last seed; 10% = the decoder ignores y): " + ", ".join(
                       f"{n} labels {100 * conditional_agreement(load_model(f)[0], judge=judge):.0f}%"
                       for n, f in sorted(m2_files.items()))]
+    lines += choice_lines(trials, chosen, {u.name: store.result(u)["val_error"] for *_, u in trials}, len(x_train))
     lines += curve_lines(planned, curves)
     lines.append("")
     if not args.progress_only:
@@ -224,6 +280,27 @@ def main(argv: list[str] | None = None) -> None:
         m2, _ = load_model(m2_files[max(m2_files)])
         for file, fig in m2_figures(m2, x_test, y_test, tuple(data.image_shape[-2:])).items():
             plots.save_figure(fig, args.figures / file)
+
+
+def share_text(share: float) -> str:
+    return f"labelled rows repeated to {share:.0%} of each epoch" if share else "each labelled row once an epoch"
+
+
+def choice_lines(trials: list, chosen: dict, validation: dict[str, float], rows: int) -> list[str]:
+    """The choice between candidate settings (``--choose``): each candidate's validation error (seed 0) and
+    the one taken, per model and label count."""
+    if not trials:
+        return []
+    lines = ["", "The choice (seed 0 of each candidate; validation error on MNIST's last 10,000 training digits, "
+                 "never trained on; the test error plays no part):", "",
+             "| model | labels | alpha | alpha per labelled row | labelled rows | validation error (%) | chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for model, n, candidate, unit in trials:
+        text, alpha, share = candidate
+        lines.append(f"| {model.upper().replace('M1M2', 'M1+M2')} | {n} | {text} | {alpha(rows, n):.3g} | "
+                     f"{share_text(share)} | {validation[unit.name]:.2f} | "
+                     f"{'yes' if chosen[(model, n)] is candidate else ''} |")
+    return lines
 
 
 def curve_lines(planned: list, curves: dict[str, list[tuple[int, float]]]) -> list[str]:

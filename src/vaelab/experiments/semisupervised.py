@@ -128,16 +128,21 @@ def classifier_curve(unit: Unit, root: Path) -> list[tuple[int, float]]:
 def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     """One semi-supervised classification run (``benchmarks/ssl_mnist.py``): M2 on the pixels or M1+M2 on an
     M1's latent codes (draws from q(z1|x) with ``m1.draws``, else its means), trained with ``labels``
-    balanced labels and the given seed; test error in %. M2's weights are kept beside the record
+    balanced labels and the given seed; test error in % (with ``validation``, also the error on the
+    validation split, MNIST's last 10,000 training digits, which no run trains on: what a choice between
+    settings may read). M2's weights are kept beside the record
     (``<name>.safetensors``). With ``eval_every``, the test error every so many epochs (a learning curve,
     read only, never used to stop or choose), and checkpoints from which a cut-short run goes on
     (:func:`classifier_progress`)."""
     p = unit.params
     data = load_grey(Config.from_dict(p["config"]).data)
     x_fit, x_eval, x_sd = data.train.x, data.test.x, None
+    x_val = data.val.x if p.get("validation") else None
     if p["m1"]:
-        codes = m1_features(unit.runtime["m1_file"], x_fit, x_eval, p["m1"]["active"])
-        x_fit, x_eval, x_sd = codes.train, codes.test, codes.train_sd if p["m1"].get("draws") else None
+        held_out = x_eval if x_val is None else np.concatenate([x_eval, x_val])
+        codes = m1_features(unit.runtime["m1_file"], x_fit, held_out, p["m1"]["active"])
+        x_fit, x_sd = codes.train, codes.train_sd if p["m1"].get("draws") else None
+        x_eval, x_val = codes.test[:len(x_eval)], None if x_val is None else codes.test[len(x_eval):]
     semi = balanced_labels(data.train.y, p["labels"], p["seed"])
     assert (semi >= 0).sum() == p["labels"]  # nothing else, and no test label, reaches training
     model = Config.from_dict({"model": p["model"]}).model
@@ -168,7 +173,8 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     if not p["m1"]:
         save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
     error = 100 * error_rate(fitted, x_eval, data.test.y)
-    return {"error": error, **({"curve": curve} if every else {})}
+    return {"error": error, **({"curve": curve} if every else {}),
+            **({"val_error": 100 * error_rate(fitted, x_val, data.val.y)} if x_val is not None else {})}
 
 
 def run_curve(unit: Unit, root: Path) -> dict[str, Any]:
