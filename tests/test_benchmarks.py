@@ -186,6 +186,32 @@ def test_ssl_mnist_smoke(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
+def test_ssl_mnist_chooses_on_the_validation_digits(tmp_path):
+    common = ["--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"), "--cells", str(tmp_path / "c"),
+              "--models", "m1m2", "--alpha", "paper,3xpaper", "--labelled-share", "0"]
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ssl_mnist.py"), *SMOKE["ssl_mnist.py"],
+                              *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert refused.returncode == 2 and "add --choose" in refused.stderr
+    units = tmp_path / "c" / "units"
+    _run("ssl_mnist.py", tmp_path, *common, "--choose")  # seed 0 of each candidate, then seed 0 of the chosen
+    trial = {p.stem: json.loads(p.read_text()) for p in units.glob("m1m2-100-seed0-*.json")}
+    assert set(trial) == {"m1m2-100-seed0-0", "m1m2-100-seed0-1"}
+    assert all("val_error" in t["result"] for t in trial.values())
+    # make candidate 1 the worse one on validation but far the better one on test: the choice must not move
+    trial["m1m2-100-seed0-0"]["result"].update(val_error=10.0, error=90.0)
+    trial["m1m2-100-seed0-1"]["result"].update(val_error=20.0, error=1.0)
+    for name, stored in trial.items():
+        (units / f"{name}.json").write_text(json.dumps(stored))
+    out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--seeds", "2")
+    assert "| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | 10.00 | yes |" in out
+    assert "| M1+M2 | 100 | 3xpaper | 6 | each labelled row once an epoch | 20.00 |  |" in out
+    assert "m1m2 labels=100 seed=0: test error 90.00%" in out and "m1m2 labels=100 seed=1:" in out
+    assert (units / "m1m2-100-seed1-0.json").exists() and not (units / "m1m2-100-seed1-1.json").exists()
+    assert "chosen per label count on the validation digits" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
 def test_ssl_mnist_learning_curves_go_on_after_a_cut(tmp_path):
     common = ["--data", str(SHARED_MNIST), "--m1-run", str(tmp_path / "m1"), "--cells", str(tmp_path / "c"),
               "--models", "m2", "--eval-every", "1", "--curves", str(tmp_path / "curves.json")]

@@ -317,6 +317,7 @@ class AnomalyConfig:
     likelihood_ratio: bool = False      # also train each VAE's background model (Ren et al. 2019): twice the training
     likelihood_regret: bool = False     # also score vae-regret (Xiao et al. 2020): about an IWAE K=500 per row
     seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
+    labelled_normals: bool = False      # also m2-classes, fitted with the normal rows' classes (loco only; no pollution)
 
     def __post_init__(self) -> None:
         for p in self.protocols:
@@ -329,6 +330,9 @@ class AnomalyConfig:
         for key in ("loco_epochs", "ovr_epochs"):
             _check(getattr(self, key) >= 1, f"anomaly.{key} must be >= 1")
         _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
+        _check(not (self.labelled_normals and self.pollution > 0),
+               "anomaly.labelled_normals needs anomaly.pollution = 0: the anomalies put into training have no "
+               "normal class to be labelled with")
 
 
 IMAGE_ANOMALY_TYPES = ("noise", "salt-pepper", "occlusion", "erasure", "rotation", "flip", "thicken", "thin",

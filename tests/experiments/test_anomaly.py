@@ -152,3 +152,35 @@ def test_a_cell_carries_the_likelihood_regret_only_where_the_run_asks_for_it():
     assert "likelihood_regret" not in cell_unit(plain, vae_cell).params["config"]["anomaly"]  # old fingerprints hold
     assert Config.from_dict(cell_unit(regret, vae_cell).params["config"]).anomaly.likelihood_regret
     assert cell_unit(regret, raw_cell).fingerprint == cell_unit(plain, raw_cell).fingerprint
+
+
+def test_labelled_normals_add_the_class_conditional_detector_to_leave_one_class_out_only(tmp_path):
+    """anomaly.labelled_normals: a cell per latent size that fits m2-classes on the split's training rows
+    (less the references) with their classes; its scores are the detector's own on the test rows."""
+    from vaelab.detectors import make_detector
+    from vaelab.experiments.anomaly import protocol_split
+
+    anomaly = {**ANOMALY, "classes": [1], "likelihood_ratio": False, "labelled_normals": True,
+               "latent_estimators": ["gmm"], "raw_estimators": ["pca-recon"]}
+    config = tiny_config(**{**SETTINGS, "anomaly": anomaly})
+    bench = AnomalyBenchmark(config, tmp_path)
+    assert [c.name for c in bench.cells()] == ["loco_c1_raw", "loco_c1_z2", "loco_c1_z2-cc", "ovr_c1_raw", "ovr_c1_z2"]
+    rows = bench.run()
+    assert {(r["protocol"], r["latent_dim"]) for r in rows if r["detector"] == "m2-classes"} == {("loco", 2)}
+    y, tests, refs = load_scores(npz(tmp_path, Cell("loco", 1, 2, labelled=True)))
+    split = protocol_split(load_grey(config.data), "loco", 1, 0.0, config.train.seed)
+    assert 1 not in set(split.y_train) and len(split.y_train) == len(split.x_train)
+    fit, held = reference_split(len(split.x_train), config.detector.reference_rows, config.train.seed)
+    det = make_detector("m2-classes", config, latent_dim=2, epochs=ANOMALY["loco_epochs"], seed=config.train.seed,
+                        calibration=0.0).fit(split.x_train[fit], split.y_train[fit])
+    assert np.allclose(tests["m2-classes"], det.score_samples(split.x_test), atol=1e-5)
+    assert np.allclose(refs["m2-classes"], det.score_samples(split.x_train[held]), atol=1e-5)
+    row = next(r for r in rows if r["detector"] == "m2-classes")
+    assert row["auroc"] == detection_metrics(y, tests["m2-classes"])["auroc"] and row["seconds"] > 0
+
+
+def test_labelled_normals_refuse_pollution():
+    from vaelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="labelled_normals needs anomaly.pollution = 0"):
+        tiny_config(**{**SETTINGS, "anomaly": {**ANOMALY, "labelled_normals": True, "pollution": 0.1}})

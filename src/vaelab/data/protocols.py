@@ -18,6 +18,7 @@ class ProtocolSplit:
     is_anomaly: np.ndarray     # (n_test,) 1 = anomaly
     train_polluted: np.ndarray  # (n_train,) 1 = an anomaly put into training on purpose
     description: str
+    y_train: np.ndarray | None = None  # (n_train,) each training row's class (the labelled-normals detectors')
 
 
 def _split(x_train, y_train, x_test, y_test, normal_train: np.ndarray, normal_test: np.ndarray,
@@ -33,7 +34,8 @@ def _split(x_train, y_train, x_test, y_test, normal_train: np.ndarray, normal_te
                                                            replace=False))
     idx = np.concatenate([normal_idx, extra])
     polluted = np.r_[np.zeros(len(normal_idx), np.int64), np.ones(len(extra), np.int64)]
-    return ProtocolSplit(x_train[idx], x_test, (~normal_test).astype(np.int64), polluted, description)
+    return ProtocolSplit(x_train[idx], x_test, (~normal_test).astype(np.int64), polluted, description,
+                         np.asarray(y_train)[idx])
 
 
 def leave_one_class_out(x_train, y_train, x_test, y_test, anomaly_class: int, pollution: float = 0.0,

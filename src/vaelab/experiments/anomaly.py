@@ -10,7 +10,10 @@ setting redoes only the cells it feeds, and cells can run in any process:
   which gives every likelihood score and, through its latent means, every
   latent-space detector;
 - ``z<d>-bg`` (with ``anomaly.likelihood_ratio``): the background VAE of the
-  likelihood ratio (Ren et al. 2019), trained on the same rows with noise.
+  likelihood ratio (Ren et al. 2019), trained on the same rows with noise;
+- ``z<d>-cc`` (with ``anomaly.labelled_normals``, leave-one-class-out only):
+  ``m2-classes``, the ClassConditionalDetector fitted on the same rows with
+  their classes (the normal rows come labelled; one-vs-rest has one class).
 
 Each cell stores every detector's scores on the test rows and on a fixed
 hold-out of normal training rows that no model or estimator is fitted on
@@ -34,7 +37,7 @@ from vaelab import plots
 from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import LIKELIHOOD, fuse, make_detector, reference_split, with_derived
+from vaelab.detectors import CLASS_CONDITIONAL, LIKELIHOOD, fuse, make_detector, reference_split, with_derived
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
@@ -57,10 +60,12 @@ class Cell:
     latent_dim: int
     background: bool = False  # the likelihood ratio's background VAE instead of the VAE itself
     seed: int | None = None  # the VAE's training seed where it is not train.seed (anomaly.seeds)
+    labelled: bool = False  # the labelled-normals detector (m2-classes) instead of the VAE
 
     @property
     def name(self) -> str:
-        part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{'-bg' if self.background else ''}"
+        kind = "-bg" if self.background else "-cc" if self.labelled else ""
+        part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{kind}"
         return f"{self.protocol}_c{self.target}_{part}{'' if self.seed is None else f'_s{self.seed}'}"
 
     @property
@@ -79,7 +84,7 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
         settings = config_part(c, data=None, detector=ranking_detector_keys(cell.background),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", *vae_score_keys(config), f"{cell.protocol}_epochs"])
-        extra = {"background": True} if cell.background else {}
+        extra = {"background": True} if cell.background else {"labelled_normals": True} if cell.labelled else {}
         if cell.seed is not None:
             extra["train_seed"] = cell.seed
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
@@ -107,6 +112,12 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
+    elif p.get("labelled_normals"):
+        epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
+        det = make_detector(CLASS_CONDITIONAL, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
+                            calibration=0.0).fit(x_fit, split.y_train[fit])
+        tests, refs = {CLASS_CONDITIONAL: det.score_samples(split.x_test)}, {CLASS_CONDITIONAL: det.score_samples(ref)}
+        seconds, extra = {CLASS_CONDITIONAL: time.perf_counter() - t0}, {"epochs": epochs}
     else:
         epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
@@ -148,10 +159,15 @@ class AnomalyBenchmark:
             raise ConfigError(f"anomaly.classes has {missing[0]}, which {data.name} does not have")
 
     def cells(self) -> list[Cell]:
-        background = (False, True) if self.config.anomaly.likelihood_ratio else (False,)
         return [cell for p in self.config.anomaly.protocols for c in self.classes
-                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, b, s) for s in self.seeds
-                                                for d in self.latent_dims for b in background))]
+                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, seed=s, **kind) for s in self.seeds
+                                                for d in self.latent_dims for kind in self.vae_cell_kinds(p)))]
+
+    def vae_cell_kinds(self, protocol: str) -> list[dict[str, bool]]:
+        """The cells of each latent size beside the VAE's own: the likelihood ratio's background VAE and
+        the labelled-normals detector (leave-one-class-out only), where the config asks for them."""
+        return [{}, *([{"background": True}] if self.config.anomaly.likelihood_ratio else []),
+                *([{"labelled": True}] if self.config.anomaly.labelled_normals and protocol == "loco" else [])]
 
     @property
     def seeds(self) -> list[int | None]:
@@ -191,9 +207,10 @@ class AnomalyBenchmark:
         refs_by_dim = {}
         for d in self.latent_dims:
             _, tests, refs, meta = self._cell(Cell(protocol, target, d, seed=seed))
-            if self.config.anomaly.likelihood_ratio:
-                _, bg_tests, bg_refs, _ = self._cell(Cell(protocol, target, d, background=True, seed=seed))
-                tests, refs = {**tests, **bg_tests}, {**refs, **bg_refs}
+            for kind in self.vae_cell_kinds(protocol)[1:]:
+                _, more_tests, more_refs, more_meta = self._cell(Cell(protocol, target, d, seed=seed, **kind))
+                tests, refs = {**tests, **more_tests}, {**refs, **more_refs}
+                meta = {**meta, "seconds": {**meta["seconds"], **more_meta["seconds"]}}
             tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
             scores[d] = {k: v for k, v in tests.items() if k not in raw_tests}
             refs_by_dim[d], records[d] = refs, meta
