@@ -177,6 +177,17 @@ def test_labelled_normals_add_the_class_conditional_detector_to_leave_one_class_
     assert np.allclose(refs["m2-classes"], det.score_samples(split.x_train[held]), atol=1e-5)
     row = next(r for r in rows if r["detector"] == "m2-classes")
     assert row["auroc"] == detection_metrics(y, tests["m2-classes"])["auroc"] and row["seconds"] > 0
+    assert "| m2-classes (given the normal rows' classes) | 2 |" in (tmp_path / "results.md").read_text()
+
+
+def test_published_comparison_never_calls_a_labelled_detector_the_best():
+    from vaelab.experiments.anomaly_tables import published_comparison
+
+    rows = [{"protocol": "loco", "class": c, "latent_dim": 5, "detector": det, "auroc": value, "seed": 0}
+            for c in range(10) for det, value in (("m2-classes", 0.9), ("vae-iwae", 0.7), ("vae-elbo", 0.6))]
+    text = published_comparison(rows)
+    assert "| vaelab vae-iwae (latent 5) — best mean |" in text
+    assert "| vaelab m2-classes (given the normal rows' classes) (latent 5) |" in text
 
 
 def test_labelled_normals_refuse_pollution():
