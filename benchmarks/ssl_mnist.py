@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="every run also measures its error on the validation digits (MNIST's last 10,000 "
                              "training digits, never trained on); with several candidates (--alpha x "
                              "--labelled-share), seed 0 of each runs first and, per model and label count, the "
-                             "one with the lowest validation error gets the other seeds and the table's row. "
-                             "The test error plays no part in the choice")
+                             "one with the lowest validation error (ties: the first in the order given) gets the "
+                             "other seeds and the table's row. The test error plays no part in the choice")
     parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
     parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
     parser.add_argument("--eval-every", type=int, default=0,
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             for n in label_list:
                 scored = [(store.result(u)["val_error"], i) for i, (m, nn, c, u) in enumerate(trials)
                           if (m, nn) == (model, n)]
-                chosen[(model, n)] = trials[min(scored)[1]][2]
+                chosen[(model, n)] = trials[min(scored)[1]][2]  # ties: the first candidate given
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
         for n_labels in label_list:
             for model in (m for m in models if seed < seeds[m]):
