@@ -12,6 +12,7 @@ The full benchmark is ``--protocols loco,ovr --classes 0,1,2,3,4,5,6,7,8,9 --lat
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -21,6 +22,7 @@ from vaelab.config import load_config
 from vaelab.experiments.anomaly import AnomalyBenchmark
 from vaelab.experiments.executors import LocalExecutor, RayExecutor, SerialExecutor
 from vaelab.fileio import write_text
+from vaelab.runtime import PRECISION_ENV, resolve_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +48,9 @@ def main() -> None:
     if args.data_path:
         overrides.append(f"data.path=\"{args.data_path}\"")
     config = load_config(args.config, overrides)
+    # one arithmetic for every executor's processes: each would otherwise measure for itself, and on a
+    # busy machine two of them can answer differently (their tables then differ for that reason alone)
+    os.environ.setdefault(PRECISION_ENV, resolve_precision("auto", resolve_device(config.train.device)))
     executors = {"serial": lambda: None, "serial1": lambda: SerialExecutor(threads=1),
                  "jobs": lambda: LocalExecutor(args.jobs),
                  "ray": lambda: RayExecutor(init_options={"num_cpus": args.jobs})}
