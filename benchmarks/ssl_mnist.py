@@ -43,15 +43,15 @@ def alpha_rule(text: str) -> Callable[[int, int], float]:
     """One ``--alpha``: a fixed weight per labelled row; ``paper``, 0.1 x rows / labels (Kingma et al. 2014:
     alpha = 0.1 N on the labelled rows' mean, which their code applies as this weight per labelled row);
     or ``Kxpaper``, K times that."""
-    factor = text[:-len("xpaper")] if text.endswith("xpaper") else ""
-    if text == "paper" or factor:
+    if text == "paper" or text.endswith("xpaper"):
+        factor = "1" if text == "paper" else text[:-len("xpaper")]
         try:
-            k = float(factor) if factor else 1.0
+            k = float(factor)
         except ValueError:
-            k = -1.0
-        if k > 0:
-            return lambda rows, labels: k * 0.1 * rows / labels
-        raise argparse.ArgumentTypeError(f"--alpha: {text!r} needs a positive factor before 'xpaper'")
+            k = 0.0
+        if k <= 0:
+            raise argparse.ArgumentTypeError(f"--alpha: {text!r} needs a positive factor before 'xpaper'")
+        return lambda rows, labels: k * 0.1 * rows / labels
     try:
         value = float(text)
     except ValueError:
@@ -197,13 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     label_list = [int(v) for v in args.labels.split(",")]
     chosen = {(model, n): candidates[0] for model in models for n in label_list}
     trials: list[tuple[str, int, tuple, Unit]] = []  # seed 0 of every candidate, when there is a choice
+    validation: dict[str, float] = {}  # their validation errors (%), by unit name
     if len(candidates) > 1:
         trials = [(model, n, c, plan(model, n, 0, c)) for n in label_list for model in models for c in candidates]
         store.run_all([unit for *_, unit in trials])
+        validation = {u.name: store.result(u)["val_error"] for *_, u in trials}
         for model in models:
             for n in label_list:
-                scored = [(store.result(u)["val_error"], i) for i, (m, nn, c, u) in enumerate(trials)
-                          if (m, nn) == (model, n)]
+                scored = [(validation[u.name], i) for i, (m, nn, c, u) in enumerate(trials) if (m, nn) == (model, n)]
                 chosen[(model, n)] = trials[min(scored)[1]][2]  # ties: the first candidate given
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
         for n_labels in label_list:
@@ -227,9 +228,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.setdefault((model, n_labels), []).append(error)
             if model == "m2":
                 m2_files[n_labels] = store.root / unit.outputs[0]
-            validation = store.result(unit).get("val_error")
+            val_error = store.result(unit).get("val_error")
             print(f"{model} labels={n_labels} seed={seed}: test error {error:.2f}%"
-                  + (f", validation {validation:.2f}%" if validation is not None else "")
+                  + (f", validation {val_error:.2f}%" if val_error is not None else "")
                   + f" ({store.record(unit)['seconds']:.0f} s)", flush=True)
     label_counts = sorted({n for _, n in rows})
     fmt = lambda v: f"{np.mean(v):.2f}" + (f" ± {np.std(v):.2f}" if len(v) > 1 else "")  # noqa: E731
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                   "digits puts in class c (last seed; 10% = the decoder ignores y): " + ", ".join(
                       f"{n} labels {100 * conditional_agreement(load_model(f)[0], judge=judge):.0f}%"
                       for n, f in sorted(m2_files.items()))]
-    lines += choice_lines(trials, chosen, {u.name: store.result(u)["val_error"] for *_, u in trials}, len(x_train))
+    lines += choice_lines(trials, chosen, validation, len(x_train))
     lines += curve_lines(planned, curves)
     lines.append("")
     if not args.progress_only:

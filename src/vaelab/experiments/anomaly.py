@@ -110,16 +110,15 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     x_fit, ref = split.x_train[fit], split.x_train[held]  # references held out: no model or estimator is fitted on them
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
+    epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")  # what the model cells train (raw cells: none)
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
     elif p.get("labelled_normals"):
-        epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         det = make_detector(CLASS_CONDITIONAL, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
                             calibration=0.0).fit(x_fit, split.y_train[fit])
         tests, refs = {CLASS_CONDITIONAL: det.score_samples(split.x_test)}, {CLASS_CONDITIONAL: det.score_samples(ref)}
         seconds, extra = {CLASS_CONDITIONAL: time.perf_counter() - t0}, {"epochs": epochs}
     else:
-        epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")
         rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
                 if p.get("background") else x_fit)
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
