@@ -269,7 +269,7 @@ def _say(line: str) -> None:
 
 def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     from vaelab.experiments.anomaly import AnomalyBenchmark
-    from vaelab.experiments.anomaly_tables import latent_label, summary
+    from vaelab.experiments.anomaly_tables import detector_label, latent_label, summary
 
     config = _filled(build_config(args, ANOMALY_FLAGS), "anomaly", "protocols", ("loco", "ovr"))
     if args.latent_dims:  # the sizes named on the command line, all of them
@@ -279,10 +279,12 @@ def cmd_benchmark_anomaly(args: argparse.Namespace) -> int:
     bench = AnomalyBenchmark(config, args.out, say=_say, executor=executor_of(args))
     rows = bench.run()
     tracking(args.out, "benchmark-anomaly")
-    print(f"{'protocol':8} {'latent':>6} {'detector':22} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
-    for r in summary(rows):
-        print(f"{r['protocol']:8} {latent_label(r['latent_dim']):>6} {r['detector']:22} {r['mean_auroc']:>10.3f} "
-              f"{r['min_auroc']:>9.3f} {r['mean_ap']:>8.3f}")
+    lines = summary(rows)
+    width = max([22, *(len(detector_label(r["detector"])) for r in lines)])  # a labelled detector says what it is given
+    print(f"{'protocol':8} {'latent':>6} {'detector':{width}} {'mean AUROC':>10} {'min AUROC':>9} {'mean AP':>8}")
+    for r in lines:
+        print(f"{r['protocol']:8} {latent_label(r['latent_dim']):>6} {detector_label(r['detector']):{width}} "
+              f"{r['mean_auroc']:>10.3f} {r['min_auroc']:>9.3f} {r['mean_ap']:>8.3f}")
     print(f"\nAUROC over {len(bench.classes)} classes; tables and figures in {args.out}")
     return 0
 

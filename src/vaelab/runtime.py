@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import random
 import sys
@@ -77,35 +78,51 @@ def matmul_throughput(precision: str, shape: tuple[int, int, int] = (512, 784, 4
 
 
 PRECISION_ENV = "VAELAB_PRECISION"  # if set, what precision = "auto" answers instead of measuring
+# set by a local executor for its workers: the parent's measured answer per device type (JSON), so that
+# the processes of one run on one machine answer alike however busy the machine is when each starts
+MEASURED_ENV = "VAELAB_MEASURED_PRECISION"
 
 
-def resolve_precision(precision: str, device: torch.device | str,
-                      agrees: Callable[[], bool] | None = None) -> str:
-    """The precision to compute in: float32 and bfloat16 as given; ``auto`` takes bfloat16 where
-    this device multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP` times faster
-    than float32 (measured here on CUDA and CPU alike; no machine is assumed) and ``agrees()``
-    (the caller's check that its own result in bfloat16 stays within tolerance of float32's) holds;
-    float32 elsewhere. ``VAELAB_PRECISION`` (float32 or bfloat16) replaces the measurement, so that
-    every process of a run answers alike. Callers record the answer in their results' metadata."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    pinned = os.environ.get(PRECISION_ENV, "")
-    if pinned:  # one answer for every process of a run (workers, nodes), instead of each measuring
-        if pinned not in ("float32", "bfloat16"):
-            raise ConfigError(f"{PRECISION_ENV} must be float32 or bfloat16; got {pinned!r}")
-        return "bfloat16" if pinned == "bfloat16" and (agrees is None or agrees()) else "float32"
+def measured_precision(device: torch.device | str) -> str:
+    """bfloat16 where ``device`` multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP`
+    times faster than float32 (measured here, no machine is assumed; or the answer a parent process
+    left for this device type in ``VAELAB_MEASURED_PRECISION``), else float32."""
     device = torch.device(device)
+    inherited = json.loads(os.environ.get(MEASURED_ENV) or "{}").get(device.type)
+    if inherited in ("float32", "bfloat16"):
+        return inherited
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "float32"
     try:
         ratio = matmul_throughput("bfloat16", device=str(device)) / matmul_throughput("float32", device=str(device))
     except RuntimeError:  # no bfloat16 kernels on this device
         return "float32"
-    if ratio < BFLOAT16_MIN_SPEEDUP:
-        return "float32"
-    return "bfloat16" if agrees is None or agrees() else "float32"
+    return "bfloat16" if ratio >= BFLOAT16_MIN_SPEEDUP else "float32"
+
+
+def measured_precisions() -> dict[str, str]:
+    """:func:`measured_precision` for this machine's CPU and, where there is one, its GPU (by device
+    type): what a local executor measures once and hands to its workers (``VAELAB_MEASURED_PRECISION``)."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return {d: measured_precision(d) for d in devices}
+
+
+def resolve_precision(precision: str, device: torch.device | str,
+                      agrees: Callable[[], bool] | None = None) -> str:
+    """The precision to compute in: float32 and bfloat16 as given; ``auto`` takes bfloat16 where
+    :func:`measured_precision` does and ``agrees()`` (the caller's check that its own result in
+    bfloat16 stays within tolerance of float32's) holds; float32 elsewhere. ``VAELAB_PRECISION``
+    (float32 or bfloat16) replaces the measurement, so that every process of a run (workers, nodes)
+    answers alike. Callers record the answer in their results' metadata."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    pinned = os.environ.get(PRECISION_ENV, "")
+    if pinned and pinned not in ("float32", "bfloat16"):
+        raise ConfigError(f"{PRECISION_ENV} must be float32 or bfloat16; got {pinned!r}")
+    machine = pinned or measured_precision(device)
+    return "bfloat16" if machine == "bfloat16" and (agrees is None or agrees()) else "float32"
 
 
 def keep_freed_memory() -> bool:

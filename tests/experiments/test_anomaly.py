@@ -105,6 +105,17 @@ def test_cli_benchmark_anomaly(tmp_path, capsys):
     assert "vae-iwae" in out and "raw-pca-recon" in out and "mean AUROC" in out
 
 
+def test_cli_benchmark_anomaly_names_what_a_labelled_detector_is_given(tmp_path, capsys):
+    args = ["benchmark", "anomaly", "--out", str(tmp_path / "b"), "--protocol", "loco", "--classes", "1",
+            "--latent-dims", "2", "--set", "data.train_limit=600", "--set", "model.hidden_dims=[16]",
+            "--set", "anomaly.loco_epochs=1", "--set", "detector.iwae_samples=4", "--set", "train.progress=false",
+            "--set", "anomaly.likelihood_ratio=false", "--set", "anomaly.labelled_normals=true",
+            "--set", "anomaly.latent_estimators=[\"gmm\"]", "--set", "anomaly.raw_estimators=[\"pca-recon\"]"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "m2-classes (given the normal rows' classes)" in out and "vae-iwae" in out
+
+
 def test_cli_benchmark_anomaly_refuses_unlabelled_data(tmp_path, capsys):
     path = tmp_path / "x.npy"
     np.save(path, np.random.default_rng(0).random((50, 4)))

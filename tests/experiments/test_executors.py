@@ -13,8 +13,10 @@ import pytest
 from tests.conftest import tiny_config
 from vaelab.errors import VaelabError
 from vaelab.experiments.anomaly import AnomalyBenchmark
+from vaelab.experiments import executors
 from vaelab.experiments.executors import LocalExecutor, RayExecutor, SerialExecutor, make_executor
 from vaelab.experiments.units import Unit, UnitStore
+from vaelab.runtime import MEASURED_ENV, PRECISION_ENV, resolve_precision
 
 ANOMALY = {"protocols": ["loco"], "classes": [1, 7], "latent_dims": [2], "loco_epochs": 2,
            "latent_estimators": ["gmm"], "raw_estimators": ["iforest", "pca-recon"]}
@@ -36,6 +38,11 @@ def power(unit: Unit, root: Path) -> dict:
     (root / "extra" / f"{unit.name}.log").parent.mkdir(parents=True, exist_ok=True)
     (root / "extra" / f"{unit.name}.log").write_text(f"pid {os.getpid()}\n")  # undeclared files come back too
     return {"value": value}
+
+
+def auto_precision(unit: Unit, root: Path) -> dict:
+    """A unit function: what precision = "auto" answers in the process that computes it."""
+    return {"precision": resolve_precision("auto", "cpu")}
 
 
 def _units(runtime: dict | None = None) -> list[Unit]:
@@ -127,9 +134,9 @@ def test_without_ray_the_ray_executor_names_the_install_command(monkeypatch):
 
 
 def test_a_tiny_benchmark_on_local_jobs_equals_the_serial_one(tmp_path, monkeypatch):
-    # precision "auto" is measured by each process; on a busy machine two processes may answer
-    # differently, so the run pins it for all of them as a cluster run would
-    monkeypatch.setenv("VAELAB_PRECISION", "float32")
+    # precision "auto" is measured once here and handed to the workers: no pin needed, even on a busy machine
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    monkeypatch.delenv(MEASURED_ENV, raising=False)
     serial = AnomalyBenchmark(tiny_config(**SETTINGS), tmp_path / "serial", executor=SerialExecutor(threads=1)).run()
     jobs = AnomalyBenchmark(tiny_config(**SETTINGS), tmp_path / "jobs", executor=LocalExecutor(2)).run()
     assert _timeless(jobs) == _timeless(serial)
@@ -175,3 +182,15 @@ def test_a_free_local_worker_takes_the_earliest_unit_of_the_serial_order(monkeyp
     for rank in (3, 0, 5, 1):
         executor._submit(units[rank], {}, rank)
     assert [job[2].name for job in executor.queue] == [units[r].name for r in (0, 1, 3, 5)]
+
+
+@pytest.mark.parametrize("answer", ["float32", "bfloat16"])
+def test_local_workers_answer_auto_precision_as_their_parent_measured(tmp_path, monkeypatch, answer):
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    monkeypatch.delenv(MEASURED_ENV, raising=False)
+    monkeypatch.setattr(executors, "measured_precisions", lambda: {"cpu": answer})
+    unit = Unit("p", "tests.experiments.test_executors:auto_precision", {})
+    store = UnitStore(tmp_path, say=None, executor=LocalExecutor(1))
+    store.run_all([unit])
+    assert store.result(unit) == {"precision": answer}
+    assert MEASURED_ENV not in os.environ  # the parent itself is left as it was

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import json
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +38,7 @@ from typing import Any
 from vaelab.errors import VaelabError
 from vaelab.experiments.units import Unit, compute
 from vaelab.fileio import write_files
+from vaelab.runtime import MEASURED_ENV, PRECISION_ENV, measured_precisions
 
 RAY_INSTALL = "pip install 'vaelab[ray]'"
 
@@ -181,9 +184,10 @@ class WorkerDied(RuntimeError):
     """A worker process ended without returning its unit (killed, out of memory, ...)."""
 
 
-def _worker(conn, threads: int) -> None:
+def _worker(conn, threads: int, env: dict[str, str]) -> None:
     """A local worker process: compute the units it is sent, one at a time, sending back what each
-    made (or the error it raised), until it is sent None."""
+    made (or the error it raised), until it is sent None. ``env``: variables it sets first."""
+    os.environ.update(env)
     try:
         while True:
             try:
@@ -218,6 +222,15 @@ class LocalExecutor(_ParallelExecutor):
         self.queue: list[tuple[int, Any, Unit, dict[str, bytes]]] = []  # (rank, handle, unit, inputs)
         self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for a unit
         self.busy: dict[Any, tuple[Any, Any]] = {}  # handle -> (process, connection)
+        self.env: dict[str, str] = {}  # what every worker sets first
+
+    def _start(self) -> None:
+        """Measure once here what precision = "auto" answers on this machine and hand it to every worker
+        (unless ``VAELAB_PRECISION`` pins it already): measured by each worker as it starts, two workers
+        of one run could answer differently on a busy machine, and their results would differ."""
+        if not os.environ.get(PRECISION_ENV) and not self.env:
+            with thread_limit(self.threads):
+                self.env = {MEASURED_ENV: json.dumps(measured_precisions())}
 
     def _stop(self) -> None:
         for process, conn in [*self.idle, *self.busy.values()]:
@@ -244,7 +257,7 @@ class LocalExecutor(_ParallelExecutor):
         if self.idle:
             return self.idle.pop()
         parent, child = self.context.Pipe(duplex=True)
-        process = self.context.Process(target=_worker, args=(child, self.threads), daemon=True)
+        process = self.context.Process(target=_worker, args=(child, self.threads, self.env), daemon=True)
         process.start()
         child.close()
         return process, parent
