@@ -32,10 +32,11 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | N
     import torch
 
     x = np.ascontiguousarray(x, dtype=np.float64)
-    perplexity = min(perplexity, max(2.0, (x.shape[0] - 1) / 3.0))
     if tsne_method(device) == "exact":
-        return exact_tsne(x, perplexity, seed, device)
+        return exact_tsne(x, perplexity, seed, device)  # it caps the perplexity itself (vaelab.tsne.tsne)
     from openTSNE import TSNE
+
+    perplexity = min(perplexity, max(2.0, (x.shape[0] - 1) / 3.0))  # openTSNE refuses more than (n - 1) / 3
 
     n_jobs = n_jobs or torch.get_num_threads()
     embedding = TSNE(perplexity=perplexity, random_state=seed, n_jobs=n_jobs, initialization="pca",

@@ -11,7 +11,7 @@ from vaelab.cli import main
 from vaelab.data import load_grey
 from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, reference_split, with_derived
 from vaelab.evaluation import detection_metrics
-from vaelab.experiments.anomaly import ENSEMBLE, RAW, AnomalyBenchmark, Cell
+from vaelab.experiments.anomaly import ENSEMBLE, LABELLED_CELL, RAW, AnomalyBenchmark, Cell
 from vaelab.experiments.detector_scores import load_scores
 from vaelab.scores import SCORES
 
@@ -178,7 +178,7 @@ def test_labelled_normals_add_the_class_conditional_detector_to_leave_one_class_
     assert [c.name for c in bench.cells()] == ["loco_c1_raw", "loco_c1_z2", "loco_c1_z2-cc", "ovr_c1_raw", "ovr_c1_z2"]
     rows = bench.run()
     assert {(r["protocol"], r["latent_dim"]) for r in rows if r["detector"] == "m2-classes"} == {("loco", 2)}
-    y, tests, refs = load_scores(npz(tmp_path, Cell("loco", 1, 2, labelled=True)))
+    y, tests, refs = load_scores(npz(tmp_path, Cell("loco", 1, 2, LABELLED_CELL)))
     split = protocol_split(load_grey(config.data), "loco", 1, 0.0, config.train.seed)
     assert 1 not in set(split.y_train) and len(split.y_train) == len(split.x_train)
     fit, held = reference_split(len(split.x_train), config.detector.reference_rows, config.train.seed)

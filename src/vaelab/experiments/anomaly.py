@@ -51,6 +51,13 @@ HEATMAP_ROWS = 30  # the AUROC heatmap shows the best this many (detector, laten
 ENSEMBLE_RULE = "rank"  # fixed before any test score was seen: scale-free, equal weights
 
 
+VAE_CELL, BACKGROUND_CELL, LABELLED_CELL = "vae", "background", "labelled"
+# a latent size's cell kinds: (name suffix, the unit parameter that marks it, as fingerprinted since it came)
+CELL_KINDS = {VAE_CELL: ("", None),  # the VAE and the detectors on it
+              BACKGROUND_CELL: ("-bg", "background"),  # the likelihood ratio's background VAE
+              LABELLED_CELL: ("-cc", "labelled_normals")}  # the labelled-normals detector (m2-classes)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One cell: the raw baselines (latent ``RAW``) or one VAE's detectors on one protocol split."""
@@ -58,14 +65,12 @@ class Cell:
     protocol: str
     target: int
     latent_dim: int
-    background: bool = False  # the likelihood ratio's background VAE instead of the VAE itself
+    kind: str = VAE_CELL  # what a latent size's cell fits: one of CELL_KINDS
     seed: int | None = None  # the VAE's training seed where it is not train.seed (anomaly.seeds)
-    labelled: bool = False  # the labelled-normals detector (m2-classes) instead of the VAE
 
     @property
     def name(self) -> str:
-        kind = "-bg" if self.background else "-cc" if self.labelled else ""
-        part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{kind}"
+        part = "raw" if self.latent_dim == RAW else f"z{self.latent_dim}{CELL_KINDS[self.kind][0]}"
         return f"{self.protocol}_c{self.target}_{part}{'' if self.seed is None else f'_s{self.seed}'}"
 
     @property
@@ -81,10 +86,11 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
         settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
         extra = {"with": [COMPLEXITY]}
     else:
-        settings = config_part(c, data=None, detector=ranking_detector_keys(cell.background),
+        settings = config_part(c, data=None, detector=ranking_detector_keys(cell.kind == BACKGROUND_CELL),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", *vae_score_keys(config), f"{cell.protocol}_epochs"])
-        extra = {"background": True} if cell.background else {"labelled_normals": True} if cell.labelled else {}
+        marker = CELL_KINDS[cell.kind][1]
+        extra = {marker: True} if marker else {}
         if cell.seed is not None:
             extra["train_seed"] = cell.seed
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
@@ -159,14 +165,14 @@ class AnomalyBenchmark:
 
     def cells(self) -> list[Cell]:
         return [cell for p in self.config.anomaly.protocols for c in self.classes
-                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, seed=s, **kind) for s in self.seeds
+                for cell in (Cell(p, c, RAW), *(Cell(p, c, d, kind, seed=s) for s in self.seeds
                                                 for d in self.latent_dims for kind in self.vae_cell_kinds(p)))]
 
-    def vae_cell_kinds(self, protocol: str) -> list[dict[str, bool]]:
-        """The cells of each latent size beside the VAE's own: the likelihood ratio's background VAE and
-        the labelled-normals detector (leave-one-class-out only), where the config asks for them."""
-        return [{}, *([{"background": True}] if self.config.anomaly.likelihood_ratio else []),
-                *([{"labelled": True}] if self.config.anomaly.labelled_normals and protocol == "loco" else [])]
+    def vae_cell_kinds(self, protocol: str) -> list[str]:
+        """The cells of each latent size: the VAE's own, then the likelihood ratio's background VAE and
+        the labelled-normals detector (leave-one-class-out only) where the config asks for them."""
+        return [VAE_CELL, *([BACKGROUND_CELL] if self.config.anomaly.likelihood_ratio else []),
+                *([LABELLED_CELL] if self.config.anomaly.labelled_normals and protocol == "loco" else [])]
 
     @property
     def seeds(self) -> list[int | None]:
@@ -207,7 +213,7 @@ class AnomalyBenchmark:
         for d in self.latent_dims:
             _, tests, refs, meta = self._cell(Cell(protocol, target, d, seed=seed))
             for kind in self.vae_cell_kinds(protocol)[1:]:
-                _, more_tests, more_refs, more_meta = self._cell(Cell(protocol, target, d, seed=seed, **kind))
+                _, more_tests, more_refs, more_meta = self._cell(Cell(protocol, target, d, kind, seed=seed))
                 tests, refs = {**tests, **more_tests}, {**refs, **more_refs}
                 meta = {**meta, "seconds": {**meta["seconds"], **more_meta["seconds"]}}
             tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
