@@ -77,6 +77,17 @@ def share_list(text: str) -> list[float]:
     return shares
 
 
+def ema_list(text: str) -> list[float]:
+    """``--ema``: decays per step in [0, 1), comma-separated; 0: the last step's weights."""
+    try:
+        decays = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ema takes numbers, not {text!r}") from None
+    if not all(0 <= v < 1 for v in decays):
+        raise argparse.ArgumentTypeError(f"--ema must be in [0, 1), not {text}")
+    return decays
+
+
 def main(argv: list[str] | None = None) -> None:
     from vaelab.data import load_grey
     from vaelab.evaluation import conditional_agreement, knn_judge
@@ -117,6 +128,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of -log q(y|x) per labelled row: a number, 'paper': 0.1 x training rows / "
                              "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels), "
                              "or 'Kxpaper'; a comma-separated list: candidates, see --choose")
+    parser.add_argument("--ema", type=ema_list, default=[0.0],
+                        help="evaluate the moving average of M2's weights with this decay per step (Polyak "
+                             "averaging; 0: the last step's weights, default); a comma-separated list: the first "
+                             "goes with the --alpha x --labelled-share candidates, and with --choose each further one "
+                             "is then tried (seed 0) on the chosen alpha and share, and taken where its validation "
+                             "error is lower (ties: the earlier)")
     parser.add_argument("--choose", action="store_true",
                         help="every run also measures its error on the validation digits (MNIST's last 10,000 "
                              "training digits, never trained on); with several candidates (--alpha x "
@@ -139,10 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    candidates = [(text, rule, share) for text, rule in args.alpha for share in args.labelled_share]
-    if len(candidates) > 1 and not args.choose:
-        parser.error("several --alpha or --labelled-share values are candidates: add --choose")
-    if len(candidates) > 1 and args.progress_only:
+    candidates = [(text, rule, share, args.ema[0]) for text, rule in args.alpha for share in args.labelled_share]
+    tags = {id(c): f"-{i}" if len(candidates) > 1 else "" for i, c in enumerate(candidates)}  # in the runs' names
+    if (len(candidates) > 1 or len(args.ema) > 1) and not args.choose:
+        parser.error("several --alpha, --labelled-share or --ema values are candidates: add --choose")
+    if (len(candidates) > 1 or len(args.ema) > 1) and args.progress_only:
         parser.error("--progress-only reads the learning curves of one setting: give one --alpha and "
                      "--labelled-share")
 
@@ -175,9 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
 
-    def plan(model: str, n_labels: int, seed: int, candidate: tuple[str, Callable[[int, int], float], float]) -> Unit:
-        _, alpha, share = candidate
-        name = f"{model}-{n_labels}-seed{seed}" + (f"-{candidates.index(candidate)}" if len(candidates) > 1 else "")
+    def plan(model: str, n_labels: int, seed: int, candidate: tuple[str, Callable[[int, int], float], float, float]) -> Unit:
+        _, alpha, share, ema = candidate
+        name = f"{model}-{n_labels}-seed{seed}{tags[id(candidate)]}"
         pixels = model == "m2"
         return Unit(name, "vaelab.experiments.semisupervised:run_classifier",
                     {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
@@ -186,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
                      "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
                      "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
                      **({"labelled_share": share} if share != LABELLED_SHARE else {}),
+                     **({"ema": ema} if ema else {}),  # without: the fingerprints as before
                      **({"eval_every": args.eval_every} if args.eval_every else {}),
                      **({"validation": True} if args.choose else {}),
                      "m1": None if pixels else {k: m1[k] for k in ("fingerprint", "active", "draws") if k in m1}},
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     chosen = {(model, n): candidates[0] for model in models for n in label_list}
     trials: list[tuple[str, int, tuple, Unit]] = []  # seed 0 of every candidate, when there is a choice
     validation: dict[str, float] = {}  # their validation errors (%), by unit name
-    if len(candidates) > 1:
+    if len(candidates) > 1 or len(args.ema) > 1:
         trials = [(model, n, c, plan(model, n, 0, c)) for n in label_list for model in models for c in candidates]
         store.run_all([unit for *_, unit in trials])
         validation = {u.name: store.result(u)["val_error"] for *_, u in trials}
@@ -206,6 +225,19 @@ def main(argv: list[str] | None = None) -> None:
             for n in label_list:
                 scored = [(validation[u.name], i) for i, (m, nn, c, u) in enumerate(trials) if (m, nn) == (model, n)]
                 chosen[(model, n)] = trials[min(scored)[1]][2]  # ties: the first candidate given
+        averaged = []  # then each further --ema on the chosen alpha and share
+        for (model, n), base in chosen.items():
+            for decay in args.ema[1:]:
+                candidate = (*base[:3], decay)
+                tags[id(candidate)] = f"{tags[id(base)]}-ema{decay:g}"
+                averaged.append((model, n, candidate, plan(model, n, 0, candidate)))
+        store.run_all([unit for *_, unit in averaged])
+        validation.update({u.name: store.result(u)["val_error"] for *_, u in averaged})
+        for key, base in list(chosen.items()):
+            options = [(base, next(u for m, nn, c, u in trials if c is base and (m, nn) == key))]
+            options += [(c, u) for m, nn, c, u in averaged if (m, nn) == key]
+            chosen[key] = min(options, key=lambda option: validation[option[1].name])[0]  # ties: the earlier
+        trials += averaged
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
         for n_labels in label_list:
             for model in (m for m in models if seed < seeds[m]):
@@ -242,12 +274,16 @@ def main(argv: list[str] | None = None) -> None:
         if "m1m2" in models else [])
     m1m2_size = f"M1+M2's M2: latent {args.m1m2_latent_dim}, hidden {args.m1m2_hidden}" if "m1m2" in models else ""
     if len(candidates) > 1:
-        runs.append("alpha and the labelled rows' share chosen per label count on the validation digits "
-                    "(below)" + (f"; {m1m2_size}" if m1m2_size else ""))
+        runs.append("alpha and the labelled rows' share chosen per label count on the validation digits"
+                    + (", then the weights' averaging" if len(args.ema) > 1 else "")
+                    + " (below)" + (f"; {m1m2_size}" if m1m2_size else ""))
     else:
-        (_, alpha, share), = candidates
+        (_, alpha, share, ema), = candidates
         alphas = ", ".join(f"{n}: {alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
-        runs.append(f"alpha per labelled row ({alphas}), {share_text(share)}" + (f"; {m1m2_size}" if m1m2_size else ""))
+        runs.append(f"alpha per labelled row ({alphas}), {share_text(share)}"
+                    + (f", the weights' averaging chosen on the validation digits among {', '.join(map(weights_text, args.ema))} (below)"
+                       if len(args.ema) > 1 else f", {weights_text(ema)}")
+                    + (f"; {m1m2_size}" if m1m2_size else ""))
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +
              ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +
              ", ".join(runs) +
@@ -287,6 +323,10 @@ def share_text(share: float) -> str:
     return f"labelled rows repeated to {share:.0%} of each epoch" if share else "each labelled row once an epoch"
 
 
+def weights_text(ema: float) -> str:
+    return f"weights averaged (decay {ema:g} per step)" if ema else "the last step's weights"
+
+
 def choice_lines(trials: list, chosen: dict, validation: dict[str, float], rows: int) -> list[str]:
     """The choice between candidate settings (``--choose``): each candidate's validation error (seed 0) and
     the one taken, per model and label count."""
@@ -294,12 +334,12 @@ def choice_lines(trials: list, chosen: dict, validation: dict[str, float], rows:
         return []
     lines = ["", "The choice (seed 0 of each candidate; validation error on MNIST's last 10,000 training digits, "
                  "never trained on; the test error plays no part):", "",
-             "| model | labels | alpha | alpha per labelled row | labelled rows | validation error (%) | chosen |",
-             "|---|---|---|---|---|---|---|"]
-    for model, n, candidate, unit in trials:
-        text, alpha, share = candidate
+             "| model | labels | alpha | alpha per labelled row | labelled rows | weights | validation error (%) | chosen |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, n, candidate, unit in sorted(trials, key=lambda trial: (trial[1], trial[0])):  # stable: as tried
+        text, alpha, share, ema = candidate
         lines.append(f"| {model.upper().replace('M1M2', 'M1+M2')} | {n} | {text} | {alpha(rows, n):.3g} | "
-                     f"{share_text(share)} | {validation[unit.name]:.2f} | "
+                     f"{share_text(share)} | {weights_text(ema)} | {validation[unit.name]:.2f} | "
                      f"{'yes' if chosen[(model, n)] is candidate else ''} |")
     return lines
 

@@ -203,11 +203,25 @@ def test_ssl_mnist_chooses_on_the_validation_digits(tmp_path):
     for name, stored in trial.items():
         (units / f"{name}.json").write_text(json.dumps(stored))
     out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--seeds", "2")
-    assert "| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | 10.00 | yes |" in out
-    assert "| M1+M2 | 100 | 3xpaper | 6 | each labelled row once an epoch | 20.00 |  |" in out
+    last = "the last step's weights"
+    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 10.00 | yes |" in out
+    assert f"| M1+M2 | 100 | 3xpaper | 6 | each labelled row once an epoch | {last} | 20.00 |  |" in out
     assert "m1m2 labels=100 seed=0: test error 90.00%" in out and "m1m2 labels=100 seed=1:" in out
     assert (units / "m1m2-100-seed1-0.json").exists() and not (units / "m1m2-100-seed1-1.json").exists()
     assert "chosen per label count on the validation digits" in out
+    # then averaged weights, tried on the chosen alpha and share only, and taken where validation says so
+    _run("ssl_mnist.py", tmp_path, *common, "--choose", "--ema", "0,0.9")
+    averaged = units / "m1m2-100-seed0-0-ema0.9.json"
+    assert not (units / "m1m2-100-seed0-1-ema0.9.json").exists()
+    stored = json.loads(averaged.read_text())
+    assert stored["result"]["val_error"] != 10.0  # trained: not the edited record of the same settings
+    stored["result"].update(val_error=5.0, error=50.0)
+    averaged.write_text(json.dumps(stored))
+    out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--ema", "0,0.9", "--seeds", "2")
+    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 10.00 |  |" in out
+    assert "| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | weights averaged (decay 0.9 per step) | 5.00 | yes |" in out
+    assert "m1m2 labels=100 seed=0: test error 50.00%" in out and (units / "m1m2-100-seed1-0-ema0.9.json").exists()
+    assert "then the weights' averaging" in out
 
 
 @pytest.mark.slow

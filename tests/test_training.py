@@ -226,6 +226,57 @@ def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_thr
         fit(4, checkpoint_path=checkpoint)
 
 
+def test_m2_weight_averages_follow_every_step_and_survive_a_resume(tmp_path):
+    """ema: the returned model has the moving average of the weights over the steps (decay per step),
+    training itself goes on from the last step's weights, and a resumed run keeps the averages."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 240)
+    x = (rng.normal(size=(240, 4)) + 3 * y[:, None]).astype(np.float32)
+    semi = np.where(np.arange(240) < 24, y, -1)
+    config = ModelConfig(latent_dim=2, hidden_dims=(16,), n_classes=3)
+    fit = lambda epochs, **kw: train_m2(x, semi, config, TrainConfig(epochs=epochs, batch_size=64,  # noqa: E731
+                                                                     progress=False), likelihood="gaussian", **kw)
+    last = fit(4).state_dict()
+    steps: list[dict[str, torch.Tensor]] = []
+    original = Trainer._step
+
+    def recording(self, batch):
+        out = original(self, batch)
+        steps.append({k: v.detach().clone() for k, v in self.model.named_parameters()})
+        return out
+
+    Trainer._step = recording
+    try:
+        averaged = fit(4, ema=0.5).state_dict()
+    finally:
+        Trainer._step = original
+    assert all(torch.equal(last[k], steps[-1][k]) for k in steps[-1])  # training itself is unchanged
+    initial = build_initial(config, x.shape[1])
+    for name, value in averaged.items():
+        if name in steps[0]:
+            expected = initial[name]
+            for step in steps:
+                expected = expected + 0.5 * (step[name] - expected)
+            assert torch.allclose(value, expected, atol=1e-6), name
+    checkpoint = tmp_path / "m2.ckpt"
+    fit(2, checkpoint_path=checkpoint, ema=0.5)
+    resumed = fit(4, checkpoint_path=checkpoint, ema=0.5).state_dict()
+    assert all(torch.equal(averaged[k], resumed[k]) for k in averaged)
+    with pytest.raises(VaelabError, match="no weight averages"):
+        fit(2, checkpoint_path=tmp_path / "plain.ckpt")
+        fit(3, checkpoint_path=tmp_path / "plain.ckpt", ema=0.5)
+
+
+def build_initial(config: ModelConfig, n_features: int) -> dict[str, torch.Tensor]:
+    """M2's initial weights under train_m2's seed (TrainConfig's default)."""
+    import dataclasses
+
+    from vaelab.runtime import seeded_init
+
+    with seeded_init(TrainConfig().seed):
+        return build_model(dataclasses.replace(config, name="m2"), n_features, "gaussian").state_dict()
+
+
 def test_kl_warmup_weighs_the_kl_term_of_the_loss_only_while_it_lasts(tmp_path):
     from vaelab.runtime import seeded_init
 

@@ -13,6 +13,7 @@ end; resuming from one gives weights bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -154,7 +155,9 @@ class Trainer:
 
     def __init__(self, model: nn.Module, config: TrainConfig, *, run_config: dict[str, Any],
                  checkpoint_path: str | Path | None = None, transform: Transform | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, ema: float = 0.0) -> None:
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"ema is a decay per step in [0, 1); got {ema}")
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
@@ -176,6 +179,10 @@ class Trainer:
         self.precision = None if config.precision == "auto" else config.precision
         self.best: dict[str, torch.Tensor] | None = None  # the best epoch's weights (with a schedule)
         self.stopped = False  # the validation bound stopped improving (train.stop_patience)
+        # an exponential moving average of the weights (Polyak averaging), updated after every step:
+        # what averaged() returns; training itself goes on from the current weights
+        self.ema = ema
+        self.averages = [p.detach().clone() for p in self.model.parameters()] if ema else []
 
     @property
     def scheduled(self) -> bool:
@@ -210,6 +217,7 @@ class Trainer:
         tensors["rng.train"] = self.generator.get_state()
         if self.best is not None:
             tensors.update({f"best.{k}": v for k, v in self.best.items()})
+        tensors.update({f"ema.{i}": v for i, v in enumerate(self.averages)})
         meta = {"kind": "checkpoint", "epoch": self.epoch, "history": self.history, "precision": self.precision,
                 "stopped": self.stopped,
                 "optimizer": opt_meta, "config": self.run_config, "versions": ckpt.versions()}
@@ -238,6 +246,11 @@ class Trainer:
         self.stopped = bool(meta.get("stopped", False))
         best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best = best or None
+        if self.averages:
+            if f"ema.{len(self.averages) - 1}" not in tensors:
+                raise VaelabError("the checkpoint has no weight averages to go on from (trained without ema)", path)
+            for i, average in enumerate(self.averages):
+                average.copy_(tensors[f"ema.{i}"])
         if self.config.precision == "auto" and meta.get("precision"):
             self.precision = meta["precision"]  # a resumed run keeps the arithmetic it started with
         self.log(f"resumed from {path} at epoch {self.epoch}")
@@ -276,7 +289,20 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
+        if self.averages:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.averages, [p.detach() for p in self.model.parameters()], 1.0 - self.ema)
         return out.loss.detach(), out.elbo.detach().sum(dtype=torch.float64)
+
+    def averaged(self) -> nn.Module:
+        """A copy of the model in eval mode with the averaged weights (``ema``); the model itself without."""
+        if not self.averages:
+            return self.model.eval()
+        model = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for p, average in zip(model.parameters(), self.averages):
+                p.copy_(average)
+        return model.eval()
 
     def _run_step(self, data: Batch, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on rows ``index`` of ``data``: a replay of the captured CUDA graph where there is
@@ -393,14 +419,16 @@ class Trainer:
 def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: TrainConfig, *, likelihood: str,
              labelled_share: float = LABELLED_SHARE, binarize: bool = False, x_sd: np.ndarray | None = None,
              log: Callable[[str], None] | None = None, checkpoint_path: Path | None = None,
-             every: int = 0, after: Callable[[nn.Module, int], None] | None = None) -> nn.Module:
+             every: int = 0, after: Callable[[nn.Module, int], None] | None = None, ema: float = 0.0) -> nn.Module:
     """An M2 model (``model.name`` is set to m2) trained by the one loop on rows ``x`` with labels
     ``y_semi`` (-1 unknown); the labelled rows are repeated to ``labelled_share`` of each epoch.
     ``binarize``: a fresh Bernoulli draw of grey pixels per step; ``x_sd``: x holds Gaussian means
     with these standard deviations, and each step draws from them (:func:`latent_draws`, M1+M2).
     ``checkpoint_path``: checkpoints there, and a run that finds one goes on from it. ``after(model,
     epoch)`` is called every ``every`` epochs and at the end (a learning curve); the weights are those
-    of training straight through."""
+    of training straight through. ``ema``: the model returned (and given to ``after``) has the
+    exponential moving average of the weights with this decay per step (Polyak averaging) instead of the
+    last step's."""
     if binarize and x_sd is not None:
         raise ValueError("give binarize (pixels) or x_sd (M1's codes), not both")
     config = dataclasses.replace(model, name="m2")
@@ -413,7 +441,7 @@ def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: Train
         data["x_sd"] = as_tensor(x_sd)
     transform = dynamic_binarization if binarize else latent_draws if x_sd is not None else None
     trainer = Trainer(m2, train, run_config={"model": Config(model=config).to_dict()["model"]}, log=log,
-                      transform=transform, checkpoint_path=checkpoint_path)
+                      transform=transform, checkpoint_path=checkpoint_path, ema=ema)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         trainer.load_checkpoint()
         if trainer.epoch > train.epochs:
@@ -425,8 +453,8 @@ def train_m2(x: np.ndarray, y_semi: np.ndarray, model: ModelConfig, train: Train
         trainer.config = dataclasses.replace(train, epochs=stop)
         trainer.fit(data)
         if after is not None:
-            after(trainer.model, trainer.epoch)
-    return trainer.model.eval()
+            after(trainer.averaged(), trainer.epoch)
+    return trainer.averaged()
 
 
 def _progress(config: TrainConfig, initial: int):

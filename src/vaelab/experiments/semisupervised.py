@@ -130,7 +130,8 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     M1's latent codes (draws from q(z1|x) with ``m1.draws``, else its means), trained with ``labels``
     balanced labels and the given seed; test error in % (with ``validation``, also the error on the
     validation split, MNIST's last 10,000 training digits, which no run trains on: what a choice between
-    settings may read). M2's weights are kept beside the record
+    settings may read). With ``ema``, the model evaluated has the moving average of the weights with that
+    decay per step (:func:`vaelab.training.train_m2`). M2's weights are kept beside the record
     (``<name>.safetensors``). With ``eval_every``, the test error every so many epochs (a learning curve,
     read only, never used to stop or choose), and checkpoints from which a cut-short run goes on
     (:func:`classifier_progress`)."""
@@ -169,7 +170,7 @@ def run_classifier(unit: Unit, root: Path) -> dict[str, Any]:
     fitted = train_m2(x_fit, semi, model, train, likelihood=p["likelihood"], binarize=p["binarize"], x_sd=x_sd,
                       labelled_share=p.get("labelled_share", LABELLED_SHARE),
                       checkpoint_path=checkpoint, every=every, after=measure if every else None,
-                      log=events if every else None)
+                      log=events if every else None, ema=p.get("ema", 0.0))
     if not p["m1"]:
         save_model(root / unit.outputs[0], fitted, {"labels": p["labels"]})
     error = 100 * error_rate(fitted, x_eval, data.test.y)
