@@ -66,26 +66,18 @@ def alpha_list(text: str) -> list[tuple[str, Callable[[int, int], float]]]:
     return [(item, alpha_rule(item)) for item in text.split(",")]
 
 
-def share_list(text: str) -> list[float]:
-    """``--labelled-share``: one share or a comma-separated list of candidates, each in [0, 1)."""
-    try:
-        shares = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--labelled-share takes numbers, not {text!r}") from None
-    if not all(0 <= v < 1 for v in shares):
-        raise argparse.ArgumentTypeError(f"--labelled-share must be in [0, 1), not {text}")
-    return shares
+def fractions(flag: str) -> Callable[[str], list[float]]:
+    """The parser of a flag that takes one number in [0, 1) or a comma-separated list of candidates."""
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(item) for item in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes numbers, not {text!r}") from None
+        if not all(0 <= v < 1 for v in values):
+            raise argparse.ArgumentTypeError(f"{flag} must be in [0, 1), not {text}")
+        return values
 
-
-def ema_list(text: str) -> list[float]:
-    """``--ema``: decays per step in [0, 1), comma-separated; 0: the last step's weights."""
-    try:
-        decays = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--ema takes numbers, not {text!r}") from None
-    if not all(0 <= v < 1 for v in decays):
-        raise argparse.ArgumentTypeError(f"--ema must be in [0, 1), not {text}")
-    return decays
+    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--m1m2-latent-dim", type=int, default=32)
     parser.add_argument("--m1m2-hidden", type=int, default=256)
-    parser.add_argument("--labelled-share", type=share_list, default=[LABELLED_SHARE],
+    parser.add_argument("--labelled-share", type=fractions("--labelled-share"), default=[LABELLED_SHARE],
                         help="the labelled rows are repeated to this share of each epoch; 0: each once, as in "
                              f"Kingma et al.'s code (default {LABELLED_SHARE}); a comma-separated list: "
                              "candidates, see --choose")
@@ -128,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of -log q(y|x) per labelled row: a number, 'paper': 0.1 x training rows / "
                              "labels, the per-row weight of Kingma et al.'s code (alpha = 0.1 N; 50 at 100 labels), "
                              "or 'Kxpaper'; a comma-separated list: candidates, see --choose")
-    parser.add_argument("--ema", type=ema_list, default=[0.0],
+    parser.add_argument("--ema", type=fractions("--ema"), default=[0.0],
                         help="evaluate the moving average of M2's weights with this decay per step (Polyak "
                              "averaging; 0: the last step's weights, default); a comma-separated list: the first "
                              "goes with the --alpha x --labelled-share candidates, and with --choose each further one "

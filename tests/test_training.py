@@ -206,14 +206,23 @@ def test_m2_trains_on_draws_of_m1_codes(precision):
         train_m2(means, semi, config, train, likelihood="gaussian", x_sd=sd, binarize=True)
 
 
-def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_through(tmp_path):
+def _toy_m2():
+    """Rows of three separated classes, 24 of 240 labelled: (rows, model config, fit(epochs, **train_m2 args))."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 240)
     x = (rng.normal(size=(240, 4)) + 3 * y[:, None]).astype(np.float32)
     semi = np.where(np.arange(240) < 24, y, -1)
     config = ModelConfig(latent_dim=2, hidden_dims=(16,), n_classes=3)
-    fit = lambda epochs, **kw: train_m2(x, semi, config, TrainConfig(epochs=epochs, batch_size=64,  # noqa: E731
-                                                                     progress=False), likelihood="gaussian", **kw)
+
+    def fit(epochs: int, **kw):
+        return train_m2(x, semi, config, TrainConfig(epochs=epochs, batch_size=64, progress=False),
+                        likelihood="gaussian", **kw)
+
+    return x, config, fit
+
+
+def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_through(tmp_path):
+    x, config, fit = _toy_m2()
     straight = fit(5).state_dict()
     seen: list[int] = []
     curved = fit(5, every=2, after=lambda model, epoch: seen.append(epoch)).state_dict()
@@ -229,13 +238,7 @@ def test_m2_learning_curve_and_resume_leave_the_weights_of_training_straight_thr
 def test_m2_weight_averages_follow_every_step_and_survive_a_resume(tmp_path):
     """ema: the returned model has the moving average of the weights over the steps (decay per step),
     training itself goes on from the last step's weights, and a resumed run keeps the averages."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 240)
-    x = (rng.normal(size=(240, 4)) + 3 * y[:, None]).astype(np.float32)
-    semi = np.where(np.arange(240) < 24, y, -1)
-    config = ModelConfig(latent_dim=2, hidden_dims=(16,), n_classes=3)
-    fit = lambda epochs, **kw: train_m2(x, semi, config, TrainConfig(epochs=epochs, batch_size=64,  # noqa: E731
-                                                                     progress=False), likelihood="gaussian", **kw)
+    x, config, fit = _toy_m2()
     last = fit(4).state_dict()
     steps: list[dict[str, torch.Tensor]] = []
     original = Trainer._step
