@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -144,11 +145,18 @@ def test_training_seeds_are_cells_of_their_own_and_the_base_seed_keeps_its_names
     bench = AnomalyBenchmark(tiny_config(**{**SETTINGS, "anomaly": anomaly}), tmp_path)
     assert [c.name for c in bench.cells()] == ["loco_c1_raw", "loco_c1_z2", "loco_c1_z2_s5"]
     rows = bench.run()
-    assert {r["seed"] for r in rows if r["latent_dim"] == 2} == {0, 5}
+    assert {r["seed"] for r in rows if r["latent_dim"] == 2} == {0, 5, None}  # None: the ensembles over seeds
     assert {r["seed"] for r in rows if r["latent_dim"] == RAW} == {0}
-    _, base, _ = load_scores(npz(tmp_path, Cell("loco", 1, 2)))
-    _, other, _ = load_scores(npz(tmp_path, Cell("loco", 1, 2, seed=5)))
+    y, base, base_refs = load_scores(npz(tmp_path, Cell("loco", 1, 2)))
+    _, other, other_refs = load_scores(npz(tmp_path, Cell("loco", 1, 2, seed=5)))
     assert not np.array_equal(base["vae-iwae"], other["vae-iwae"])  # another VAE, the same split
+    # each detector fused over the seeds by the rank rule against the shared held-out references
+    ensembled = next(r for r in rows if r["detector"] == "vae-iwae (ensemble of 2 seeds)")
+    fused = fuse([base["vae-iwae"], other["vae-iwae"]], [base_refs["vae-iwae"], other_refs["vae-iwae"]], "rank")
+    assert ensembled["seed"] is None and ensembled["auroc"] == detection_metrics(y, fused)["auroc"]
+    assert {r["detector"] for r in rows if r["seed"] is None} == {
+        f"{r['detector']} (ensemble of 2 seeds)" for r in rows if r["seed"] == 5}
+    assert re.search(r"\| vae-iwae \(ensemble of 2 seeds\) \| 2 \|.*\| – \|", (tmp_path / "results.md").read_text())
     summary = {(s["detector"], s["latent_dim"]): s for s in json.loads((tmp_path / "results.json").read_text())["summary"]}
     assert summary[("vae-iwae", 2)]["n_seeds"] == 2 and summary[("vae-iwae", 2)]["seed_sd"] >= 0
 

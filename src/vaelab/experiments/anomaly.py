@@ -41,7 +41,8 @@ from vaelab.detectors import CLASS_CONDITIONAL, LIKELIHOOD, fuse, make_detector,
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
-from vaelab.experiments.anomaly_tables import ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label, write_tables
+from vaelab.experiments.anomaly_tables import (ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label,
+                                              seed_ensemble_name, write_tables)
 from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, load_scores, raw_scores, save_scores,
                                                 vae_score_keys, vae_scores)
 from vaelab.experiments.units import Unit, UnitStore, config_part
@@ -207,6 +208,13 @@ class AnomalyBenchmark:
         :data:`RAW`, each latent size's detectors with the corrections and fusions derived from its
         cells, and the ensembles over latent sizes under :data:`ENSEMBLE` (every detector of the VAE
         cells that each latent size has)."""
+        y, scores, _, records = self._scored(protocol, target, seed)
+        return y, scores, records
+
+    def _scored(self, protocol: str, target: int, seed: int | None) -> tuple[
+            np.ndarray, dict[int, dict[str, np.ndarray]], dict[int, dict[str, np.ndarray]], dict[int, dict[str, Any]]]:
+        """:meth:`scores` with, between the scores and the records, each latent size's reference scores
+        (the held-out normal training rows) by detector."""
         y, raw_tests, raw_refs, raw_meta = self._cell(Cell(protocol, target, RAW))
         scores, records = {RAW: with_derived(raw_tests, raw_refs)[0]}, {RAW: raw_meta}
         refs_by_dim = {}
@@ -224,7 +232,7 @@ class AnomalyBenchmark:
             scores[ENSEMBLE] = {k: fuse([scores[d][k] for d in self.latent_dims],
                                         [refs_by_dim[d][k] for d in self.latent_dims], ENSEMBLE_RULE) for k in shared}
             records[ENSEMBLE] = {"seconds": {}}
-        return y, scores, records
+        return y, scores, refs_by_dim, records
 
     def results(self) -> list[dict[str, Any]]:
         """One row per (protocol, class, latent size, detector, VAE training seed): AUROC with its 95%
@@ -232,13 +240,18 @@ class AnomalyBenchmark:
         rows = []
         for p in self.config.anomaly.protocols:
             for c in self.classes:
+                per_seed = []
                 for i, seed in enumerate(self.seeds):
-                    y, scores, records = self.scores(p, c, seed)
+                    y, scores, refs, records = self._scored(p, c, seed)
+                    per_seed.append((scores, refs))
                     number = self.config.train.seed if seed is None else seed
                     for d, by_name in scores.items():
                         if d != RAW or i == 0:
                             rows += _rows(p, c, d, y, by_name, records[d]["seconds"], number,
                                           epochs=records[d].get("epochs"))
+                if len(per_seed) > 1:
+                    rows += [row for d in self.latent_dims
+                             for row in _rows(p, c, d, y, seed_ensembles(per_seed, d), {}, None)]
         return rows
 
     def figures(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -270,6 +283,17 @@ class AnomalyBenchmark:
             entries.append({"file": file, "caption": f"ROC curves per class, {PROTOCOL_TITLES[p]}, latent size "
                             f"{best} (the best for {LIKELIHOOD}), for the main detector families."})
         return entries
+
+
+def seed_ensembles(per_seed: list[tuple[dict, dict]], latent: int) -> dict[str, np.ndarray]:
+    """Each detector of latent size ``latent`` that every VAE training seed has, fused over the seeds by
+    :data:`ENSEMBLE_RULE` against its reference scores, named by :func:`seed_ensemble_name`. ``per_seed``:
+    (scores, reference scores) by latent size by detector, one pair per seed."""
+    first, _ = per_seed[0]
+    names = [k for k in first[latent] if all(k in s[latent] and k in r[latent] for s, r in per_seed)]
+    return {seed_ensemble_name(k, len(per_seed)): fuse([s[latent][k] for s, _ in per_seed],
+                                                       [r[latent][k] for _, r in per_seed], ENSEMBLE_RULE)
+            for k in names}
 
 
 def _rows(protocol: str, target: int, latent: int, y: np.ndarray, scores: dict[str, np.ndarray],

@@ -19,6 +19,19 @@ ENSEMBLE = -1  # the latent size of the rows that fuse a detector's scores over 
 LABELLED = {CLASS_CONDITIONAL: "given the normal rows' classes"}
 
 
+SEED_ENSEMBLE = " (ensemble of {n} seeds)"  # how a detector fused over its VAE training seeds is named
+
+
+def seed_ensemble_name(detector: str, n_seeds: int) -> str:
+    """The name of ``detector`` fused over ``n_seeds`` VAE training seeds (one row per class, no spread)."""
+    return detector + SEED_ENSEMBLE.format(n=n_seeds)
+
+
+def is_seed_ensemble(detector: str) -> bool:
+    head, tail = SEED_ENSEMBLE.split("{n}")
+    return detector.endswith(tail) and head in detector
+
+
 def latent_label(d: int) -> str:
     """How tables and figures name a latent size: ``raw``, ``all`` (the ensemble) or the size."""
     return {RAW: "raw", ENSEMBLE: "all"}.get(d, str(d))
@@ -82,8 +95,9 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
             _, d, det = key
             vals = means[key]
             cells = " | ".join(f"{vals[c]:.3f}" if c in vals else "" for c in classes)
+            sd = "–" if is_seed_ensemble(det) else f"{spread[key]:.3f}"  # one fused model: no spread over seeds
             lines.append(f"| {detector_label(det)} | {latent_label(d)} | {cells} | **{np.mean(list(vals.values())):.3f}** |"
-                         + (f" {spread[key]:.3f} |" if several else ""))
+                         + (f" {sd} |" if several else ""))
         lines.append("")
     return "\n".join(lines)
 
