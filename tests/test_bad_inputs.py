@@ -193,6 +193,8 @@ def _cases(d: Path, o: Path) -> list[tuple[str, list, str]]:
         ("flag-contamination-high", detect("--contamination", "0.7"), "argument --contamination: must be in (0, 0.5)"),
         ("flag-contamination-text", detect("--contamination", "x"), "argument --contamination: must be a number"),
         ("flag-fpr-one", detect("--fpr", "1"), "argument --fpr: must be in (0, 1); got 1"),
+        ("flag-detector-setting", detect("--detector", "raw-gmm@colour=2"), "unknown detector setting 'colour'"),
+        ("flag-ensemble-seeds", detect("--detector", "vae-iwae@ensemble_seeds=0"), "detector.ensemble_seeds must be >= 1; got 0"),
         ("flag-fpr-negative", detect("--fpr", "-0.1"), "argument --fpr: must be in (0, 1)"),
         ("flag-fpr-and-contamination", detect("--fpr", "0.05", "--contamination", "0.1"), "not both"),
         ("flag-fpr-without-calibration", detect("--fpr", "0.05", "--calibration", "0"), "--fpr needs held-out calibration rows"),  # noqa: E501

@@ -170,7 +170,9 @@ def test_detect_with_labelled_normal_classes(tmp_path, capsys):
     assert code == 2 and "fractional.npz" in err and "integer labels" in err and not (tmp_path / "f.csv").exists()
 
 
-@pytest.mark.parametrize("detector", [["--detector", "raw-gmm"], ["--epochs", "2"]], ids=["raw-gmm", "default"])
+@pytest.mark.parametrize("detector", [["--detector", "raw-gmm"], ["--epochs", "2"],
+                                      ["--detector", "vae-recon-error@ensemble_seeds=2", "--epochs", "2"]],
+                         ids=["raw-gmm", "default", "seed-ensemble"])
 def test_detect_saves_a_detector_and_scores_again_from_the_file(tmp_path, capsys, detector):
     """Also the default detector, a fusion of two scores of one VAE (saving it once failed)."""
     rng = np.random.default_rng(1)

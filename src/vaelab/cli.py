@@ -18,7 +18,7 @@ from typing import Sequence
 from vaelab import __version__
 from vaelab.config import DEFAULT_DETECTOR, Config, load_config
 from vaelab.arguments import Parser, contamination, distinct_outputs, fraction, int_list, positive_int, share
-from vaelab.errors import DataError, VaelabError
+from vaelab.errors import ConfigError, DataError, VaelabError
 from vaelab.fileio import check_output
 
 
@@ -149,7 +149,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from vaelab.data import load_path
     from vaelab.data.dataset import fit_preprocessing
-    from vaelab.detectors import BaseDetector, make_detector, predictions
+    from vaelab.detectors import BaseDetector, make_detector, predictions, registered_variant
     from vaelab.detectors.outputs import score_table, top_features
     from vaelab.fileio import write_files
 
@@ -192,11 +192,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
         x_train, y_train, _ = rows(args.train)
         if x_test.shape[1] != x_train.shape[1]:
             raise DataError(f"has {x_test.shape[1]} features; the training file has {x_train.shape[1]}", args.test)
+        try:  # name@setting=value: a [detector] setting, e.g. fusion-recon-kde-rank@ensemble_seeds=3
+            registered, settings = registered_variant(args.detector or DEFAULT_DETECTOR)
+        except ValueError as exc:
+            raise ConfigError(f"--detector {args.detector}: {exc}") from None
         name = args.detector or DEFAULT_DETECTOR
-        detector = make_detector(name, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed,
+        detector = make_detector(registered, settings, latent_dim=args.latent_dim, epochs=args.epochs, seed=args.seed,
                                  calibration=args.calibration)
         detector.set_params(contamination=args.contamination or 0.1, fpr=args.fpr)
-        y_fit = training_labels(name, y_train, args.train)
+        y_fit = training_labels(registered, y_train, args.train)
         about(args.train, lambda: detector.fit(x_train, y_fit))
         source = f"fitted on {len(x_train)} rows of {args.train}"
     if x_test.shape[1] != detector.n_features_in_:
@@ -368,7 +372,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", help="a name from vaelab.detectors.DETECTORS, e.g. vae-iwae, latent-ocsvm, "
                    f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README); "
                    "m2-classes fits on the training file's labels as each normal row's class (flags rows of no "
-                   "known class), m2-semisupervised on them as partial anomaly labels (-1, 0, 1)")
+                   "known class), m2-semisupervised on them as partial anomaly labels (-1, 0, 1); NAME@KEY=VALUE "
+                   "sets a [detector] setting, e.g. fusion-recon-kde-rank@ensemble_seeds=3 (fused over three "
+                   "training seeds)")
     p.add_argument("--latent-dim", type=positive_int, default=5)
     p.add_argument("--epochs", type=positive_int, default=50, help="VAE training epochs")
     p.add_argument("--contamination", type=contamination,

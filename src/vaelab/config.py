@@ -229,11 +229,13 @@ class DetectorConfig:
     fpr: float = 0.0                # > 0: threshold for this false-positive rate (conformal); 0: contamination
     likelihood: str = "auto"        # the VAE detectors' decoder: auto (Bernoulli in [0, 1], else Gaussian), bernoulli, gaussian
     fusion_refit: str = "auto"      # fusions: refit the parts on every row after scoring the references (auto: hold-out > 10%)
+    ensemble_seeds: int = 1         # > 1: a VAE-based detector fused over this many VAE training seeds (rank rule)
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
                     "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components"):
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
+        _check(self.ensemble_seeds >= 1, f"detector.ensemble_seeds must be >= 1; got {self.ensemble_seeds}")
         _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
         _check(0 < self.background_noise < 1, f"detector.background_noise must be in (0, 1); got {self.background_noise}")
         _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
@@ -253,10 +255,15 @@ THRESHOLD_SETTINGS = ("calibration", "fpr")
 BACKGROUND_SETTINGS = ("background_noise",)
 
 
+# Detector settings that the benchmarks' cells never use: a cell fits one seed's models, and the
+# benchmark fuses them over its seeds itself (anomaly.seeds).
+ENSEMBLE_SETTINGS = ("ensemble_seeds",)
+
+
 def ranking_detector_keys(background: bool = False) -> list[str]:
-    """The ``[detector]`` settings that change a detector's scores (all but :data:`THRESHOLD_SETTINGS`,
-    and but :data:`BACKGROUND_SETTINGS` unless ``background``)."""
-    left_out = THRESHOLD_SETTINGS if background else (*THRESHOLD_SETTINGS, *BACKGROUND_SETTINGS)
+    """The ``[detector]`` settings that change a benchmark cell's scores (all but :data:`THRESHOLD_SETTINGS`
+    and :data:`ENSEMBLE_SETTINGS`, and but :data:`BACKGROUND_SETTINGS` unless ``background``)."""
+    left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, *(() if background else BACKGROUND_SETTINGS))
     return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in left_out]
 
 

@@ -163,3 +163,36 @@ def test_a_refitted_fusion_round_trips_through_a_file(tmp_path):
     loaded = BaseDetector.load(tmp_path / "f.safetensors")
     assert loaded.refit == "always"
     np.testing.assert_allclose(loaded.score_samples(test), fusion.score_samples(test), rtol=1e-6)
+
+
+def test_a_seed_ensemble_is_the_benchmarks_fusion_over_seeds_and_round_trips(tmp_path):
+    """detector.ensemble_seeds: each seed's parts fused by the detector's rule, the seeds by the rank
+    rule, all against one hold-out: what the anomaly benchmark computes from its per-seed cells. Parts
+    share a VAE within their seed only."""
+    from vaelab.config import Config, DetectorConfig, ModelConfig
+    from vaelab.detectors import BaseDetector, make_detector, reference_split, with_derived
+    from vaelab.experiments.anomaly import seed_ensembles
+
+    rng = np.random.default_rng(3)
+    x, test = rng.random((300, 12)), np.vstack([rng.random((40, 12)), rng.random((10, 12)) ** 4])
+    detector = DetectorConfig(reference_rows=100, fusion_refit="never", iwae_samples=4, max_fit_rows=500)
+    config = Config(model=ModelConfig(hidden_dims=(16,)), detector=detector)
+    ensemble = Config(model=ModelConfig(hidden_dims=(16,)), detector=DetectorConfig(**{**vars(detector), "ensemble_seeds": 2}))
+    fused = make_detector("fusion-recon-kde-rank", ensemble, latent_dim=2, epochs=2, seed=0, calibration=0.0).fit(x)
+    assert len(fused.detectors_) == 4 and fused.detectors_[1].vae is fused.detectors_[0]  # latent-kde on its seed's VAE
+    assert fused.detectors_[3].vae is fused.detectors_[2] and fused.detectors_[2] is not fused.detectors_[0]
+    fit, held = reference_split(len(x), 100, 0)
+    per_seed = []
+    for seed in (0, 1):
+        vae = make_detector("vae-recon-error", config, latent_dim=2, epochs=2, seed=seed, calibration=0.0).fit(x[fit])
+        kde = make_detector("latent-kde", config, latent_dim=2, epochs=2, seed=seed, vae=vae, calibration=0.0)
+        kde.fit(x[fit])
+        tests, refs = with_derived({"vae-recon-error": vae.score_samples(test), "latent-kde": kde.score_samples(test)},
+                                   {"vae-recon-error": vae.score_samples(x[held]), "latent-kde": kde.score_samples(x[held])})
+        per_seed.append(({2: tests}, {2: refs}))
+    expected = seed_ensembles(per_seed, 2)["fusion-recon-kde-rank (ensemble of 2 seeds)"]
+    np.testing.assert_allclose(fused.score_samples(test), expected, atol=1e-12)
+    fused.save(tmp_path / "e.safetensors")
+    np.testing.assert_allclose(BaseDetector.load(tmp_path / "e.safetensors").score_samples(test), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot form 3 equal groups"):
+        FusionDetector(fused.detectors[:2], ensemble=3).fit(x)

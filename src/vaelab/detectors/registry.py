@@ -101,6 +101,8 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
     calibration = det.calibration if calibration is None else calibration
     common = {"threshold_rows": det.threshold_rows, "random_state": seed, "calibration": calibration,
               "fpr": (det.fpr or None) if calibration else None}
+    if det.ensemble_seeds > 1 and name in DETECTORS and name not in RAW_NAMES and vae is None:
+        return seed_ensemble(name, config, latent_dim=latent_dim, epochs=epochs, common=common)
     estimator = {"max_fit_rows": det.max_fit_rows, **{k: getattr(det, k) for k in ESTIMATOR_SETTINGS}, **common}
     if name in VAE_NAMES:
         score = name[len("vae-"):]
@@ -130,6 +132,21 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
                       for n in names)
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, refit=det.fusion_refit, **common)
     raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED, CLASS_CONDITIONAL))}")
+
+
+def seed_ensemble(name: str, config: Config, *, latent_dim: int, epochs: int,
+                  common: dict[str, Any]) -> FusionDetector:
+    """``name`` fused over ``detector.ensemble_seeds`` VAE training seeds (``seed``, ``seed + 1``, ...):
+    a :class:`FusionDetector` with one group of parts per seed (a fusion's own parts, else the detector
+    itself), each group fused by its rule and the groups by the rank rule, as the anomaly benchmark fuses
+    a detector over ``anomaly.seeds``. ``common``: the ensemble's own threshold settings and seed."""
+    det, seed = config.detector, common["random_state"]
+    single = config.replace(detector=dataclasses.replace(det, ensemble_seeds=1))
+    names, rule = FUSIONS.get(name, ((name,), "rank"))
+    parts = tuple(make_detector(n, single, latent_dim=latent_dim, epochs=epochs, seed=seed + i, calibration=0.0)
+                  for i in range(det.ensemble_seeds) for n in names)
+    return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, refit=det.fusion_refit,
+                          ensemble=det.ensemble_seeds, **common)
 
 
 def with_derived(tests: dict[str, np.ndarray],
