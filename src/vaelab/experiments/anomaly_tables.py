@@ -32,6 +32,16 @@ def is_seed_ensemble(detector: str) -> bool:
     return detector.endswith(tail) and head in detector
 
 
+def base_detector(detector: str) -> str:
+    """The registered detector a row's name is built on (a seed ensemble's name less its suffix)."""
+    return detector[:detector.rindex(SEED_ENSEMBLE.split("{n}")[0])] if is_seed_ensemble(detector) else detector
+
+
+def is_labelled(detector: str) -> bool:
+    """Whether the detector is given more than the unlabelled normal rows (:data:`LABELLED`)."""
+    return base_detector(detector) in LABELLED
+
+
 def latent_label(d: int) -> str:
     """How tables and figures name a latent size: ``raw``, ``all`` (the ensemble) or the size."""
     return {RAW: "raw", ENSEMBLE: "all"}.get(d, str(d))
@@ -75,7 +85,7 @@ PROTOCOL_TITLES = {"loco": "leave-one-class-out (class c is the anomaly)",
 
 def detector_label(name: str) -> str:
     """A detector's name in the tables, with what it is given beyond the unlabelled rows."""
-    return f"{name} ({LABELLED[name]})" if name in LABELLED else name
+    return f"{name} ({LABELLED[base_detector(name)]})" if is_labelled(name) else name
 
 
 def markdown_tables(rows: list[dict[str, Any]]) -> str:
@@ -137,9 +147,9 @@ def published_comparison(rows: list[dict[str, Any]]) -> str:
         means = {k: list(v.values()) for k, v in per_class.items()}
         best_of = lambda det: max((k for k in means if k[0] == det), key=lambda k: np.mean(means[k]))  # noqa: E731
         picks = [best_of(d) for d in COMPARED[p] if any(k[0] == d for k in means)]
-        overall = max((k for k in means if k[0] not in LABELLED), key=lambda k: np.mean(means[k]))
+        overall = max((k for k in means if not is_labelled(k[0])), key=lambda k: np.mean(means[k]))
         picks += [overall] if overall not in picks else []
-        picks += [best_of(d) for d in LABELLED if any(k[0] == d for k in means)]  # beside, never "best"
+        picks += [best_of(d) for d in dict.fromkeys(k[0] for k in means) if is_labelled(d)]  # beside, never "best"
         lines += [f"### {PROTOCOL_TITLES[p]}: vaelab beside published results", "",
                   "| | " + " | ".join(map(str, classes)) + " | mean |", "|---|" + "---|" * (len(classes) + 1)]
         for det, d in picks:
