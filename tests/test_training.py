@@ -88,6 +88,12 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(tmp_path):
     assert again.epoch == 1 and all(torch.isfinite(p).all() for p in again.model.parameters())
 
 
+def _subprocess_env() -> dict[str, str]:
+    """One thread, and precision = "auto" pinned: the two runs compared are separate processes, and on a
+    busy machine each one's measurement of bfloat16's speed may answer differently (it did once)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src"), "VAELAB_PRECISION": "float32"}
+
+
 def _train_cmd(out: Path, epochs: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "vaelab", "train", "--data", "mnist5k", "--epochs", str(epochs),
             "--latent-dim", "2", "--batch-size", "32", "--out", str(out),
@@ -96,7 +102,7 @@ def _train_cmd(out: Path, epochs: int, *extra: str) -> list[str]:
 
 
 def test_process_killed_mid_epoch_resumes_bit_identically(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    env = _subprocess_env()
     subprocess.run(_train_cmd(tmp_path / "full", 3), check=True, env=env, capture_output=True)
     victim = subprocess.Popen(_train_cmd(tmp_path / "cut", 3), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -134,7 +140,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_process_killed_during_a_checkpoint_write_resumes_bit_identically(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    env = _subprocess_env()
     subprocess.run(_train_cmd(tmp_path / "full", 3), check=True, env=env, capture_output=True)
     victim = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_CHECKPOINT, *_train_cmd(tmp_path / "cut", 3)[3:]],
                             env=env, capture_output=True, text=True)
