@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures", type=Path, help="write conditional sample grids of the M2 models here")
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
-    candidates = [(text, rule, share, args.ema[0]) for text, rule in args.alpha for share in args.labelled_share]
-    tags = {id(c): f"-{i}" if len(candidates) > 1 else "" for i, c in enumerate(candidates)}  # in the runs' names
+    settings = [(text, rule, share) for text, rule in args.alpha for share in args.labelled_share]
+    # (alpha's text, alpha's rule, share, ema decay, the tag of the runs' names)
+    candidates = [(*setting, args.ema[0], f"-{i}" if len(settings) > 1 else "") for i, setting in enumerate(settings)]
     if (len(candidates) > 1 or len(args.ema) > 1) and not args.choose:
         parser.error("several --alpha, --labelled-share or --ema values are candidates: add --choose")
     if (len(candidates) > 1 or len(args.ema) > 1) and args.progress_only:
@@ -185,9 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     m1m2_cfg = ModelConfig(name="m2", latent_dim=args.m1m2_latent_dim, hidden_dims=(args.m1m2_hidden,), n_classes=10)
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
 
-    def plan(model: str, n_labels: int, seed: int, candidate: tuple[str, Callable[[int, int], float], float, float]) -> Unit:
-        _, alpha, share, ema = candidate
-        name = f"{model}-{n_labels}-seed{seed}{tags[id(candidate)]}"
+    def plan(model: str, n_labels: int, seed: int,
+             candidate: tuple[str, Callable[[int, int], float], float, float, str]) -> Unit:
+        _, alpha, share, ema, tag = candidate
+        name = f"{model}-{n_labels}-seed{seed}{tag}"
         pixels = model == "m2"
         return Unit(name, "vaelab.experiments.semisupervised:run_classifier",
                     {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
@@ -220,8 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         averaged = []  # then each further --ema on the chosen alpha and share
         for (model, n), base in chosen.items():
             for decay in args.ema[1:]:
-                candidate = (*base[:3], decay)
-                tags[id(candidate)] = f"{tags[id(base)]}-ema{decay:g}"
+                candidate = (*base[:3], decay, f"{base[4]}-ema{decay:g}")
                 averaged.append((model, n, candidate, plan(model, n, 0, candidate)))
         store.run_all([unit for *_, unit in averaged])
         validation.update({u.name: store.result(u)["val_error"] for *_, u in averaged})
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
                     + (", then the weights' averaging" if len(args.ema) > 1 else "")
                     + " (below)" + (f"; {m1m2_size}" if m1m2_size else ""))
     else:
-        (_, alpha, share, ema), = candidates
+        (_, alpha, share, ema, _), = candidates
         alphas = ", ".join(f"{n}: {alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
         runs.append(f"alpha per labelled row ({alphas}), {share_text(share)}"
                     + (f", the weights' averaging chosen on the validation digits among {', '.join(map(weights_text, args.ema))} (below)"
@@ -329,7 +330,7 @@ def choice_lines(trials: list, chosen: dict, validation: dict[str, float], rows:
              "| model | labels | alpha | alpha per labelled row | labelled rows | weights | validation error (%) | chosen |",
              "|---|---|---|---|---|---|---|---|"]
     for model, n, candidate, unit in sorted(trials, key=lambda trial: (trial[1], trial[0])):  # stable: as tried
-        text, alpha, share, ema = candidate
+        text, alpha, share, ema, _ = candidate
         lines.append(f"| {model.upper().replace('M1M2', 'M1+M2')} | {n} | {text} | {alpha(rows, n):.3g} | "
                      f"{share_text(share)} | {weights_text(ema)} | {validation[unit.name]:.2f} | "
                      f"{'yes' if chosen[(model, n)] is candidate else ''} |")
