@@ -80,6 +80,20 @@ def fractions(flag: str) -> Callable[[str], list[float]]:
     return parse
 
 
+def counts(flag: str) -> Callable[[str], list[int]]:
+    """The parser of a flag that takes one positive whole number or a comma-separated list of candidates."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(item) for item in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes whole numbers, not {text!r}") from None
+        if not all(v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{flag} must be positive, not {text}")
+        return values
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     from vaelab.data import load_grey
     from vaelab.evaluation import conditional_agreement, knn_judge
@@ -101,8 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 of every model")
     parser.add_argument("--m2-seeds", type=int, help="M2 on pixels costs ~10x M1+M2: fewer seeds for it")
     parser.add_argument("--models", default="m2,m1m2")
-    parser.add_argument("--m2-epochs", type=int, default=20)
-    parser.add_argument("--m1m2-epochs", type=int, default=100)
+    parser.add_argument("--m2-epochs", type=counts("--m2-epochs"), default=[20],
+                        help="M2's epochs; a comma-separated list: candidates, see --choose")
+    parser.add_argument("--m1m2-epochs", type=counts("--m1m2-epochs"), default=[100],
+                        help="M1+M2's epochs; a comma-separated list: candidates, see --choose")
     parser.add_argument("--latent-dim", type=int, default=50, help="M2's z")
     parser.add_argument("--m1-active", type=float, default=0.01,
                         help="M1+M2 keeps the active latent units: variance of the means over training > this")
@@ -131,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
                              "training digits, never trained on); with several candidates (--alpha x "
                              "--labelled-share), seed 0 of each runs first and, per model and label count, the "
                              "one with the lowest validation error (ties: the first in the order given) gets the "
-                             "other seeds and the table's row. The test error plays no part in the choice")
+                             "other seeds and the table's row; then each further --ema, then each further "
+                             "--m2-epochs / --m1m2-epochs, is tried the same way on the setting chosen so far. "
+                             "The test error plays no part in the choice")
     parser.add_argument("--train-limit", type=int, default=0, help="for smoke tests: fewer training rows")
     parser.add_argument("--m1-epochs", type=int, help="for smoke tests: M1 epochs (default: the config's)")
     parser.add_argument("--eval-every", type=int, default=0,
@@ -149,13 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
     settings = [(text, rule, share) for text, rule in args.alpha for share in args.labelled_share]
-    # (alpha's text, alpha's rule, share, ema decay, the tag of the runs' names)
-    candidates = [(*setting, args.ema[0], f"-{i}" if len(settings) > 1 else "") for i, setting in enumerate(settings)]
-    if (len(candidates) > 1 or len(args.ema) > 1) and not args.choose:
-        parser.error("several --alpha, --labelled-share or --ema values are candidates: add --choose")
-    if (len(candidates) > 1 or len(args.ema) > 1) and args.progress_only:
-        parser.error("--progress-only reads the learning curves of one setting: give one --alpha and "
-                     "--labelled-share")
+    epoch_choices = {"m2": args.m2_epochs, "m1m2": args.m1m2_epochs}  # the first: each model's epochs
+    # (alpha's text, alpha's rule, share, ema decay, epochs (0: the model's first), the tag of the runs' names)
+    candidates = [(*setting, args.ema[0], 0, f"-{i}" if len(settings) > 1 else "")
+                  for i, setting in enumerate(settings)]
+    choosing = len(candidates) > 1 or len(args.ema) > 1 or any(len(e) > 1 for e in epoch_choices.values())
+    if choosing and not args.choose:
+        parser.error("several --alpha, --labelled-share, --ema or epoch values are candidates: add --choose")
+    if choosing and args.progress_only:
+        parser.error("--progress-only reads the learning curves of one setting: give one --alpha, "
+                     "--labelled-share, --ema and epoch count")
 
     seed_cfg = load_config(args.m1_config, [f'data.path="{args.data}"', f"study.latent_dims=[{args.m1_latent}]",
                                             "train.progress=false", "anomaly.protocols=[]", "synthetic.types=[]",
@@ -187,15 +208,15 @@ def main(argv: list[str] | None = None) -> None:
     seeds = {"m2": args.m2_seeds or args.seeds, "m1m2": args.seeds}
 
     def plan(model: str, n_labels: int, seed: int,
-             candidate: tuple[str, Callable[[int, int], float], float, float, str]) -> Unit:
-        _, alpha, share, ema, tag = candidate
+             candidate: tuple[str, Callable[[int, int], float], float, float, int, str]) -> Unit:
+        _, alpha, share, ema, epochs, tag = candidate
         name = f"{model}-{n_labels}-seed{seed}{tag}"
         pixels = model == "m2"
         return Unit(name, "vaelab.experiments.semisupervised:run_classifier",
                     {"config": {"data": dataclasses.asdict(seed_cfg.data)}, "labels": n_labels, "seed": seed,
                      "model": Config(model=dataclasses.replace(
                          m2_cfg if pixels else m1m2_cfg, alpha=alpha(len(x_train), n_labels))).to_dict()["model"],
-                     "epochs": args.m2_epochs if pixels else args.m1m2_epochs,
+                     "epochs": epochs or epoch_choices[model][0],
                      "likelihood": "bernoulli" if pixels else "gaussian", "binarize": pixels,
                      **({"labelled_share": share} if share != LABELLED_SHARE else {}),
                      **({"ema": ema} if ema else {}),  # without: the fingerprints as before
@@ -211,26 +232,26 @@ def main(argv: list[str] | None = None) -> None:
     chosen = {(model, n): candidates[0] for model in models for n in label_list}
     trials: list[tuple[str, int, tuple, Unit]] = []  # seed 0 of every candidate, when there is a choice
     validation: dict[str, float] = {}  # their validation errors (%), by unit name
-    if len(candidates) > 1 or len(args.ema) > 1:
-        trials = [(model, n, c, plan(model, n, 0, c)) for n in label_list for model in models for c in candidates]
-        store.run_all([unit for *_, unit in trials])
-        validation = {u.name: store.result(u)["val_error"] for *_, u in trials}
-        for model in models:
-            for n in label_list:
-                scored = [(validation[u.name], i) for i, (m, nn, c, u) in enumerate(trials) if (m, nn) == (model, n)]
-                chosen[(model, n)] = trials[min(scored)[1]][2]  # ties: the first candidate given
-        averaged = []  # then each further --ema on the chosen alpha and share
-        for (model, n), base in chosen.items():
-            for decay in args.ema[1:]:
-                candidate = (*base[:3], decay, f"{base[4]}-ema{decay:g}")
-                averaged.append((model, n, candidate, plan(model, n, 0, candidate)))
-        store.run_all([unit for *_, unit in averaged])
-        validation.update({u.name: store.result(u)["val_error"] for *_, u in averaged})
-        for key, base in list(chosen.items()):
-            options = [(base, next(u for m, nn, c, u in trials if c is base and (m, nn) == key))]
-            options += [(c, u) for m, nn, c, u in averaged if (m, nn) == key]
-            chosen[key] = min(options, key=lambda option: validation[option[1].name])[0]  # ties: the earlier
-        trials += averaged
+
+    def try_further(variants: Callable[[str, tuple], list[tuple]]) -> None:
+        """One step of the rule: seed 0 of each variant of every setting chosen so far, then per model and
+        label count the lowest validation error among the setting and its variants (ties: the earlier)."""
+        if not any(variants(model, base) for (model, _), base in chosen.items()):
+            return
+        tried = [(model, n, c, plan(model, n, 0, c)) for (model, n), base in chosen.items()
+                 for c in [base, *variants(model, base)]]
+        store.run_all([unit for *_, unit in tried])  # the settings chosen before: kept, not retrained
+        trials.extend(trial for trial in tried if trial[3].name not in validation)
+        validation.update({u.name: store.result(u)["val_error"] for *_, u in tried})
+        for (model, n), base in list(chosen.items()):
+            options = [base] + [c for m, nn, c, _ in tried if (m, nn) == (model, n)]
+            chosen[(model, n)] = min(options, key=lambda c: validation[plan(model, n, 0, c).name])
+
+    if choosing:
+        try_further(lambda model, base: candidates[1:])  # every candidate against the first
+        # then each further --ema on the chosen alpha and share, then each further epoch count
+        try_further(lambda model, base: [(*base[:3], decay, 0, f"{base[5]}-ema{decay:g}") for decay in args.ema[1:]])
+        try_further(lambda model, base: [(*base[:4], e, f"{base[5]}-e{e}") for e in epoch_choices[model][1:]])
     for seed in range(max(seeds[m] for m in models)):  # seeds outermost: a cut-short run has every label count
         for n_labels in label_list:
             for model in (m for m in models if seed < seeds[m]):
@@ -246,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.setdefault((model, n_labels), []).append(dict(curves[unit.name])[reached[model]])
         epochs_shown = {m: f"{reached[m]} epochs (the last that all its runs reached)" for m in models}
     else:
-        epochs_shown = {"m2": f"{args.m2_epochs} epochs", "m1m2": f"{args.m1m2_epochs} epochs"}
+        epochs_shown = {m: f"{e[0]} epochs" if len(e) == 1 else f"{' or '.join(map(str, e))} epochs (chosen below)"
+                        for m, e in epoch_choices.items()}
         for model, n_labels, seed, unit in planned:
             error = store.result(unit)["error"]
             seconds[model] += store.record(unit)["seconds"]
@@ -266,16 +288,18 @@ def main(argv: list[str] | None = None) -> None:
          f"layers {list(seed_cfg.model.hidden_dims)} (M1)"]
         if "m1m2" in models else [])
     m1m2_size = f"M1+M2's M2: latent {args.m1m2_latent_dim}, hidden {args.m1m2_hidden}" if "m1m2" in models else ""
+    longer = ", then the epochs" if any(len(epoch_choices[m]) > 1 for m in models) else ""
     if len(candidates) > 1:
         runs.append("alpha and the labelled rows' share chosen per label count on the validation digits"
-                    + (", then the weights' averaging" if len(args.ema) > 1 else "")
+                    + (", then the weights' averaging" if len(args.ema) > 1 else "") + longer
                     + " (below)" + (f"; {m1m2_size}" if m1m2_size else ""))
     else:
-        (_, alpha, share, ema, _), = candidates
+        (_, alpha, share, ema, _, _), = candidates
         alphas = ", ".join(f"{n}: {alpha(len(x_train), n):.3g}" for n in sorted({n for _, n, *_ in planned}))
         runs.append(f"alpha per labelled row ({alphas}), {share_text(share)}"
                     + (f", the weights' averaging chosen on the validation digits among {', '.join(map(weights_text, args.ema))} (below)"
                        if len(args.ema) > 1 else f", {weights_text(ema)}")
+                    + (f"{longer} chosen on the validation digits (below)" if longer else "")
                     + (f"; {m1m2_size}" if m1m2_size else ""))
     lines = ["Test error (%) on MNIST; ours: mean ± std over " +
              ", ".join(f"{seeds[m]} seed(s) of {m.upper().replace('M1M2', 'M1+M2')}" for m in models) + "; " +
@@ -327,12 +351,14 @@ def choice_lines(trials: list, chosen: dict, validation: dict[str, float], rows:
         return []
     lines = ["", "The choice (seed 0 of each candidate; validation error on MNIST's last 10,000 training digits, "
                  "never trained on; the test error plays no part):", "",
-             "| model | labels | alpha | alpha per labelled row | labelled rows | weights | validation error (%) | chosen |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | labels | alpha | alpha per labelled row | labelled rows | weights | epochs | "
+             "validation error (%) | chosen |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model, n, candidate, unit in sorted(trials, key=lambda trial: (trial[1], trial[0])):  # stable: as tried
-        text, alpha, share, ema, _ = candidate
+        text, alpha, share, ema, _, _ = candidate
         lines.append(f"| {model.upper().replace('M1M2', 'M1+M2')} | {n} | {text} | {alpha(rows, n):.3g} | "
-                     f"{share_text(share)} | {weights_text(ema)} | {validation[unit.name]:.2f} | "
+                     f"{share_text(share)} | {weights_text(ema)} | {unit.params['epochs']} | "
+                     f"{validation[unit.name]:.2f} | "
                      f"{'yes' if chosen[(model, n)] is candidate else ''} |")
     return lines
 
