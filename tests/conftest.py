@@ -50,6 +50,15 @@ def _threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _machine_cache(tmp_path_factory, monkeypatch):
+    """Each test keeps its measurements of the machine (auto precision) in a cache of its own, never in
+    the user's: a test's answer does not depend on what ran before it."""
+    from vaelab.runtime import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("machine-cache")))
+
+
 @pytest.fixture
 def image_npz(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)

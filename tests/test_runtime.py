@@ -50,3 +50,33 @@ def test_auto_precision_can_be_pinned_for_every_process_of_a_run(monkeypatch):
     monkeypatch.setenv("VAELAB_PRECISION", "half")
     with pytest.raises(ConfigError, match="VAELAB_PRECISION must be float32 or bfloat16"):
         resolve_precision("auto", "cpu")
+
+
+def test_auto_precision_is_measured_once_per_machine_and_kept(monkeypatch, tmp_path):
+    """Two processes of one command answer alike even when the second starts on a busy machine: the
+    first measurement is kept (per processor, torch version and thread count) and read after."""
+    import json
+
+    from vaelab import runtime
+
+    speeds = {"float32": 100.0, "bfloat16": 400.0}
+    monkeypatch.setattr(runtime, "matmul_throughput", lambda p, *a, **k: speeds[p])
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+    assert runtime.resolve_precision("auto", "cpu") == "bfloat16"
+    kept = json.loads((tmp_path / "cache" / "precision.json").read_text())
+    assert kept == {runtime.device_identity(torch.device("cpu")): "bfloat16"}
+    speeds["bfloat16"] = 50.0  # the machine is busy now: the answer kept before stands
+    assert runtime.resolve_precision("auto", "cpu") == "bfloat16"
+    (tmp_path / "cache" / "precision.json").write_text("{not json")  # unreadable: measured again, rewritten
+    assert runtime.resolve_precision("auto", "cpu") == "float32"
+    assert json.loads((tmp_path / "cache" / "precision.json").read_text()) == {
+        runtime.device_identity(torch.device("cpu")): "float32"}
+    monkeypatch.setenv(runtime.MEASURED_ENV, json.dumps({"cpu": "bfloat16"}))  # a parent's answer comes first
+    assert runtime.resolve_precision("auto", "cpu") == "bfloat16"
+    monkeypatch.delenv(runtime.MEASURED_ENV)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv(runtime.CACHE_ENV, str(blocked / "cache"))  # cannot be created: measured, not kept
+    speeds["bfloat16"] = 400.0
+    assert runtime.resolve_precision("auto", "cpu") == "bfloat16" and not (blocked / "cache").exists()
+    assert "threads" in runtime.device_identity(torch.device("cpu"))

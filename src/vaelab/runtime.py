@@ -8,17 +8,20 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import random
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable, ContextManager
 
 import numpy as np
 import torch
 
 from vaelab.config import PRECISIONS
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, VaelabError
+from vaelab.fileio import locked, write_json
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -83,14 +86,34 @@ PRECISION_ENV = "VAELAB_PRECISION"  # if set, what precision = "auto" answers in
 MEASURED_ENV = "VAELAB_MEASURED_PRECISION"
 
 
-def measured_precision(device: torch.device | str) -> str:
-    """bfloat16 where ``device`` multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP`
-    times faster than float32 (measured here, no machine is assumed; or the answer a parent process
-    left for this device type in ``VAELAB_MEASURED_PRECISION``), else float32."""
-    device = torch.device(device)
-    inherited = json.loads(os.environ.get(MEASURED_ENV) or "{}").get(device.type)
-    if inherited in ("float32", "bfloat16"):
-        return inherited
+CACHE_ENV = "VAELAB_CACHE_DIR"  # where vaelab keeps what it measured about this machine
+
+
+def cache_dir() -> Path:
+    """The directory of vaelab's per-machine measurements: ``VAELAB_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/vaelab``, else ``~/.cache/vaelab``. Delete it to measure again."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaelab"
+
+
+def device_identity(device: torch.device) -> str:
+    """What a measurement of ``device`` holds for: the processor's or card's model, the torch version
+    and the thread count (a speed ratio measured on one of these says nothing about another)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        with contextlib.suppress(OSError):
+            models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")]
+            name = models[0] if models else name
+    return f"{device.type} | {name} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def measure_precision(device: torch.device) -> str:
+    """The measurement behind ``auto``: bfloat16 where its products run at least
+    :data:`BFLOAT16_MIN_SPEEDUP` times faster than float32's, else float32."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "float32"
     try:
@@ -98,6 +121,38 @@ def measured_precision(device: torch.device | str) -> str:
     except RuntimeError:  # no bfloat16 kernels on this device
         return "float32"
     return "bfloat16" if ratio >= BFLOAT16_MIN_SPEEDUP else "float32"
+
+
+def measured_precision(device: torch.device | str) -> str:
+    """bfloat16 where ``device`` multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP`
+    times faster than float32, else float32: the answer a parent process left for this device type in
+    ``VAELAB_MEASURED_PRECISION``, else the one measured before on this machine (``precision.json`` in
+    :func:`cache_dir`, keyed by :func:`device_identity`), else measured now and kept there. Measured once
+    per machine, the answer cannot differ between two processes of the same command because one of them
+    started while the machine was busy; no machine is assumed."""
+    device = torch.device(device)
+    inherited = json.loads(os.environ.get(MEASURED_ENV) or "{}").get(device.type)
+    if inherited in ("float32", "bfloat16"):
+        return inherited
+    key, file = device_identity(device), cache_dir() / "precision.json"
+    try:
+        with locked(file.with_suffix(".lock")):  # a second process waits for the first's answer
+            kept = read_kept(file)
+            if kept.get(key) not in ("float32", "bfloat16"):
+                kept[key] = measure_precision(device)
+                write_json(file, kept)
+            return kept[key]
+    except (OSError, VaelabError):  # no writable cache here: measure in this process alone
+        return measure_precision(device)
+
+
+def read_kept(file: Path) -> dict[str, str]:
+    """The answers kept in ``file``; none where it is missing or unreadable (then measured again)."""
+    try:
+        kept = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
 
 
 def measured_precisions() -> dict[str, str]:
