@@ -66,32 +66,30 @@ def alpha_list(text: str) -> list[tuple[str, Callable[[int, int], float]]]:
     return [(item, alpha_rule(item)) for item in text.split(",")]
 
 
-def fractions(flag: str) -> Callable[[str], list[float]]:
-    """The parser of a flag that takes one number in [0, 1) or a comma-separated list of candidates."""
-    def parse(text: str) -> list[float]:
+def number_list(flag: str, kind: type, valid: Callable[[float], bool], must: str) -> Callable[[str], list]:
+    """The parser of a flag that takes one number or a comma-separated list of candidates: each of
+    ``kind`` (float or int) and ``valid``; otherwise a one-line error that the flag ``must`` be ..."""
+    def parse(text: str) -> list:
         try:
-            values = [float(item) for item in text.split(",")]
+            values = [kind(item) for item in text.split(",")]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes numbers, not {text!r}") from None
-        if not all(0 <= v < 1 for v in values):
-            raise argparse.ArgumentTypeError(f"{flag} must be in [0, 1), not {text}")
+            raise argparse.ArgumentTypeError(f"{flag} takes {'whole ' if kind is int else ''}numbers, "
+                                             f"not {text!r}") from None
+        if not all(valid(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{flag} must be {must}, not {text}")
         return values
 
     return parse
+
+
+def fractions(flag: str) -> Callable[[str], list[float]]:
+    """One number in [0, 1) or a comma-separated list of candidates."""
+    return number_list(flag, float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def counts(flag: str) -> Callable[[str], list[int]]:
-    """The parser of a flag that takes one positive whole number or a comma-separated list of candidates."""
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(item) for item in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes whole numbers, not {text!r}") from None
-        if not all(v > 0 for v in values):
-            raise argparse.ArgumentTypeError(f"{flag} must be positive, not {text}")
-        return values
-
-    return parse
+    """One positive whole number or a comma-separated list of candidates."""
+    return number_list(flag, int, lambda v: v > 0, "positive")
 
 
 def main(argv: list[str] | None = None) -> None:

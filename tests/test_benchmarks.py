@@ -204,8 +204,8 @@ def test_ssl_mnist_chooses_on_the_validation_digits(tmp_path):
         (units / f"{name}.json").write_text(json.dumps(stored))
     out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--seeds", "2")
     last = "the last step's weights"
-    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 10.00 | yes |" in out
-    assert f"| M1+M2 | 100 | 3xpaper | 6 | each labelled row once an epoch | {last} | 20.00 |  |" in out
+    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 2 | 10.00 | yes |" in out
+    assert f"| M1+M2 | 100 | 3xpaper | 6 | each labelled row once an epoch | {last} | 2 | 20.00 |  |" in out
     assert "m1m2 labels=100 seed=0: test error 90.00%" in out and "m1m2 labels=100 seed=1:" in out
     assert (units / "m1m2-100-seed1-0.json").exists() and not (units / "m1m2-100-seed1-1.json").exists()
     assert "chosen per label count on the validation digits" in out
@@ -218,10 +218,22 @@ def test_ssl_mnist_chooses_on_the_validation_digits(tmp_path):
     stored["result"].update(val_error=5.0, error=50.0)
     averaged.write_text(json.dumps(stored))
     out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--ema", "0,0.9", "--seeds", "2")
-    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 10.00 |  |" in out
-    assert "| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | weights averaged (decay 0.9 per step) | 5.00 | yes |" in out
+    assert f"| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | {last} | 2 | 10.00 |  |" in out
+    averaged_row = "| M1+M2 | 100 | paper | 2 | each labelled row once an epoch | weights averaged (decay 0.9 per step) | "
+    assert averaged_row + "2 | 5.00 | yes |" in out
     assert "m1m2 labels=100 seed=0: test error 50.00%" in out and (units / "m1m2-100-seed1-0-ema0.9.json").exists()
     assert "then the weights' averaging" in out
+    # then longer training, tried on the setting chosen so far (averaged) only: worse on validation, not taken
+    _run("ssl_mnist.py", tmp_path, *common, "--choose", "--ema", "0,0.9", "--m1m2-epochs", "2,3")
+    longer = units / "m1m2-100-seed0-0-ema0.9-e3.json"
+    assert not (units / "m1m2-100-seed0-0-e3.json").exists() and not (units / "m1m2-100-seed0-1-e3.json").exists()
+    stored = json.loads(longer.read_text())
+    stored["result"].update(val_error=7.0, error=0.5)
+    longer.write_text(json.dumps(stored))
+    out = _run("ssl_mnist.py", tmp_path, *common, "--choose", "--ema", "0,0.9", "--m1m2-epochs", "2,3")
+    assert averaged_row + "2 | 5.00 | yes |" in out and averaged_row + "3 | 7.00 |  |" in out
+    assert "m1m2 labels=100 seed=0: test error 50.00%" in out and "2 or 3 epochs (chosen below)" in out
+    assert "then the epochs" in out
 
 
 @pytest.mark.slow
