@@ -134,15 +134,15 @@ def measured_precision(device: torch.device | str) -> str:
     inherited = json.loads(os.environ.get(MEASURED_ENV) or "{}").get(device.type)
     if inherited in ("float32", "bfloat16"):
         return inherited
-    key, file = device_identity(device), cache_dir() / "precision.json"
     try:
+        key, file = device_identity(device), cache_dir() / "precision.json"
         with locked(file.with_suffix(".lock")):  # a second process waits for the first's answer
             kept = read_kept(file)
             if kept.get(key) not in ("float32", "bfloat16"):
                 kept[key] = measure_precision(device)
                 write_json(file, kept)
             return kept[key]
-    except (OSError, VaelabError):  # no writable cache here: measure in this process alone
+    except (OSError, RuntimeError, VaelabError):  # no home or no writable cache: measure in this process alone
         return measure_precision(device)
 
 
