@@ -55,6 +55,27 @@ def test_datasets_lists_sources(capsys):
     assert code == 0 and "mnist5k" in out and "mnist_5k.csv.gz" in out and "mnist " in out
 
 
+def test_machine_shows_what_auto_answers_and_measures_again_on_request(capsys, monkeypatch):
+    import json
+
+    from vaelab import runtime
+
+    speeds = {"float32": 100.0, "bfloat16": 400.0}
+    monkeypatch.setattr(runtime, "matmul_throughput", lambda p, *a, **k: speeds[p])
+    monkeypatch.setattr(runtime.matmul_throughput, "cache_clear", lambda: None, raising=False)
+    code, out, _ = run_cli(capsys, "machine")
+    assert code == 0 and "precision = auto: bfloat16" in out and "device: cpu (cpu | " in out
+    kept = runtime.cache_dir() / "precision.json"
+    assert str(kept) in out and list(json.loads(kept.read_text()).values()) == ["bfloat16"]
+    speeds["bfloat16"] = 90.0
+    assert "precision = auto: bfloat16" in run_cli(capsys, "machine")[1]  # the kept answer
+    code, out, _ = run_cli(capsys, "machine", "--measure")
+    assert code == 0 and "precision = auto: float32" in out and "bfloat16 0.90x" in out
+    assert list(json.loads(kept.read_text()).values()) == ["float32"]
+    code, _, err = run_cli(capsys, "machine", "--device", "tpu")
+    assert code == 2 and "unknown device 'tpu'" in err
+
+
 def _bad_inputs(tmp: Path):
     (tmp / "text.csv").write_text("a,b\n1,2\n3,x\n")
     (tmp / "nan.csv").write_text("a,b\n1,2\n3,\n")

@@ -236,6 +236,25 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_machine(args: argparse.Namespace) -> int:
+    """What this machine answers for ``device = "auto"`` and ``precision = "auto"``, and why."""
+    from vaelab import runtime
+
+    device = runtime.resolve_device(args.device)
+    if args.measure:
+        runtime.forget_measurement(device)
+    answer = runtime.resolve_precision("auto", device)
+    print(f"device: {device} ({runtime.device_identity(device)})")
+    print(f"precision = auto: {answer} (bfloat16 where its matrix products run at least "
+          f"{runtime.BFLOAT16_MIN_SPEEDUP}x faster than float32's and the caller's accuracy check agrees)")
+    if args.measure:
+        speeds = {p: runtime.matmul_throughput(p, device=str(device)) for p in ("float32", "bfloat16")}
+        print("measured: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in speeds.items())
+              + f" (bfloat16 {speeds['bfloat16'] / speeds['float32']:.2f}x)")
+    print(f"kept in: {runtime.cache_dir() / 'precision.json'} (vaelab machine --measure measures again)")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vaelab.experiments.study import run_study
     from vaelab.report import study_table, write_report
@@ -413,6 +432,11 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild a run's report.html from its directory alone")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("machine", help="what device and precision 'auto' answer on this machine, and why")
+    p.add_argument("--device", default="auto", help="auto (CUDA where present, else the CPU), cpu or cuda[:N]")
+    p.add_argument("--measure", action="store_true", help="forget the kept measurement and measure again")
+    p.set_defaults(func=cmd_machine)
 
     p = sub.add_parser("datasets", help="list the data sets and where they come from")
     _common(p)

@@ -97,6 +97,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaelab"
 
 
+# the processor features that decide how fast bfloat16 and float32 products run (a model name alone,
+# "AMD EPYC" in a virtual machine, may cover processors with and without them)
+MATMUL_UNITS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2", "fma")
+
+
 def device_identity(device: torch.device) -> str:
     """What a measurement of ``device`` holds for: the processor's or card's model, the torch version
     and the thread count (a speed ratio measured on one of these says nothing about another)."""
@@ -105,9 +110,10 @@ def device_identity(device: torch.device) -> str:
     else:
         name = platform.processor() or platform.machine()
         with contextlib.suppress(OSError):
-            models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")]
-            name = models[0] if models else name
+            info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+            info = {k.strip(): v.strip() for k, v in info.items()}
+            units = [f for f in MATMUL_UNITS if f in info.get("flags", "").split()]
+            name = " ".join([info.get("model name", name), *units])
     return f"{device.type} | {name} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
@@ -144,6 +150,17 @@ def measured_precision(device: torch.device | str) -> str:
             return kept[key]
     except (OSError, RuntimeError, VaelabError):  # no home or no writable cache: measure in this process alone
         return measure_precision(device)
+
+
+def forget_measurement(device: torch.device | str) -> None:
+    """Drop the answer kept for ``device`` on this machine, so that the next ``auto`` measures again
+    (``vaelab machine --measure``: after a driver update, or a first measurement on a busy machine)."""
+    file = cache_dir() / "precision.json"
+    with locked(file.with_suffix(".lock")):
+        kept = read_kept(file)
+        if kept.pop(device_identity(torch.device(device)), None) is not None:
+            write_json(file, kept)
+    matmul_throughput.cache_clear()  # this process measures anew too
 
 
 def read_kept(file: Path) -> dict[str, str]:
