@@ -241,9 +241,9 @@ def main(argv: list[str] | None = None) -> None:
         store.run_all([unit for *_, unit in tried])  # the settings chosen before: kept, not retrained
         trials.extend(trial for trial in tried if trial[3].name not in validation)
         validation.update({u.name: store.result(u)["val_error"] for *_, u in tried})
-        for (model, n), base in list(chosen.items()):
-            options = [base] + [c for m, nn, c, _ in tried if (m, nn) == (model, n)]
-            chosen[(model, n)] = min(options, key=lambda c: validation[plan(model, n, 0, c).name])
+        for key in chosen:  # tried holds each setting before its variants: ties keep the setting
+            options = [(c, u) for m, nn, c, u in tried if (m, nn) == key]
+            chosen[key] = min(options, key=lambda option: validation[option[1].name])[0]
 
     if choosing:
         try_further(lambda model, base: candidates[1:])  # every candidate against the first

@@ -65,7 +65,7 @@ def test_machine_shows_what_auto_answers_and_measures_again_on_request(capsys, m
     monkeypatch.setattr(runtime.matmul_throughput, "cache_clear", lambda: None, raising=False)
     code, out, _ = run_cli(capsys, "machine")
     assert code == 0 and "precision = auto: bfloat16" in out and "device: cpu (cpu | " in out
-    kept = runtime.cache_dir() / "precision.json"
+    kept = runtime.precision_file()
     assert str(kept) in out and list(json.loads(kept.read_text()).values()) == ["bfloat16"]
     speeds["bfloat16"] = 90.0
     assert "precision = auto: bfloat16" in run_cli(capsys, "machine")[1]  # the kept answer

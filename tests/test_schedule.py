@@ -82,7 +82,7 @@ def test_auto_precision_follows_the_measured_speed_and_the_callers_check(monkeyp
     assert runtime.resolve_precision("auto", "cpu") == "bfloat16"
     assert runtime.resolve_precision("auto", "cpu", agrees=lambda: False) == "float32"
     speeds["bfloat16"] = 120.0  # faster, but not by a clear margin
-    (runtime.cache_dir() / "precision.json").unlink()  # measured again, not the answer kept before
+    runtime.precision_file().unlink()  # measured again, not the answer kept before
     assert runtime.resolve_precision("auto", "cpu") == "float32"
     assert runtime.resolve_precision("bfloat16", "cpu") == "bfloat16"
 

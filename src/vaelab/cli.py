@@ -251,7 +251,7 @@ def cmd_machine(args: argparse.Namespace) -> int:
         speeds = {p: runtime.matmul_throughput(p, device=str(device)) for p in ("float32", "bfloat16")}
         print("measured: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in speeds.items())
               + f" (bfloat16 {speeds['bfloat16'] / speeds['float32']:.2f}x)")
-    print(f"kept in: {runtime.cache_dir() / 'precision.json'} (vaelab machine --measure measures again)")
+    print(f"kept in: {runtime.precision_file()} (vaelab machine --measure measures again)")
     return 0
 
 

@@ -97,6 +97,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaelab"
 
 
+def precision_file() -> Path:
+    """Where the answers of ``precision = "auto"`` are kept, one per :func:`device_identity`."""
+    return cache_dir() / "precision.json"
+
+
 # the processor features that decide how fast bfloat16 and float32 products run (a model name alone,
 # "AMD EPYC" in a virtual machine, may cover processors with and without them)
 MATMUL_UNITS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2", "fma")
@@ -105,16 +110,20 @@ MATMUL_UNITS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2", "fma")
 def device_identity(device: torch.device) -> str:
     """What a measurement of ``device`` holds for: the processor's or card's model, the torch version
     and the thread count (a speed ratio measured on one of these says nothing about another)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        with contextlib.suppress(OSError):
-            info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-            info = {k.strip(): v.strip() for k, v in info.items()}
-            units = [f for f in MATMUL_UNITS if f in info.get("flags", "").split()]
-            name = " ".join([info.get("model name", name), *units])
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name()
     return f"{device.type} | {name} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+@functools.lru_cache(maxsize=None)
+def processor_name() -> str:
+    """This processor's model and its :data:`MATMUL_UNITS` (read once per process: every ``auto`` asks)."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        units = [f for f in MATMUL_UNITS if f in info.get("flags", "").split()]
+        name = " ".join([info.get("model name", name), *units])
+    return name
 
 
 def measure_precision(device: torch.device) -> str:
@@ -132,8 +141,8 @@ def measure_precision(device: torch.device) -> str:
 def measured_precision(device: torch.device | str) -> str:
     """bfloat16 where ``device`` multiplies bfloat16 matrices at least :data:`BFLOAT16_MIN_SPEEDUP`
     times faster than float32, else float32: the answer a parent process left for this device type in
-    ``VAELAB_MEASURED_PRECISION``, else the one measured before on this machine (``precision.json`` in
-    :func:`cache_dir`, keyed by :func:`device_identity`), else measured now and kept there. Measured once
+    ``VAELAB_MEASURED_PRECISION``, else the one measured before on this machine (in
+    :func:`precision_file`, keyed by :func:`device_identity`), else measured now and kept there. Measured once
     per machine, the answer cannot differ between two processes of the same command because one of them
     started while the machine was busy; no machine is assumed."""
     device = torch.device(device)
@@ -141,7 +150,7 @@ def measured_precision(device: torch.device | str) -> str:
     if inherited in ("float32", "bfloat16"):
         return inherited
     try:
-        key, file = device_identity(device), cache_dir() / "precision.json"
+        key, file = device_identity(device), precision_file()
         with locked(file.with_suffix(".lock")):  # a second process waits for the first's answer
             kept = read_kept(file)
             if kept.get(key) not in ("float32", "bfloat16"):
@@ -155,7 +164,7 @@ def measured_precision(device: torch.device | str) -> str:
 def forget_measurement(device: torch.device | str) -> None:
     """Drop the answer kept for ``device`` on this machine, so that the next ``auto`` measures again
     (``vaelab machine --measure``: after a driver update, or a first measurement on a busy machine)."""
-    file = cache_dir() / "precision.json"
+    file = precision_file()
     with locked(file.with_suffix(".lock")):
         kept = read_kept(file)
         if kept.pop(device_identity(torch.device(device)), None) is not None:
