@@ -230,12 +230,15 @@ class DetectorConfig:
     likelihood: str = "auto"        # the VAE detectors' decoder: auto (Bernoulli in [0, 1], else Gaussian), bernoulli, gaussian
     fusion_refit: str = "auto"      # fusions: refit the parts on every row after scoring the references (auto: hold-out > 10%)
     ensemble_seeds: int = 1         # > 1: a VAE-based detector fused over this many VAE training seeds (rank rule)
+    cluster_share: float = 0.01     # m2-clusters: each cluster of the training rows holds at least this share of them
+    cluster_rows: int = 60000       # m2-clusters: the t-SNE map that the clusters are found in holds at most this many rows
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
-                    "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components"):
+                    "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components", "cluster_rows"):
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
         _check(self.ensemble_seeds >= 1, f"detector.ensemble_seeds must be >= 1; got {self.ensemble_seeds}")
+        _check(0 < self.cluster_share < 0.5, f"detector.cluster_share must be in (0, 0.5); got {self.cluster_share}")
         _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
         _check(0 < self.background_noise < 1, f"detector.background_noise must be in (0, 1); got {self.background_noise}")
         _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
@@ -253,6 +256,8 @@ THRESHOLD_SETTINGS = ("calibration", "fpr")
 # Detector settings that only the likelihood-ratio's background model depends on: the benchmarks'
 # background units include them, every other unit leaves them out.
 BACKGROUND_SETTINGS = ("background_noise",)
+# Detector settings that only m2-clusters depends on: the benchmarks' cluster units include them.
+CLUSTER_SETTINGS = ("cluster_share", "cluster_rows")
 
 
 # Detector settings that the benchmarks' cells never use: a cell fits one seed's models, and the
@@ -260,10 +265,12 @@ BACKGROUND_SETTINGS = ("background_noise",)
 ENSEMBLE_SETTINGS = ("ensemble_seeds",)
 
 
-def ranking_detector_keys(background: bool = False) -> list[str]:
+def ranking_detector_keys(background: bool = False, clusters: bool = False) -> list[str]:
     """The ``[detector]`` settings that change a benchmark cell's scores (all but :data:`THRESHOLD_SETTINGS`
-    and :data:`ENSEMBLE_SETTINGS`, and but :data:`BACKGROUND_SETTINGS` unless ``background``)."""
-    left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, *(() if background else BACKGROUND_SETTINGS))
+    and :data:`ENSEMBLE_SETTINGS`, but :data:`BACKGROUND_SETTINGS` unless ``background`` and but
+    :data:`CLUSTER_SETTINGS` unless ``clusters``)."""
+    left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, *(() if background else BACKGROUND_SETTINGS),
+                *(() if clusters else CLUSTER_SETTINGS))
     return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in left_out]
 
 
@@ -325,6 +332,7 @@ class AnomalyConfig:
     likelihood_regret: bool = False     # also score vae-regret (Xiao et al. 2020): about an IWAE K=500 per row
     seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
     labelled_normals: bool = False      # also m2-classes, fitted with the normal rows' classes (loco only; no pollution)
+    clusters: bool = False              # also m2-clusters: M2 on the clusters found in the normal rows (no labels)
 
     def __post_init__(self) -> None:
         for p in self.protocols:

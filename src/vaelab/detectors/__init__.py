@@ -7,7 +7,8 @@
     fusion          fuse() and FusionDetector
     corrections     corrected likelihoods (complexity, typicality, background ratio)
     semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies; ClassConditionalDetector:
-                    M2 on normal rows labelled with their class (open-set recognition)
+                    M2 on normal rows labelled with their class (open-set recognition);
+                    ClusterConditionalDetector: M2 on the clusters found in unlabelled normal rows
     registry        names -> detectors, for every caller
 """
 
@@ -17,14 +18,14 @@ from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetecto
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import (CLASS_CONDITIONAL, CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED,
+from vaelab.detectors.registry import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED,
                                       make_detector,
                                       registered_variant, with_derived)
-from vaelab.detectors.semisupervised import ClassConditionalDetector, SemiSupervisedDetector
+from vaelab.detectors.semisupervised import ClassConditionalDetector, ClusterConditionalDetector, SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 
 load_detector = BaseDetector.load
 
-__all__ = ["BaseDetector", "CLASS_CONDITIONAL", "CORRECTED", "ClassConditionalDetector", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
+__all__ = ["BaseDetector", "CLASS_CONDITIONAL", "CLUSTER_CONDITIONAL", "CORRECTED", "ClassConditionalDetector", "ClusterConditionalDetector", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
            "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "registered_variant", "reference_split", "subsample", "with_derived"]

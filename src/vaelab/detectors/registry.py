@@ -24,7 +24,7 @@ from vaelab.detectors.corrections import CorrectedLikelihoodDetector, corrected_
 from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
 from vaelab.detectors.fusion import FusionDetector, fuse
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.semisupervised import ClassConditionalDetector, SemiSupervisedDetector
+from vaelab.detectors.semisupervised import ClassConditionalDetector, ClusterConditionalDetector, SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
 from vaelab.errors import ConfigError
 from vaelab.scores import SCORES, monte_carlo_samples as score_samples
@@ -53,6 +53,7 @@ RAW_NAMES = tuple(f"raw-{e}" for e in RAW_ESTIMATORS)
 DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *CORRECTED, *FUSIONS)  # the unsupervised ones: fit(X)
 SEMI_SUPERVISED = "m2-semisupervised"  # SemiSupervisedDetector: fit(X, y) with a few labelled anomalies
 CLASS_CONDITIONAL = "m2-classes"  # ClassConditionalDetector: fit(X, y) with every normal row's class
+CLUSTER_CONDITIONAL = "m2-clusters"  # ClusterConditionalDetector: fit(X), M2 on the clusters found in X
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:
@@ -122,6 +123,11 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         return ClassConditionalDetector(latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims),
                                         epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
                                         reference_rows=det.reference_rows, device=config.train.device, **common)
+    if name == CLUSTER_CONDITIONAL:
+        return ClusterConditionalDetector(latent_dim=latent_dim, hidden_dims=tuple(config.model.hidden_dims),
+                                          epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
+                                          reference_rows=det.reference_rows, cluster_share=det.cluster_share,
+                                          cluster_rows=det.cluster_rows, device=config.train.device, **common)
     if name in CORRECTED:
         vae = make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
         return CorrectedLikelihoodDetector(CORRECTED[name], vae=vae, background_noise=det.background_noise,
@@ -131,7 +137,7 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         parts = tuple(make_detector(n, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
                       for n in names)
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, refit=det.fusion_refit, **common)
-    raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, SEMI_SUPERVISED, CLASS_CONDITIONAL))}")
+    raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, CLUSTER_CONDITIONAL, SEMI_SUPERVISED, CLASS_CONDITIONAL))}")
 
 
 def seed_ensemble(name: str, config: Config, *, latent_dim: int, epochs: int,

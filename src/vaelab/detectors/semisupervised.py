@@ -1,4 +1,6 @@
-"""SemiSupervisedDetector: M2 (Kingma et al. 2014) with two classes and a few labelled anomalies."""
+"""M2 (Kingma et al. 2014) as a detector: with a few labelled anomalies (SemiSupervisedDetector), with
+normal rows labelled by class (ClassConditionalDetector), or by the clusters found in them
+(ClusterConditionalDetector)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.clusters import find_clusters
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.data.labels import LABELLED_SHARE
 from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
 from vaelab.detectors.corrections import complexity_slope, compression_nats, feature_range
 from vaelab.detectors.fusion import fuse
 from vaelab.detectors.vae import ScaledInput, model_state, restore_model
+from vaelab.runtime import resolve_device
 from vaelab.scores import class_elbo, class_probabilities
 from vaelab.training import train_m2
 
@@ -271,3 +275,48 @@ class ClassConditionalDetector(SemiSupervisedDetector):
     def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
         super()._restore(meta, reader, prefix)
         self.classes_ = reader.array(f"{prefix}classes_").astype(np.int64)
+
+
+class ClusterConditionalDetector(ClassConditionalDetector):
+    """Normal rows of several kinds that come without labels: :class:`ClassConditionalDetector` on the
+    clusters that :func:`vaelab.clusters.find_clusters` finds in the training rows (HDBSCAN on a t-SNE
+    map of their principal components), each cluster taken as a normal class.
+
+    ``fit(X)``: unsupervised (y is ignored). A row that belongs to none of the clusters gets a low
+    likelihood under the cluster its classifier picks, or an unsure classifier (Hendrycks & Gimpel
+    2017), as a novel class does for :class:`ClassConditionalDetector`; on MNIST with one digit left out
+    the clusters are the nine digits left in, up to about 1% of the rows. ``cluster_share``: each
+    cluster holds at least this share of the (mapped) rows; ``cluster_rows``: the t-SNE map holds at
+    most this many rows (the rest join their nearest clustered rows); where HDBSCAN finds fewer than
+    two, k-means cuts the map in two. ``n_clusters_``: how many there are.
+    """
+
+    def __init__(self, latent_dim: int = 5, hidden_dims: tuple[int, ...] = (400,), epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, alpha: float = 50.0, reference_rows: int | None = 2000,
+                 likelihood_correction: str = "complexity", cluster_share: float = 0.01, cluster_rows: int = 60000,
+                 contamination: float = 0.1, threshold_rows: int | None = 2000, random_state: int = 0,
+                 device: str = "cpu", calibration: float = 0.0, fpr: float | None = None) -> None:
+        super().__init__(latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs, batch_size=batch_size, lr=lr,
+                         alpha=alpha, reference_rows=reference_rows, likelihood_correction=likelihood_correction,
+                         contamination=contamination, threshold_rows=threshold_rows, random_state=random_state,
+                         device=device, calibration=calibration, fpr=fpr)
+        self.cluster_share = cluster_share
+        self.cluster_rows = cluster_rows
+
+    def _normal_rows(self, y, n: int) -> np.ndarray:
+        return np.arange(n)  # unsupervised: every row is normal, y is ignored
+
+    def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        center, scale = feature_scaling(X)  # tables: every feature on one scale before the principal components
+        clusters = find_clusters((X - center) / scale, min_share=self.cluster_share, max_rows=self.cluster_rows,
+                                 seed=self.random_state, device=str(resolve_device(self.device)))
+        self.n_clusters_ = clusters.n_clusters
+        super()._fit_rows(X, clusters.labels)
+
+    def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
+        super()._restore(meta, reader, prefix)
+        self.n_clusters_ = len(self.classes_)
+
+    def predict_cluster(self, X) -> np.ndarray:
+        """The cluster the classifier puts each row in (whether or not the row is anomalous)."""
+        return self.predict_class(X)

@@ -13,7 +13,10 @@ setting redoes only the cells it feeds, and cells can run in any process:
   likelihood ratio (Ren et al. 2019), trained on the same rows with noise;
 - ``z<d>-cc`` (with ``anomaly.labelled_normals``, leave-one-class-out only):
   ``m2-classes``, the ClassConditionalDetector fitted on the same rows with
-  their classes (the normal rows come labelled; one-vs-rest has one class).
+  their classes (the normal rows come labelled; one-vs-rest has one class);
+- ``z<d>-mc`` (with ``anomaly.clusters``): ``m2-clusters``, the
+  ClusterConditionalDetector fitted on the same rows without labels (M2 on
+  the clusters found in them).
 
 Each cell stores every detector's scores on the test rows and on a fixed
 hold-out of normal training rows that no model or estimator is fitted on
@@ -37,7 +40,7 @@ from vaelab import plots
 from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import CLASS_CONDITIONAL, LIKELIHOOD, fuse, make_detector, reference_split, with_derived
+from vaelab.detectors import CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, LIKELIHOOD, fuse, make_detector, reference_split, with_derived
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
@@ -52,11 +55,14 @@ HEATMAP_ROWS = 30  # the AUROC heatmap shows the best this many (detector, laten
 ENSEMBLE_RULE = "rank"  # fixed before any test score was seen: scale-free, equal weights
 
 
-VAE_CELL, BACKGROUND_CELL, LABELLED_CELL = "vae", "background", "labelled"
+VAE_CELL, BACKGROUND_CELL, LABELLED_CELL, CLUSTER_CELL = "vae", "background", "labelled", "clusters"
 # a latent size's cell kinds: (name suffix, the unit parameter that marks it, as fingerprinted since it came)
 CELL_KINDS = {VAE_CELL: ("", None),  # the VAE and the detectors on it
               BACKGROUND_CELL: ("-bg", "background"),  # the likelihood ratio's background VAE
-              LABELLED_CELL: ("-cc", "labelled_normals")}  # the labelled-normals detector (m2-classes)
+              LABELLED_CELL: ("-cc", "labelled_normals"),  # the labelled-normals detector (m2-classes)
+              CLUSTER_CELL: ("-mc", "clusters")}  # M2 on the clusters found in the normal rows (m2-clusters)
+# the M2 detectors that a cell of their own fits: cell kind -> registry name
+M2_CELLS = {LABELLED_CELL: CLASS_CONDITIONAL, CLUSTER_CELL: CLUSTER_CONDITIONAL}
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,8 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
         settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
         extra = {"with": [COMPLEXITY]}
     else:
-        settings = config_part(c, data=None, detector=ranking_detector_keys(cell.kind == BACKGROUND_CELL),
+        settings = config_part(c, data=None, detector=ranking_detector_keys(cell.kind == BACKGROUND_CELL,
+                                                                          cell.kind == CLUSTER_CELL),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", *vae_score_keys(config), f"{cell.protocol}_epochs"])
         marker = CELL_KINDS[cell.kind][1]
@@ -120,11 +127,14 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")  # what the model cells train (raw cells: none)
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
-    elif p.get("labelled_normals"):
-        det = make_detector(CLASS_CONDITIONAL, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
-                            calibration=0.0).fit(x_fit, split.y_train[fit])
-        tests, refs = {CLASS_CONDITIONAL: det.score_samples(split.x_test)}, {CLASS_CONDITIONAL: det.score_samples(ref)}
-        seconds, extra = {CLASS_CONDITIONAL: time.perf_counter() - t0}, {"epochs": epochs}
+    elif m2_kind := next((k for k in M2_CELLS if p.get(CELL_KINDS[k][1])), None):
+        name = M2_CELLS[m2_kind]
+        det = make_detector(name, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed, calibration=0.0)
+        det.fit(x_fit, split.y_train[fit] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
+        tests, refs = {name: det.score_samples(split.x_test)}, {name: det.score_samples(ref)}
+        seconds, extra = {name: time.perf_counter() - t0}, {"epochs": epochs}
+        if m2_kind == CLUSTER_CELL:
+            extra["n_clusters"] = det.n_clusters_
     else:
         rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
                 if p.get("background") else x_fit)
@@ -170,10 +180,12 @@ class AnomalyBenchmark:
                                                 for d in self.latent_dims for kind in self.vae_cell_kinds(p)))]
 
     def vae_cell_kinds(self, protocol: str) -> list[str]:
-        """The cells of each latent size: the VAE's own, then the likelihood ratio's background VAE and
-        the labelled-normals detector (leave-one-class-out only) where the config asks for them."""
+        """The cells of each latent size: the VAE's own, then the likelihood ratio's background VAE, the
+        labelled-normals detector (leave-one-class-out only) and the cluster detector where the config
+        asks for them."""
         return [VAE_CELL, *([BACKGROUND_CELL] if self.config.anomaly.likelihood_ratio else []),
-                *([LABELLED_CELL] if self.config.anomaly.labelled_normals and protocol == "loco" else [])]
+                *([LABELLED_CELL] if self.config.anomaly.labelled_normals and protocol == "loco" else []),
+                *([CLUSTER_CELL] if self.config.anomaly.clusters else [])]
 
     @property
     def seeds(self) -> list[int | None]:
