@@ -185,6 +185,11 @@ def test_detect_with_labelled_normal_classes(tmp_path, capsys):
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "unlabelled.npz", "--test", tmp_path / "test.npz",
                            "--detector", "m2-semisupervised", "--epochs", "1", "--out", tmp_path / "s2.csv")
     assert code == 0, err  # the semi-supervised detector's labels are optional: all rows unlabelled
+    code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "unlabelled.npz", "--test", tmp_path / "test.npz",
+                           "--detector", "m2-clusters", "--epochs", "20", "--latent-dim", "2", "--out", tmp_path / "c.csv")
+    assert code == 0, err  # m2-clusters finds the classes itself
+    scores = np.array([float(r["score"]) for r in csv.DictReader((tmp_path / "c.csv").open())])
+    assert scores[90:].mean() < scores[:90].mean()
     np.savez(tmp_path / "fractional.npz", x=train, y=labels + 0.5)
     code, _, err = run_cli(capsys, "detect", "--train", tmp_path / "fractional.npz", "--test", tmp_path / "test.npz",
                            "--detector", "m2-classes", "--out", tmp_path / "f.csv")

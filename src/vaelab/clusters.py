@@ -54,7 +54,7 @@ def find_clusters(x: np.ndarray, *, min_share: float = 0.01, max_rows: int = 600
     mapped = subset(n, max_rows, seed)
     pca = PCA(n_components=min(components, len(mapped), x.shape[1]), random_state=seed).fit(x[mapped])
     codes = pca.transform(x)
-    points = tsne(codes[mapped], seed=seed, device=device)
+    points = tsne(codes[mapped], seed=seed, device=device) if codes.shape[1] > 1 else codes[mapped]  # 1-D: the map
     size = min(max(MIN_CLUSTER_ROWS, math.ceil(min_share * len(mapped))), len(mapped))
     found = HDBSCAN(min_cluster_size=size, cluster_selection_method="leaf", copy=True).fit(points).labels_
     if found.max() < 1:  # one cluster or none: the map cut in two, so that a classifier has two sides

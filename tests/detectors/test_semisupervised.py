@@ -129,3 +129,31 @@ def test_class_elbo_takes_one_class_per_row():
     per_row = class_elbo(m2, x, labels)
     for c in range(3):
         np.testing.assert_allclose(per_row[labels == c], class_elbo(m2, x, c)[labels == c], rtol=1e-6)
+
+
+def test_cluster_conditional_detector_finds_the_classes_itself(tmp_path):
+    """Normal rows of three unlabelled kinds: m2-clusters finds them as clusters, flags a fourth kind at
+    test time about as well as m2-classes given the classes, ignores y, and round-trips its file."""
+    from vaelab.detectors import BaseDetector, ClusterConditionalDetector, make_detector
+    from vaelab.evaluation import auroc
+
+    rng = np.random.default_rng(1)
+    centres = np.array([[3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [2.2, 2.2, 0, 0, 0, 0]], float)
+    x, y = _classes(rng, 200, centres[:3])
+    test_normal, _ = _classes(rng, 60, centres[:3])
+    novel, _ = _classes(rng, 60, centres[3:])
+    test, is_anomaly = np.vstack([test_normal, novel]), np.r_[np.zeros(len(test_normal)), np.ones(60)]
+    kw = dict(latent_dim=2, hidden_dims=(32,), epochs=30, batch_size=64)
+    det = ClusterConditionalDetector(cluster_share=0.1, **kw).fit(x)
+    assert det.n_clusters_ == 3 and det.model_.n_classes == 3
+    found = det.predict_cluster(x)
+    assert sum(np.bincount(y[found == k]).max() for k in np.unique(found)) / len(y) > 0.95
+    a_clusters = auroc(is_anomaly, det.score_samples(test))
+    a_classes = auroc(is_anomaly, make_detector("m2-classes").set_params(**kw).fit(x, y).score_samples(test))
+    assert a_clusters > 0.9 and a_clusters > a_classes - 0.03
+    with_y = ClusterConditionalDetector(cluster_share=0.1, **kw).fit(x, np.zeros(len(x), int))
+    np.testing.assert_allclose(with_y.score_samples(test), det.score_samples(test), rtol=1e-6)  # y is ignored
+    det.save(tmp_path / "d.safetensors")
+    loaded = BaseDetector.load(tmp_path / "d.safetensors")
+    np.testing.assert_allclose(loaded.score_samples(test), det.score_samples(test), rtol=1e-6)
+    assert loaded.n_clusters_ == 3 and np.array_equal(loaded.predict_cluster(test), det.predict_cluster(test))

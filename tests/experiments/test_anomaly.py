@@ -12,7 +12,7 @@ from vaelab.cli import main
 from vaelab.data import load_grey
 from vaelab.detectors import FUSIONS, FusionDetector, RawDetector, VAEDetector, fuse, reference_split, with_derived
 from vaelab.evaluation import detection_metrics
-from vaelab.experiments.anomaly import ENSEMBLE, LABELLED_CELL, RAW, AnomalyBenchmark, Cell
+from vaelab.experiments.anomaly import CLUSTER_CELL, ENSEMBLE, LABELLED_CELL, RAW, AnomalyBenchmark, Cell, cell_unit
 from vaelab.experiments.detector_scores import load_scores
 from vaelab.scores import SCORES
 
@@ -197,6 +197,36 @@ def test_labelled_normals_add_the_class_conditional_detector_to_leave_one_class_
     row = next(r for r in rows if r["detector"] == "m2-classes")
     assert row["auroc"] == detection_metrics(y, tests["m2-classes"])["auroc"] and row["seconds"] > 0
     assert "| m2-classes (given the normal rows' classes) | 2 |" in (tmp_path / "results.md").read_text()
+
+
+def test_clusters_add_the_cluster_detector_to_both_protocols_without_touching_other_cells(tmp_path):
+    """anomaly.clusters: a cell per latent size that fits m2-clusters, without labels, on the split's
+    training rows (less the references); the other cells keep their fingerprints, and the cluster
+    settings are in the new cells' own."""
+    from vaelab.detectors import make_detector
+    from vaelab.experiments.anomaly import protocol_split
+
+    anomaly = {**ANOMALY, "classes": [1], "likelihood_ratio": False, "latent_estimators": ["gmm"],
+               "raw_estimators": ["pca-recon"]}
+    plain = tiny_config(**{**SETTINGS, "anomaly": anomaly})
+    config = tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "clusters": True}, "detector": {
+        **SETTINGS["detector"], "cluster_share": 0.05}})
+    bench = AnomalyBenchmark(config, tmp_path)
+    assert [c.name for c in bench.cells()] == ["loco_c1_raw", "loco_c1_z2", "loco_c1_z2-mc",
+                                               "ovr_c1_raw", "ovr_c1_z2", "ovr_c1_z2-mc"]
+    for cell in (Cell("loco", 1, RAW), Cell("loco", 1, 2), Cell("ovr", 1, 2)):
+        assert cell_unit(config, cell).fingerprint == cell_unit(plain, cell).fingerprint
+    assert cell_unit(config, Cell("ovr", 1, 2, CLUSTER_CELL)).params["config"]["detector"]["cluster_share"] == 0.05
+    rows = bench.run()
+    assert {(r["protocol"], r["latent_dim"]) for r in rows if r["detector"] == "m2-clusters"} == {("loco", 2), ("ovr", 2)}
+    _, tests, _ = load_scores(npz(tmp_path, Cell("loco", 1, 2, CLUSTER_CELL)))
+    split = protocol_split(load_grey(config.data), "loco", 1, 0.0, config.train.seed)
+    fit, _ = reference_split(len(split.x_train), config.detector.reference_rows, config.train.seed)
+    det = make_detector("m2-clusters", config, latent_dim=2, epochs=ANOMALY["loco_epochs"], seed=config.train.seed,
+                        calibration=0.0).fit(split.x_train[fit])
+    assert np.allclose(tests["m2-clusters"], det.score_samples(split.x_test), atol=1e-5)
+    assert bench.store.result(cell_unit(config, Cell("loco", 1, 2, CLUSTER_CELL)))["n_clusters"] == det.n_clusters_
+    assert "| m2-clusters | 2 |" in (tmp_path / "results.md").read_text()  # unsupervised: no "given" note
 
 
 def test_published_comparison_never_calls_a_labelled_detector_the_best():
