@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "vaelab"
 # Top to bottom is the direction of flow; a module may import its own layer (without a cycle) or those above.
 LAYERS = [
-    ("vaelab", "vaelab.errors", "vaelab.fileio", "vaelab.distributions", "vaelab.ranking", "vaelab.embedding",
+    ("vaelab", "vaelab.errors", "vaelab.fileio", "vaelab.distributions", "vaelab.ranking", "vaelab.embedding", "vaelab.clusters",
      "vaelab.tsne", "vaelab.conformal"),
     ("vaelab.config",),
     ("vaelab.runtime",),
