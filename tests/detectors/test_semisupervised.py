@@ -86,18 +86,24 @@ def _classes(rng, n_per: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return x, np.repeat(np.arange(len(centres)), n_per)
 
 
+def _novel_class_task() -> tuple[np.ndarray, ...]:
+    """Normal training rows in three classes (x, y), normal test rows (and their classes), and those
+    beside a fourth class: (x, y, test_normal, test_y, test, is_anomaly)."""
+    rng = np.random.default_rng(1)
+    centres = np.array([[3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [2.2, 2.2, 0, 0, 0, 0]], float)
+    x, y = _classes(rng, 200, centres[:3])
+    test_normal, test_y = _classes(rng, 60, centres[:3])
+    novel, _ = _classes(rng, 60, centres[3:])
+    return x, y, test_normal, test_y, np.vstack([test_normal, novel]), np.r_[np.zeros(len(test_normal)), np.ones(60)]
+
+
 def test_class_conditional_detector_flags_a_class_it_was_not_taught(tmp_path):
     """Normal rows in three labelled classes; a fourth class at test time is flagged, better than by
     the same M2 fitted without labels (the two-class detector), and the file round-trips."""
     from vaelab.detectors import BaseDetector, ClassConditionalDetector, SemiSupervisedDetector
     from vaelab.evaluation import auroc
 
-    rng = np.random.default_rng(1)
-    centres = np.array([[3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [2.2, 2.2, 0, 0, 0, 0]], float)
-    x, y = _classes(rng, 200, centres[:3])
-    test_normal, test_y = _classes(rng, 60, centres[:3])
-    novel, _ = _classes(rng, 60, centres[3:])
-    test, is_anomaly = np.vstack([test_normal, novel]), np.r_[np.zeros(len(test_normal)), np.ones(60)]
+    x, y, test_normal, test_y, test, is_anomaly = _novel_class_task()
     kw = dict(latent_dim=2, hidden_dims=(32,), epochs=30, batch_size=64)
     det = ClassConditionalDetector(**kw).fit(x, y + 5)  # any integer classes
     assert list(det.classes_) == [5, 6, 7] and det.model_.n_classes == 3
@@ -137,12 +143,7 @@ def test_cluster_conditional_detector_finds_the_classes_itself(tmp_path):
     from vaelab.detectors import BaseDetector, ClusterConditionalDetector, make_detector
     from vaelab.evaluation import auroc
 
-    rng = np.random.default_rng(1)
-    centres = np.array([[3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [2.2, 2.2, 0, 0, 0, 0]], float)
-    x, y = _classes(rng, 200, centres[:3])
-    test_normal, _ = _classes(rng, 60, centres[:3])
-    novel, _ = _classes(rng, 60, centres[3:])
-    test, is_anomaly = np.vstack([test_normal, novel]), np.r_[np.zeros(len(test_normal)), np.ones(60)]
+    x, y, _, _, test, is_anomaly = _novel_class_task()
     kw = dict(latent_dim=2, hidden_dims=(32,), epochs=30, batch_size=64)
     det = ClusterConditionalDetector(cluster_share=0.1, **kw).fit(x)
     assert det.n_clusters_ == 3 and det.model_.n_classes == 3
