@@ -38,8 +38,9 @@ def find_clusters(x: np.ndarray, *, min_share: float = 0.01, max_rows: int = 600
 
     The first ``components`` principal components of (a seeded subset of at most ``max_rows``) rows
     are mapped by t-SNE; HDBSCAN finds the clusters of the map, each at least ``min_share`` of the
-    mapped rows (and at least :data:`MIN_CLUSTER_ROWS`); every other row takes the most common cluster among its ``neighbours`` nearest
-    clustered rows. Where HDBSCAN finds fewer than two clusters, k-means cuts the map in two.
+    mapped rows (and at least :data:`MIN_CLUSTER_ROWS`); every other row takes the most common
+    cluster among its ``neighbours`` nearest clustered rows. Where HDBSCAN finds fewer than two
+    clusters, k-means cuts the map in two.
     """
     from sklearn.cluster import HDBSCAN, KMeans
     from sklearn.decomposition import PCA

@@ -158,3 +158,6 @@ def test_cluster_conditional_detector_finds_the_classes_itself(tmp_path):
     loaded = BaseDetector.load(tmp_path / "d.safetensors")
     np.testing.assert_allclose(loaded.score_samples(test), det.score_samples(test), rtol=1e-6)
     assert loaded.n_clusters_ == 3 and np.array_equal(loaded.predict_cluster(test), det.predict_cluster(test))
+    for bad, message in (({"cluster_share": 0.5}, "cluster_share must be"), ({"cluster_rows": 1}, "cluster_rows must")):
+        with pytest.raises(ValueError, match=message):
+            ClusterConditionalDetector(**kw, **bad).fit(x)

@@ -307,6 +307,10 @@ class ClusterConditionalDetector(ClassConditionalDetector):
         return np.arange(n)  # unsupervised: every row is normal, y is ignored
 
     def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        if not 0.0 < self.cluster_share < 0.5:
+            raise ValueError(f"cluster_share must be in (0, 0.5); got {self.cluster_share}")
+        if self.cluster_rows < 2:
+            raise ValueError(f"cluster_rows must be >= 2; got {self.cluster_rows}")
         center, scale = feature_scaling(X)  # tables: every feature on one scale before the principal components
         clusters = find_clusters((X - center) / scale, min_share=self.cluster_share, max_rows=self.cluster_rows,
                                  seed=self.random_state, device=str(resolve_device(self.device)))
