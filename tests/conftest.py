@@ -77,6 +77,11 @@ def table_csv(tmp_path: Path) -> Path:
     return path
 
 
+def cluster_purity(truth: np.ndarray, found: np.ndarray) -> float:
+    """The share of rows in the most common true class of their found cluster."""
+    return sum(np.bincount(truth[found == k]).max() for k in np.unique(found)) / len(truth)
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write ``array`` (uint8) as a gzipped IDX file."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)

@@ -3,15 +3,12 @@
 import numpy as np
 import pytest
 
+from tests.conftest import cluster_purity
+
 
 def _blobs(rng, n_per: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.vstack([rng.normal(size=(n_per, centres.shape[1])) * 0.5 + c for c in centres])
     return x, np.repeat(np.arange(len(centres)), n_per)
-
-
-def _agreement(truth: np.ndarray, found: np.ndarray) -> float:
-    """The share of rows in the most common true class of their found cluster (purity)."""
-    return sum(np.bincount(truth[found == k]).max() for k in np.unique(found)) / len(truth)
 
 
 def test_find_clusters_recovers_separated_groups_and_labels_every_row():
@@ -22,7 +19,7 @@ def test_find_clusters_recovers_separated_groups_and_labels_every_row():
     x, truth = _blobs(rng, 250, centres)
     clusters = find_clusters(x, min_share=0.05, seed=0)
     assert clusters.labels.shape == (1000,) and clusters.labels.min() == 0
-    assert clusters.n_clusters == 4 and _agreement(truth, clusters.labels) > 0.99
+    assert clusters.n_clusters == 4 and cluster_purity(truth, clusters.labels) > 0.99
     assert 0.5 < clusters.core.mean() <= 1.0  # HDBSCAN's own rows; the rest joined their neighbours
     again = find_clusters(x, min_share=0.05, seed=0)
     assert np.array_equal(again.labels, clusters.labels)  # seeded
@@ -35,7 +32,7 @@ def test_rows_beyond_the_map_join_their_nearest_clustered_rows():
     x, truth = _blobs(rng, 300, np.eye(3, 8) * 8.0)
     clusters = find_clusters(x, min_share=0.05, max_rows=400, seed=0)
     assert clusters.core.sum() <= 400  # only mapped rows can be HDBSCAN's own
-    assert clusters.n_clusters == 3 and _agreement(truth, clusters.labels) > 0.99
+    assert clusters.n_clusters == 3 and cluster_purity(truth, clusters.labels) > 0.99
 
 
 def test_one_group_is_cut_in_two_and_bad_settings_are_refused():

@@ -25,7 +25,8 @@ class Clusters:
     """The clusters of n rows."""
 
     labels: np.ndarray  # (n,) each row's cluster, 0 .. n_clusters - 1 (every row has one)
-    core: np.ndarray    # (n,) bool: the rows HDBSCAN put in a cluster itself (the rest joined by neighbours)
+    core: np.ndarray    # (n,) bool: the rows the clustering placed itself (HDBSCAN's, or k-means' where HDBSCAN
+                        # found fewer than two clusters); the rest joined their nearest clustered rows
 
     @property
     def n_clusters(self) -> int:
