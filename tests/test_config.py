@@ -42,6 +42,7 @@ def test_overrides_apply_on_top_of_file(tmp_path):
     ("[data]\nbinarize = \"maybe\"\n", "data.binarize must be one of"),
     ("[data]\nval_size = 1.5\n", "data.val_size must be"),
     ("[detector]\nlikelihood = \"poisson\"\n", "detector.likelihood must be auto, bernoulli or gaussian"),
+    ("[anomaly]\nrefit = \"sometimes\"\n", "anomaly.refit must be auto, always, never"),
     ("[model\n", "not valid TOML"),
 ])
 def test_bad_configs_name_the_file_and_problem(tmp_path, text, message):

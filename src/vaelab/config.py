@@ -333,6 +333,7 @@ class AnomalyConfig:
     seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
     labelled_normals: bool = False      # also m2-classes, fitted with the normal rows' classes (loco only; no pollution)
     clusters: bool = False              # also m2-clusters: M2 on the clusters found in the normal rows (no labels)
+    refit: str = "never"                # as detector.fusion_refit: refit every detector on all training rows to score
 
     def __post_init__(self) -> None:
         for p in self.protocols:
@@ -345,6 +346,7 @@ class AnomalyConfig:
         for key in ("loco_epochs", "ovr_epochs"):
             _check(getattr(self, key) >= 1, f"anomaly.{key} must be >= 1")
         _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
+        _check(self.refit in FUSION_REFITS, f"anomaly.refit must be {', '.join(FUSION_REFITS)}; got {self.refit!r}")
         _check(not (self.labelled_normals and self.pollution > 0),
                "anomaly.labelled_normals needs anomaly.pollution = 0: the anomalies put into training have no "
                "normal class to be labelled with")

@@ -246,3 +246,43 @@ def test_labelled_normals_refuse_pollution():
 
     with pytest.raises(ConfigError, match="labelled_normals needs anomaly.pollution = 0"):
         tiny_config(**{**SETTINGS, "anomaly": {**ANOMALY, "labelled_normals": True, "pollution": 0.1}})
+
+
+def test_refit_scores_new_rows_with_fits_on_every_row_and_keeps_the_held_out_references(tmp_path):
+    """anomaly.refit: as FusionDetector(refit=...), the cell's detectors are fitted again on every
+    training row to score the test rows; the references keep the scores of the fits that never saw
+    them. Without the setting the cells keep their fingerprints."""
+    from vaelab.detectors import make_detector
+    from vaelab.experiments.anomaly import protocol_split
+    from vaelab.detectors.corrections import compression_nats, feature_range
+    from vaelab.experiments.detector_scores import COMPLEXITY
+
+    anomaly = {**ANOMALY, "protocols": ["ovr"], "classes": [1], "likelihood_ratio": False,
+               "latent_estimators": ["gmm"], "raw_estimators": ["pca-recon"]}
+    plain = tiny_config(**{**SETTINGS, "anomaly": anomaly})
+    never = tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "refit": "never"}})
+    config = tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "refit": "always"}})
+    for cell in (Cell("ovr", 1, RAW), Cell("ovr", 1, 2)):
+        assert cell_unit(never, cell).fingerprint == cell_unit(plain, cell).fingerprint
+        assert cell_unit(config, cell).fingerprint != cell_unit(plain, cell).fingerprint
+    AnomalyBenchmark(plain, tmp_path / "plain").run()
+    bench = AnomalyBenchmark(config, tmp_path / "refit")
+    bench.run()
+    split = protocol_split(load_grey(config.data), "ovr", 1, 0.0, config.train.seed)
+    everything = split.x_train
+    vae = make_detector("vae-iwae", config, latent_dim=2, epochs=ANOMALY["ovr_epochs"], seed=config.train.seed,
+                        calibration=0.0).fit(everything)
+    raw = make_detector("raw-pca-recon", config, calibration=0.0).fit(everything)
+    for cell, name, det in ((Cell("ovr", 1, 2), "vae-recon-error", vae), (Cell("ovr", 1, RAW), "raw-pca-recon", raw)):
+        _, tests, refs = load_scores(npz(tmp_path / "refit", cell))
+        _, plain_tests, plain_refs = load_scores(npz(tmp_path / "plain", cell))
+        expected = det.score_with(split.x_test, "recon-error") if det is vae else det.score_samples(split.x_test)
+        assert np.allclose(tests[name], expected, atol=1e-5)
+        assert not np.allclose(tests[name], plain_tests[name], atol=1e-5)
+        assert np.allclose(refs[name], plain_refs[name], atol=1e-5)  # the references: the fits without them
+        assert bench.store.result(cell_unit(config, cell))["n_train"] == len(everything)
+    _, held = reference_split(len(everything), SETTINGS["detector"]["reference_rows"], config.train.seed)
+    _, tests, refs = load_scores(npz(tmp_path / "refit", Cell("ovr", 1, RAW)))  # no model: one feature range
+    low, high = feature_range(everything)
+    assert np.allclose(refs[COMPLEXITY], compression_nats(everything[held], low, high))
+    assert np.allclose(tests[COMPLEXITY], compression_nats(split.x_test, low, high))

@@ -24,7 +24,10 @@ hold-out of normal training rows that no model or estimator is fitted on
 the corrected likelihoods and fusions are computed afterwards exactly as
 ``CorrectedLikelihoodDetector`` and ``FusionDetector`` compute them, and so
 are the ensembles over latent sizes (``latent_dim`` :data:`ENSEMBLE`: each
-detector's scores at every latent size, fused by rank).
+detector's scores at every latent size, fused by rank). With ``anomaly.refit``
+a cell fits its detectors a second time on every training row to score the
+test rows, as ``FusionDetector(refit=...)`` does; the references keep the
+scores of the fits that never saw them.
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
 from vaelab.detectors import CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, LIKELIHOOD, fuse, make_detector, reference_split, with_derived
+from vaelab.detectors.fusion import refits
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import (ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label,
                                               seed_ensemble_name, write_tables)
-from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, load_scores, raw_scores, save_scores,
-                                                vae_score_keys, vae_scores)
+from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, UNFITTED, load_scores, raw_scores,
+                                                save_scores, vae_score_keys, vae_scores)
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
@@ -101,6 +105,8 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
         extra = {marker: True} if marker else {}
         if cell.seed is not None:
             extra["train_seed"] = cell.seed
+    if config.anomaly.refit != "never":  # without: the fingerprints as before the setting came
+        extra["refit"] = config.anomaly.refit
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
                 params={"config": settings, "protocol": cell.protocol, "target": cell.target,
                         "latent_dim": cell.latent_dim, "references": "held-out", **extra},
@@ -114,43 +120,67 @@ def protocol_split(data: Dataset, protocol: str, target: int, pollution: float, 
 
 def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     """Compute one cell: fit its detectors on the split's training rows and score the test rows. The
-    split and the reference rows follow ``train.seed``; a cell's ``train_seed`` seeds its VAE."""
+    split and the reference rows follow ``train.seed``; a cell's ``train_seed`` seeds its VAE.
+
+    The references are held out: no model or estimator is fitted on them. With ``refit``
+    (``anomaly.refit``, decided by :func:`refits` as ``FusionDetector(refit=...)`` decides it) the
+    detectors are then fitted again on every training row and those fits score the test rows, while
+    the references keep the scores of the fits that never saw them, as the shipped fusions do."""
     p = unit.params
     config = Config.from_dict(p["config"]).with_train(**unit.runtime)
-    vae_seed = p.get("train_seed", config.train.seed)
     split = protocol_split(load_grey(config.data), p["protocol"], p["target"], config.anomaly.pollution,
                            config.train.seed)
     fit, held = reference_split(len(split.x_train), config.detector.reference_rows, config.train.seed)
-    x_fit, ref = split.x_train[fit], split.x_train[held]  # references held out: no model or estimator is fitted on them
+    ref = split.x_train[held]
+    refit = refits(p.get("refit", "never"), len(held), len(split.x_train))
+    t0 = time.perf_counter()
+    if refit:
+        _, refs, _, extra = fitted_scores(p, config, split, fit, ref, ref)
+        tests, again, seconds, _ = fitted_scores(p, config, split, np.arange(len(split.x_train)), split.x_test, ref)
+        refs.update({k: again[k] for k in UNFITTED if k in again})  # no model: both sides from one row range
+        extra = {**extra, "n_reference_fit": len(fit)}
+    else:
+        tests, refs, seconds, extra = fitted_scores(p, config, split, fit, split.x_test, ref)
+    save_scores(root / unit.outputs[0], split.is_anomaly, tests, refs)
+    return {"seconds": seconds, **extra, "n_train": len(split.x_train) if refit else len(fit),
+            "n_reference": len(ref), "n_test": len(split.x_test), "n_anomalies": int(split.is_anomaly.sum()),
+            "cell_seconds": time.perf_counter() - t0}
+
+
+def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows: np.ndarray, x_eval: np.ndarray,
+                  ref: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float],
+                                            dict[str, Any]]:
+    """(scores of ``x_eval``, scores of ``ref``, seconds, extra record) of the detectors of the cell with
+    params ``p``, fitted on the training rows ``rows`` (indices into ``split.x_train``)."""
+    vae_seed = p.get("train_seed", config.train.seed)
+    x_fit = split.x_train[rows]
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")  # what the model cells train (raw cells: none)
     if p["latent_dim"] == RAW:
-        tests, refs, seconds = raw_scores(x_fit, split.x_test, ref, config)
+        tests, refs, seconds = raw_scores(x_fit, x_eval, ref, config)
     elif m2_kind := next((k for k in M2_CELLS if p.get(CELL_KINDS[k][1])), None):
         name = M2_CELLS[m2_kind]
         det = make_detector(name, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed, calibration=0.0)
-        det.fit(x_fit, split.y_train[fit] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
-        tests, refs = {name: det.score_samples(split.x_test)}, {name: det.score_samples(ref)}
+        det.fit(x_fit, split.y_train[rows] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
+        tests, refs = {name: det.score_samples(x_eval)}, {name: det.score_samples(ref)}
         seconds, extra = {name: time.perf_counter() - t0}, {"epochs": epochs}
         if m2_kind == CLUSTER_CELL:
             extra["n_clusters"] = det.n_clusters_
     else:
-        rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
-                if p.get("background") else x_fit)
+        fit_rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
+                    if p.get("background") else x_fit)
         vae = make_detector(LIKELIHOOD, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
-                            calibration=0.0).fit(rows)
+                            calibration=0.0).fit(fit_rows)
         if p.get("background"):
-            tests, refs = {BACKGROUND: vae.score_samples(split.x_test)}, {BACKGROUND: vae.score_samples(ref)}
+            tests, refs = {BACKGROUND: vae.score_samples(x_eval)}, {BACKGROUND: vae.score_samples(ref)}
             seconds, extra = {"background-fit-and-score": time.perf_counter() - t0}, {"epochs": epochs}
         else:
             fit_seconds = time.perf_counter() - t0
-            tests, refs, seconds = vae_scores(vae, x_fit, split.x_test, ref, config)
+            tests, refs, seconds = vae_scores(vae, x_fit, x_eval, ref, config)
             seconds = {"vae-fit": fit_seconds, **seconds}
             extra = {"epochs": epochs, "train_elbo": float(refs["vae-elbo"].mean())}
-    save_scores(root / unit.outputs[0], split.is_anomaly, tests, refs)
-    return {"seconds": seconds, **extra, "n_train": len(x_fit), "n_reference": len(ref), "n_test": len(split.x_test),
-            "n_anomalies": int(split.is_anomaly.sum()), "cell_seconds": time.perf_counter() - t0}
+    return tests, refs, seconds, extra
 
 
 class AnomalyBenchmark:

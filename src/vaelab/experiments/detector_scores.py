@@ -25,6 +25,9 @@ from vaelab.fileio import atomic_path
 
 Scores = dict[str, np.ndarray]
 COMPLEXITY, BACKGROUND = CORRECTION_PARTS["complexity"], CORRECTION_PARTS["ratio"]  # the stored correction parts
+# scores that no model is fitted for (the input complexity reads only the fit rows' feature range): a cell
+# that refits takes their test and reference values from the same rows
+UNFITTED = (COMPLEXITY,)
 REGRET = "vae-regret"  # the costly VAE score, computed only where the run asks for it
 
 
