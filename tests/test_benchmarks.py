@@ -12,6 +12,7 @@ from tests.conftest import SHARED_MNIST
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {
     "train_speed.py": ["--epochs", "1", "--repeats", "1"],
+    "grouped_training.py": ["--repeats", "1", "--latent-dims", "2,3"],
     "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
     "ssl_mnist.py": ["--labels", "100", "--m2-epochs", "1", "--m1m2-epochs", "2", "--m1-latent", "4", "--m1-epochs", "1",
                      "--train-limit", "2000", "--latent-dim", "4", "--hidden", "32"],
@@ -54,6 +55,12 @@ def _run(script: str, tmp_path: Path, *extra: str) -> str:
 def test_train_speed_smoke(tmp_path):
     out = _run("train_speed.py", tmp_path)
     assert "vaelab Trainer" in out and "baseline: PyTorch example (PIL)" in out and "GFLOP/s" in out
+
+
+def test_grouped_training_smoke(tmp_path):
+    out = _run("grouped_training.py", tmp_path)
+    rows = [line for line in out.splitlines() if line.startswith(("one after another", "grouped"))]
+    assert len(rows) == 3 and all("%" in row for row in rows)
 
 
 def test_versus_pyod_smoke(tmp_path):
