@@ -25,12 +25,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from train_speed import training_gflop
-from vaelab.config import DataConfig, ModelConfig, TrainConfig
+from train_speed import trainer_epoch_seconds, training_gflop
+from vaelab.config import DataConfig, ModelConfig
 from vaelab.data import load_dataset
-from vaelab.models import build_model
 from vaelab.runtime import matmul_throughput
-from vaelab.training import Trainer, dynamic_binarization
 
 HIDDEN, PIXELS = 400, 784
 
@@ -109,13 +107,8 @@ def grouped(sizes: Sizes, x: torch.Tensor, batch: int) -> float:
 
 def trainer_sizes(latents: list[int], x: torch.Tensor, batch: int) -> float:
     """vaelab's Trainer, one epoch of each size in turn; seconds."""
-    total = 0.0
-    for z in latents:
-        model = build_model(ModelConfig(latent_dim=z, hidden_dims=(HIDDEN,)), PIXELS, "bernoulli")
-        config = TrainConfig(epochs=1, batch_size=batch, progress=False, precision="float32")
-        result = Trainer(model, config, run_config={}, transform=dynamic_binarization).fit({"x": x})
-        total += sum(row["seconds"] for row in result.history)
-    return total
+    return sum(trainer_epoch_seconds(ModelConfig(latent_dim=z, hidden_dims=(HIDDEN,)), x, batch, 1, "float32")[0]
+               for z in latents)
 
 
 def main() -> None:

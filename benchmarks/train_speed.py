@@ -91,6 +91,15 @@ def baseline_epoch(model: ExampleVAE, optimizer, loader: DataLoader) -> float:
 
 
 # ---- measurement ---------------------------------------------------------------
+def trainer_epoch_seconds(model_cfg: ModelConfig, x: torch.Tensor, batch_size: int, epochs: int,
+                          precision: str) -> list[float]:
+    """Seconds of each epoch of vaelab's Trainer (dynamic binarization) on a fresh model of ``model_cfg``."""
+    model = build_model(model_cfg, x.shape[1], "bernoulli")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, progress=False, precision=precision)
+    result = Trainer(model, config, run_config={}, transform=dynamic_binarization).fit({"x": x})
+    return [row["seconds"] for row in result.history]
+
+
 def offered_precisions() -> list[str]:
     """float32, and bfloat16 where this machine runs its matrix products."""
     try:
@@ -133,12 +142,8 @@ def main() -> None:
     for rep in range(args.repeats):
         for precision, name in ours.items():
             torch.manual_seed(rep)
-            model = build_model(model_cfg, x.shape[1], "bernoulli")
-            train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, progress=False,
-                                    precision=precision)
-            result = Trainer(model, train_cfg, run_config={}, transform=dynamic_binarization).fit(
-                {"x": torch.from_numpy(x)})
-            times[name] += [row["seconds"] for row in result.history]
+            times[name] += trainer_epoch_seconds(model_cfg, torch.from_numpy(x), args.batch_size, args.epochs,
+                                                 precision)
         for name, dataset in baselines.items():
             torch.manual_seed(rep)
             model_b = ExampleVAE(args.latent_dim)

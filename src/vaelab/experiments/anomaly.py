@@ -134,11 +134,11 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     ref = split.x_train[held]
     refit = refits(p.get("refit", "never"), len(held), len(split.x_train))
     t0 = time.perf_counter()
-    if refit:
-        _, refs, _, extra = fitted_scores(p, config, split, fit, ref, ref)
-        tests, again, seconds, _ = fitted_scores(p, config, split, np.arange(len(split.x_train)), split.x_test, ref)
+    if refit:  # the record describes the fits that score the test rows
+        _, refs, _, _ = fitted_scores(p, config, split, fit, ref, ref)
+        tests, again, seconds, extra = fitted_scores(p, config, split, np.arange(len(split.x_train)), split.x_test, ref)
         refs.update({k: again[k] for k in UNFITTED if k in again})  # no model: both sides from one row range
-        extra = {**extra, "n_reference_fit": len(fit)}
+        extra["n_reference_fit"] = len(fit)
     else:
         tests, refs, seconds, extra = fitted_scores(p, config, split, fit, split.x_test, ref)
     save_scores(root / unit.outputs[0], split.is_anomaly, tests, refs)
