@@ -45,3 +45,17 @@ def test_one_group_is_cut_in_two_and_bad_settings_are_refused():
         find_clusters(x, min_share=0.0)
     with pytest.raises(ValueError, match="max_rows"):
         find_clusters(x, max_rows=1)
+
+
+def test_stable_clusters_agree_on_islands_and_not_on_one_mass():
+    """Islands come back from another seed's map (adjusted Rand index 1); cuts through one Gaussian mass
+    do not (below the 0.8 that m2-clusters-or-fusion asks for)."""
+    from vaelab.clusters import find_clusters, stable_clusters
+
+    rng = np.random.default_rng(2)
+    islands, _ = _blobs(rng, 200, np.eye(3, 6) * 3.0)
+    clusters, stability = stable_clusters(islands, min_share=0.1, seed=0)
+    assert stability > 0.99 and clusters.n_clusters == 3
+    assert np.array_equal(clusters.labels, find_clusters(islands, min_share=0.1, seed=0).labels)  # the seed's own
+    _, one_mass = stable_clusters(rng.normal(size=(600, 6)), min_share=0.1, seed=0)
+    assert one_mass < 0.8

@@ -392,7 +392,8 @@ def make_parser() -> argparse.ArgumentParser:
                    f"raw-iforest; default {DEFAULT_DETECTOR} (chosen by the benchmarks: see the README); "
                    "m2-classes fits on the training file's labels as each normal row's class (flags rows of no "
                    "known class), m2-semisupervised on them as partial anomaly labels (-1, 0, 1); m2-clusters "
-                   "finds such classes itself, as clusters of the training rows (no labels); NAME@KEY=VALUE "
+                   "finds such classes itself, as clusters of the training rows (no labels), and "
+                   "m2-clusters-or-fusion uses them only where they are stable (else fusion-recon-kde-rank); NAME@KEY=VALUE "
                    "sets a [detector] setting, e.g. fusion-recon-kde-rank@ensemble_seeds=3 (fused over three "
                    "training seeds)")
     p.add_argument("--latent-dim", type=positive_int, default=5)

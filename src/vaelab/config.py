@@ -232,6 +232,7 @@ class DetectorConfig:
     ensemble_seeds: int = 1         # > 1: a VAE-based detector fused over this many VAE training seeds (rank rule)
     cluster_share: float = 0.01     # m2-clusters: each cluster of the training rows holds at least this share of them
     cluster_rows: int = 60000       # m2-clusters: the t-SNE map that the clusters are found in holds at most this many rows
+    cluster_stability: float = 0.8  # m2-clusters-or-fusion: the clusters' least stability (adjusted Rand index of two seeds; > 1: never)
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
@@ -239,6 +240,8 @@ class DetectorConfig:
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
         _check(self.ensemble_seeds >= 1, f"detector.ensemble_seeds must be >= 1; got {self.ensemble_seeds}")
         _check(0 < self.cluster_share < 0.5, f"detector.cluster_share must be in (0, 0.5); got {self.cluster_share}")
+        _check(self.cluster_stability >= -1, f"detector.cluster_stability must be at least -1 (an adjusted Rand "
+               f"index; above 1: never the clusters); got {self.cluster_stability}")
         _check(0 < self.ocsvm_nu <= 1, f"detector.ocsvm_nu must be in (0, 1]; got {self.ocsvm_nu}")
         _check(0 < self.background_noise < 1, f"detector.background_noise must be in (0, 1); got {self.background_noise}")
         _check(0 <= self.calibration < 1, f"detector.calibration must be a share in [0, 1); got {self.calibration}")
@@ -258,6 +261,9 @@ THRESHOLD_SETTINGS = ("calibration", "fpr")
 BACKGROUND_SETTINGS = ("background_noise",)
 # Detector settings that only m2-clusters depends on: the benchmarks' cluster units include them.
 CLUSTER_SETTINGS = ("cluster_share", "cluster_rows")
+# Detector settings that only m2-clusters-or-fusion's choice depends on: cluster units include them
+# where the benchmark's cluster gate is on.
+GATE_SETTINGS = ("cluster_stability",)
 
 
 # Detector settings that the benchmarks' cells never use: a cell fits one seed's models, and the
@@ -265,12 +271,12 @@ CLUSTER_SETTINGS = ("cluster_share", "cluster_rows")
 ENSEMBLE_SETTINGS = ("ensemble_seeds",)
 
 
-def ranking_detector_keys(background: bool = False, clusters: bool = False) -> list[str]:
+def ranking_detector_keys(background: bool = False, clusters: bool = False, gate: bool = False) -> list[str]:
     """The ``[detector]`` settings that change a benchmark cell's scores (all but :data:`THRESHOLD_SETTINGS`
-    and :data:`ENSEMBLE_SETTINGS`, but :data:`BACKGROUND_SETTINGS` unless ``background`` and but
-    :data:`CLUSTER_SETTINGS` unless ``clusters``)."""
+    and :data:`ENSEMBLE_SETTINGS`, but :data:`BACKGROUND_SETTINGS` unless ``background``, but
+    :data:`CLUSTER_SETTINGS` unless ``clusters`` and but :data:`GATE_SETTINGS` unless ``gate``)."""
     left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, *(() if background else BACKGROUND_SETTINGS),
-                *(() if clusters else CLUSTER_SETTINGS))
+                *(() if clusters else CLUSTER_SETTINGS), *(() if gate else GATE_SETTINGS))
     return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in left_out]
 
 
@@ -333,6 +339,8 @@ class AnomalyConfig:
     seeds: tuple[int, ...] = ()         # VAE training seeds, each a set of cells; empty: train.seed alone
     labelled_normals: bool = False      # also m2-classes, fitted with the normal rows' classes (loco only; no pollution)
     clusters: bool = False              # also m2-clusters: M2 on the clusters found in the normal rows (no labels)
+    cluster_gate: bool = False          # with clusters: m2-clusters-or-fusion in place of m2-clusters (M2 only where
+                                        # the clusters are stable, detector.cluster_stability; else fusion-recon-kde-rank)
     refit: str = "never"                # as detector.fusion_refit: refit every detector on all training rows to score
 
     def __post_init__(self) -> None:
@@ -347,6 +355,7 @@ class AnomalyConfig:
             _check(getattr(self, key) >= 1, f"anomaly.{key} must be >= 1")
         _check(0.0 <= self.pollution < 0.5, f"anomaly.pollution must be in [0, 0.5); got {self.pollution}")
         _check(self.refit in FUSION_REFITS, f"anomaly.refit must be {', '.join(FUSION_REFITS)}; got {self.refit!r}")
+        _check(self.clusters or not self.cluster_gate, "anomaly.cluster_gate needs anomaly.clusters = true")
         _check(not (self.labelled_normals and self.pollution > 0),
                "anomaly.labelled_normals needs anomaly.pollution = 0: the anomalies put into training have no "
                "normal class to be labelled with")

@@ -286,3 +286,46 @@ def test_refit_scores_new_rows_with_fits_on_every_row_and_keeps_the_held_out_ref
     low, high = feature_range(everything)
     assert np.allclose(refs[COMPLEXITY], compression_nats(everything[held], low, high))
     assert np.allclose(tests[COMPLEXITY], compression_nats(split.x_test, low, high))
+
+
+def test_cluster_gate_takes_m2_clusters_where_stable_and_the_fusion_elsewhere(tmp_path):
+    """anomaly.cluster_gate: the cluster cell measures its clusters' stability and fits M2 only where
+    they are stable enough (detector.cluster_stability); the row m2-clusters-or-fusion is then its
+    scores, else the VAE cell's fusion-recon-kde-rank. With a refit the fit on every row decides."""
+    from vaelab.errors import ConfigError
+
+    anomaly = {**ANOMALY, "protocols": ["ovr"], "classes": [1], "likelihood_ratio": False,
+               "latent_estimators": ["kde"], "raw_estimators": ["pca-recon"], "clusters": True, "refit": "always"}
+    detector = {**SETTINGS["detector"], "cluster_share": 0.05}
+    plain = tiny_config(**{**SETTINGS, "anomaly": anomaly, "detector": detector})
+    AnomalyBenchmark(plain, tmp_path / "plain").run()
+    _, plain_tests, plain_refs = load_scores(npz(tmp_path / "plain", Cell("ovr", 1, 2, CLUSTER_CELL)))
+    for threshold, clusters_kept in ((-1.0, True), (1.01, False)):  # above 1: never the clusters
+        config = tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "cluster_gate": True},
+                                "detector": {**detector, "cluster_stability": threshold}})
+        cell = Cell("ovr", 1, 2, CLUSTER_CELL)
+        assert cell_unit(config, Cell("ovr", 1, 2)).fingerprint == cell_unit(plain, Cell("ovr", 1, 2)).fingerprint
+        assert cell_unit(config, cell).fingerprint != cell_unit(plain, cell).fingerprint
+        out = tmp_path / str(threshold)
+        bench = AnomalyBenchmark(config, out)
+        rows = bench.run()
+        stability = bench.store.result(cell_unit(config, cell))["cluster_stability"]
+        assert -1.0 <= stability <= 1.0
+        _, tests, refs = load_scores(npz(out, cell))
+        names = {r["detector"] for r in rows}
+        assert "m2-clusters-or-fusion" in names and "m2-clusters" not in names
+        gated = next(r for r in rows if r["detector"] == "m2-clusters-or-fusion")
+        y, scores, _ = bench.scores("ovr", 1)
+        if clusters_kept:  # M2 fitted as without the gate, on the clusters found once
+            assert np.allclose(tests["m2-clusters"], plain_tests["m2-clusters"], atol=1e-5)
+            assert np.allclose(refs["m2-clusters"], plain_refs["m2-clusters"], atol=1e-5)
+            assert np.array_equal(scores[2]["m2-clusters-or-fusion"], tests["m2-clusters"])
+        else:  # no M2 fitted: the fallback's scores
+            assert tests == {} and refs == {}
+            assert np.array_equal(scores[2]["m2-clusters-or-fusion"], scores[2]["fusion-recon-kde-rank"])
+        assert gated["auroc"] == detection_metrics(y, scores[2]["m2-clusters-or-fusion"])["auroc"]
+    with pytest.raises(ConfigError, match="cluster_gate needs anomaly.clusters"):
+        tiny_config(**{**SETTINGS, "anomaly": {**ANOMALY, "cluster_gate": True}})
+    with pytest.raises(ConfigError, match="add \"kde\""):
+        AnomalyBenchmark(tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "cluster_gate": True,
+                                                                "latent_estimators": ["gmm"]}}), tmp_path / "bad")

@@ -9,6 +9,7 @@
     semisupervised  SemiSupervisedDetector: M2 with a few labelled anomalies; ClassConditionalDetector:
                     M2 on normal rows labelled with their class (open-set recognition);
                     ClusterConditionalDetector: M2 on the clusters found in unlabelled normal rows
+    gated           ClusterGatedDetector: ClusterConditionalDetector where its clusters are stable, else a fallback
     registry        names -> detectors, for every caller
 """
 
@@ -17,8 +18,9 @@ from vaelab.detectors.base import BaseDetector, predictions, reference_split, su
 from vaelab.detectors.corrections import CORRECTIONS, CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import GaussianKDE
 from vaelab.detectors.fusion import FUSION_RULES, FusionDetector, fuse
+from vaelab.detectors.gated import ClusterGatedDetector
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
-from vaelab.detectors.registry import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED,
+from vaelab.detectors.registry import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CLUSTER_GATED, CORRECTED, DETECTORS, FUSIONS, LIKELIHOOD, SEMI_SUPERVISED,
                                       make_detector,
                                       registered_variant, with_derived)
 from vaelab.detectors.semisupervised import ClassConditionalDetector, ClusterConditionalDetector, SemiSupervisedDetector
@@ -26,6 +28,6 @@ from vaelab.detectors.vae import VAEDetector
 
 load_detector = BaseDetector.load
 
-__all__ = ["BaseDetector", "CLASS_CONDITIONAL", "CLUSTER_CONDITIONAL", "CORRECTED", "ClassConditionalDetector", "ClusterConditionalDetector", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
+__all__ = ["BaseDetector", "CLASS_CONDITIONAL", "CLUSTER_CONDITIONAL", "CLUSTER_GATED", "ClusterGatedDetector", "CORRECTED", "ClassConditionalDetector", "ClusterConditionalDetector", "CORRECTIONS", "CorrectedLikelihoodDetector", "DEFAULT_DETECTOR", "DETECTORS", "FUSIONS", "FUSION_RULES", "FusionDetector", "GaussianKDE",
            "LIKELIHOOD", "LatentDetector", "RawDetector", "SEMI_SUPERVISED", "SemiSupervisedDetector", "VAEDetector",
            "corrected_scores", "fuse", "load_detector", "make_detector", "predictions", "registered_variant", "reference_split", "subsample", "with_derived"]

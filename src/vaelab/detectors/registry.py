@@ -23,6 +23,7 @@ from vaelab.detectors.base import BaseDetector
 from vaelab.detectors.corrections import CorrectedLikelihoodDetector, corrected_scores
 from vaelab.detectors.estimators import ESTIMATOR_SETTINGS
 from vaelab.detectors.fusion import FusionDetector, fuse
+from vaelab.detectors.gated import ClusterGatedDetector
 from vaelab.detectors.latent_raw import LatentDetector, RawDetector
 from vaelab.detectors.semisupervised import ClassConditionalDetector, ClusterConditionalDetector, SemiSupervisedDetector
 from vaelab.detectors.vae import VAEDetector
@@ -54,6 +55,9 @@ DETECTORS = (*VAE_NAMES, *LATENT_NAMES, *RAW_NAMES, *CORRECTED, *FUSIONS)  # the
 SEMI_SUPERVISED = "m2-semisupervised"  # SemiSupervisedDetector: fit(X, y) with a few labelled anomalies
 CLASS_CONDITIONAL = "m2-classes"  # ClassConditionalDetector: fit(X, y) with every normal row's class
 CLUSTER_CONDITIONAL = "m2-clusters"  # ClusterConditionalDetector: fit(X), M2 on the clusters found in X
+# ClusterGatedDetector: fit(X), m2-clusters where the clusters found in X are stable, else GATE_FALLBACK
+CLUSTER_GATED = "m2-clusters-or-fusion"
+GATE_FALLBACK = "fusion-recon-kde-rank"  # the best unconditional detector one-vs-rest (docs/anomaly.md)
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:
@@ -128,6 +132,12 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
                                           epochs=epochs, batch_size=config.train.batch_size, lr=config.train.lr,
                                           reference_rows=det.reference_rows, cluster_share=det.cluster_share,
                                           cluster_rows=det.cluster_rows, device=config.train.device, **common)
+    if name == CLUSTER_GATED:
+        return ClusterGatedDetector(make_detector(CLUSTER_CONDITIONAL, config, latent_dim=latent_dim, epochs=epochs,
+                                                  seed=seed, calibration=0.0),
+                                    make_detector(GATE_FALLBACK, config, latent_dim=latent_dim, epochs=epochs,
+                                                  seed=seed, calibration=0.0),
+                                    min_stability=det.cluster_stability, **common)
     if name in CORRECTED:
         vae = make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
         return CorrectedLikelihoodDetector(CORRECTED[name], vae=vae, background_noise=det.background_noise,
@@ -137,7 +147,7 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
         parts = tuple(make_detector(n, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
                       for n in names)
         return FusionDetector(parts, rule=rule, reference_rows=det.reference_rows, refit=det.fusion_refit, **common)
-    raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, CLUSTER_CONDITIONAL, SEMI_SUPERVISED, CLASS_CONDITIONAL))}")
+    raise ConfigError(f"unknown detector {name!r}; known: {', '.join((*DETECTORS, CLUSTER_CONDITIONAL, CLUSTER_GATED, SEMI_SUPERVISED, CLASS_CONDITIONAL))}")
 
 
 def seed_ensemble(name: str, config: Config, *, latent_dim: int, epochs: int,

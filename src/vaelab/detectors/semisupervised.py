@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.clusters import find_clusters
+from vaelab.clusters import Clusters, find_clusters, stable_clusters
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.data.labels import LABELLED_SHARE
-from vaelab.detectors.base import BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling, subsample
+from vaelab.detectors.base import (BaseDetector, StateReader, StateWriter, feature_likelihood, feature_scaling,
+                                   finite_rows, subsample)
 from vaelab.detectors.corrections import complexity_slope, compression_nats, feature_range
 from vaelab.detectors.fusion import fuse
 from vaelab.detectors.vae import ScaledInput, model_state, restore_model
@@ -307,15 +308,48 @@ class ClusterConditionalDetector(ClassConditionalDetector):
         return np.arange(n)  # unsupervised: every row is normal, y is ignored
 
     def _fit_rows(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        clusters = getattr(self, "_shared", None)  # found already (stable_clusters_of), else found here
+        if clusters is None:
+            self._check_cluster_settings()
+            clusters = find_clusters(self._scaled(X), **self._cluster_settings())
+        self.n_clusters_ = clusters.n_clusters
+        super()._fit_rows(X, clusters.labels)
+
+    def stable_clusters_of(self, X) -> tuple[Clusters, float]:
+        """(the clusters that :meth:`fit` finds in the rows X, their stability): the adjusted Rand index
+        between them and the clusters found from the next seed (:func:`~vaelab.clusters.stable_clusters`).
+        Fit with them by :meth:`fit_with_clusters`, so that they are not found twice."""
+        self._check_cluster_settings()
+        X = finite_rows(X, min_rows=2)
+        settings = self._cluster_settings()
+        return stable_clusters(self._scaled(X), seed=settings.pop("seed"), **settings)
+
+    def fit_with_clusters(self, X, clusters: Clusters):
+        """:meth:`fit` with ``clusters`` of the rows X (from :meth:`stable_clusters_of`) as the classes."""
+        if len(clusters.labels) != len(X):
+            raise ValueError(f"clusters of {len(clusters.labels)} rows given for {len(X)} rows")
+        if self.calibration:
+            raise ValueError("fit_with_clusters takes clusters of every row: set calibration=0")
+        self._shared = clusters
+        try:
+            return self.fit(X)
+        finally:
+            del self._shared
+
+    def _check_cluster_settings(self) -> None:
         if not 0.0 < self.cluster_share < 0.5:
             raise ValueError(f"cluster_share must be in (0, 0.5); got {self.cluster_share}")
         if self.cluster_rows < 2:
             raise ValueError(f"cluster_rows must be >= 2; got {self.cluster_rows}")
+
+    def _cluster_settings(self) -> dict[str, Any]:
+        return {"min_share": self.cluster_share, "max_rows": self.cluster_rows, "seed": self.random_state,
+                "device": str(resolve_device(self.device))}
+
+    @staticmethod
+    def _scaled(X: np.ndarray) -> np.ndarray:
         center, scale = feature_scaling(X)  # tables: every feature on one scale before the principal components
-        clusters = find_clusters((X - center) / scale, min_share=self.cluster_share, max_rows=self.cluster_rows,
-                                 seed=self.random_state, device=str(resolve_device(self.device)))
-        self.n_clusters_ = clusters.n_clusters
-        super()._fit_rows(X, clusters.labels)
+        return (X - center) / scale
 
     def _restore(self, meta: dict[str, Any], reader: StateReader, prefix: str) -> None:
         super()._restore(meta, reader, prefix)

@@ -43,7 +43,10 @@ from vaelab import plots
 from vaelab.config import Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, LIKELIHOOD, fuse, make_detector, reference_split, with_derived
+from vaelab.detectors import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CLUSTER_GATED, LIKELIHOOD, fuse, make_detector,
+                              reference_split, with_derived)
+from vaelab.detectors.gated import chooses_clusters
+from vaelab.detectors.registry import GATE_FALLBACK
 from vaelab.detectors.fusion import refits
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
@@ -97,14 +100,17 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
         settings = config_part(c, data=None, detector=ranking_detector_keys(), train=["seed"], anomaly=["pollution", "raw_estimators"])
         extra = {"with": [COMPLEXITY]}
     else:
+        gated = cell.kind == CLUSTER_CELL and config.anomaly.cluster_gate
         settings = config_part(c, data=None, detector=ranking_detector_keys(cell.kind == BACKGROUND_CELL,
-                                                                          cell.kind == CLUSTER_CELL),
+                                                                          cell.kind == CLUSTER_CELL, gated),
                                train=["seed", "batch_size", "lr"], score=None, model=["hidden_dims"],
                                anomaly=["pollution", *vae_score_keys(config), f"{cell.protocol}_epochs"])
         marker = CELL_KINDS[cell.kind][1]
         extra = {marker: True} if marker else {}
         if cell.seed is not None:
             extra["train_seed"] = cell.seed
+        if gated:  # without: the fingerprints as before the gate came
+            extra["cluster_gate"] = True
     if config.anomaly.refit != "never":  # without: the fingerprints as before the setting came
         extra["refit"] = config.anomaly.refit
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
@@ -134,9 +140,9 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
     ref = split.x_train[held]
     refit = refits(p.get("refit", "never"), len(held), len(split.x_train))
     t0 = time.perf_counter()
-    if refit:  # the record describes the fits that score the test rows
-        _, refs, _, _ = fitted_scores(p, config, split, fit, ref, ref)
+    if refit:  # the record describes the fits that score the test rows; a cluster gate decides on them
         tests, again, seconds, extra = fitted_scores(p, config, split, np.arange(len(split.x_train)), split.x_test, ref)
+        _, refs, _, _ = fitted_scores(p, config, split, fit, ref, ref, gate=bool(tests) if p.get("cluster_gate") else None)
         refs.update({k: again[k] for k in UNFITTED if k in again})  # no model: both sides from one row range
         extra["n_reference_fit"] = len(fit)
     else:
@@ -148,10 +154,15 @@ def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
 
 
 def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows: np.ndarray, x_eval: np.ndarray,
-                  ref: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float],
-                                            dict[str, Any]]:
+                  ref: np.ndarray, gate: bool | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                                   dict[str, float], dict[str, Any]]:
     """(scores of ``x_eval``, scores of ``ref``, seconds, extra record) of the detectors of the cell with
-    params ``p``, fitted on the training rows ``rows`` (indices into ``split.x_train``)."""
+    params ``p``, fitted on the training rows ``rows`` (indices into ``split.x_train``).
+
+    A cluster cell with ``cluster_gate`` fits m2-clusters only where its clusters are stable
+    (:class:`~vaelab.detectors.ClusterGatedDetector`'s rule; the stability in the record), and has no
+    scores elsewhere: there the gated detector is the VAE cell's fallback fusion (:func:`gated_scores`).
+    ``gate``: the choice made already (by the refit's fit on every row), not measured again."""
     vae_seed = p.get("train_seed", config.train.seed)
     x_fit = split.x_train[rows]
     t0 = time.perf_counter()
@@ -162,10 +173,20 @@ def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows:
     elif m2_kind := next((k for k in M2_CELLS if p.get(CELL_KINDS[k][1])), None):
         name = M2_CELLS[m2_kind]
         det = make_detector(name, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed, calibration=0.0)
-        det.fit(x_fit, split.y_train[rows] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
-        tests, refs = {name: det.score_samples(x_eval)}, {name: det.score_samples(ref)}
-        seconds, extra = {name: time.perf_counter() - t0}, {"epochs": epochs}
-        if m2_kind == CLUSTER_CELL:
+        extra = {"epochs": epochs}
+        if p.get("cluster_gate") and gate is None:
+            found, extra["cluster_stability"] = det.stable_clusters_of(x_fit)
+            if chooses_clusters(extra["cluster_stability"], config.detector.cluster_stability):
+                det.fit_with_clusters(x_fit, found)
+            else:
+                det = None
+        elif p.get("cluster_gate") and not gate:
+            det = None
+        else:
+            det.fit(x_fit, split.y_train[rows] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
+        tests, refs = ({name: det.score_samples(x_eval)}, {name: det.score_samples(ref)}) if det else ({}, {})
+        seconds = {name: time.perf_counter() - t0}
+        if det is not None and m2_kind == CLUSTER_CELL:
             extra["n_clusters"] = det.n_clusters_
     else:
         fit_rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
@@ -203,6 +224,8 @@ class AnomalyBenchmark:
         missing = sorted(set(self.classes) - set(known))
         if missing:
             raise ConfigError(f"anomaly.classes has {missing[0]}, which {data.name} does not have")
+        if config.anomaly.cluster_gate and "kde" not in config.anomaly.latent_estimators:
+            raise ConfigError(f"anomaly.cluster_gate falls back to {GATE_FALLBACK}: add \"kde\" to anomaly.latent_estimators")
 
     def cells(self) -> list[Cell]:
         return [cell for p in self.config.anomaly.protocols for c in self.classes
@@ -267,6 +290,8 @@ class AnomalyBenchmark:
                 tests, refs = {**tests, **more_tests}, {**refs, **more_refs}
                 meta = {**meta, "seconds": {**meta["seconds"], **more_meta["seconds"]}}
             tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
+            if self.config.anomaly.cluster_gate:
+                tests, refs, meta = gated_scores(tests, refs, meta)
             scores[d] = {k: v for k, v in tests.items() if k not in raw_tests}
             refs_by_dim[d], records[d] = refs, meta
         if len(self.latent_dims) > 1:
@@ -325,6 +350,22 @@ class AnomalyBenchmark:
             entries.append({"file": file, "caption": f"ROC curves per class, {PROTOCOL_TITLES[p]}, latent size "
                             f"{best} (the best for {LIKELIHOOD}), for the main detector families."})
         return entries
+
+
+def gated_scores(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray],
+                 meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """(test scores, reference scores, record) of one latent size's cells with ``m2-clusters-or-fusion``
+    in place of ``m2-clusters``: the cluster cell's scores where it fitted M2 (its clusters were
+    stable), else the VAE cell's :data:`~vaelab.detectors.registry.GATE_FALLBACK`, as
+    :class:`~vaelab.detectors.ClusterGatedDetector` chooses."""
+    chosen = CLUSTER_CONDITIONAL if CLUSTER_CONDITIONAL in tests else GATE_FALLBACK
+    tests, refs = dict(tests), dict(refs)
+    tests[CLUSTER_GATED], refs[CLUSTER_GATED] = tests.pop(chosen), refs.pop(chosen)
+    if chosen == GATE_FALLBACK:  # the fallback keeps its own row
+        tests[GATE_FALLBACK], refs[GATE_FALLBACK] = tests[CLUSTER_GATED], refs[CLUSTER_GATED]
+    seconds = dict(meta["seconds"])
+    seconds[CLUSTER_GATED] = seconds.pop(CLUSTER_CONDITIONAL, None)
+    return tests, refs, {**meta, "seconds": seconds}
 
 
 def seed_ensembles(per_seed: list[tuple[dict, dict]], latent: int) -> dict[str, np.ndarray]:
