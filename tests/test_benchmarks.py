@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {
     "train_speed.py": ["--epochs", "1", "--repeats", "1"],
     "grouped_training.py": ["--repeats", "1", "--latent-dims", "2,3"],
+    "cluster_stability.py": ["--data", "mnist5k", "--protocols", "ovr", "--classes", "1", "--threads", "1"],
     "mnist_likelihood.py": ["--epochs", "1", "--latent-dims", "2", "--samples", "10"],
     "ssl_mnist.py": ["--labels", "100", "--m2-epochs", "1", "--m1m2-epochs", "2", "--m1-latent", "4", "--m1-epochs", "1",
                      "--train-limit", "2000", "--latent-dim", "4", "--hidden", "32"],
@@ -61,6 +62,13 @@ def test_grouped_training_smoke(tmp_path):
     out = _run("grouped_training.py", tmp_path)
     rows = [line for line in out.splitlines() if line.startswith(("one after another", "grouped"))]
     assert len(rows) == 3 and all("%" in row for row in rows)
+
+
+def test_cluster_stability_smoke(tmp_path):
+    out = _run("cluster_stability.py", tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("| ovr | 1 |"))
+    stability = float(row.split("|")[5])
+    assert -1.0 <= stability <= 1.0 and row.split("|")[6].strip() == ("yes" if stability >= 0.8 else "no")
 
 
 def test_versus_pyod_smoke(tmp_path):

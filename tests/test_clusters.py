@@ -40,7 +40,7 @@ def test_one_group_is_cut_in_two_and_bad_settings_are_refused():
 
     x = np.random.default_rng(2).normal(size=(300, 5))
     clusters = find_clusters(x, min_share=0.3, seed=0)
-    assert clusters.n_clusters >= 2 and np.bincount(clusters.labels).min() > 0
+    assert clusters.n_clusters >= 2 and np.bincount(clusters.labels).min() > 0 and clusters.cut
     with pytest.raises(ValueError, match="min_share"):
         find_clusters(x, min_share=0.0)
     with pytest.raises(ValueError, match="max_rows"):
@@ -59,3 +59,5 @@ def test_stable_clusters_agree_on_islands_and_not_on_one_mass():
     assert np.array_equal(clusters.labels, find_clusters(islands, min_share=0.1, seed=0).labels)  # the seed's own
     _, one_mass = stable_clusters(rng.normal(size=(600, 6)), min_share=0.1, seed=0)
     assert one_mass < 0.8
+    few, cut = stable_clusters(rng.normal(size=(120, 6)), min_share=0.1, seed=0)  # under two clusters of 50 rows
+    assert few.cut and cut == 0.0  # k-means' halves of one mass: no clusters, however alike from seed to seed

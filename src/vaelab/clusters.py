@@ -32,6 +32,7 @@ class Clusters:
     labels: np.ndarray  # (n,) each row's cluster, 0 .. n_clusters - 1 (every row has one)
     core: np.ndarray    # (n,) bool: the rows the clustering placed itself (HDBSCAN's, or k-means' where HDBSCAN
                         # found fewer than two clusters); the rest joined their nearest clustered rows
+    cut: bool = False   # HDBSCAN found fewer than two clusters, and k-means cut the map in two
 
     @property
     def n_clusters(self) -> int:
@@ -64,7 +65,8 @@ def find_clusters(x: np.ndarray, *, min_share: float = 0.01, max_rows: int = 600
     points = tsne(codes[mapped], seed=seed, device=device) if codes.shape[1] > 1 else codes[mapped]  # 1-D: the map
     size = min(max(MIN_CLUSTER_ROWS, math.ceil(min_share * len(mapped))), len(mapped))
     found = HDBSCAN(min_cluster_size=size, cluster_selection_method="leaf", copy=True).fit(points).labels_
-    if found.max() < 1:  # one cluster or none: the map cut in two, so that a classifier has two sides
+    cut = bool(found.max() < 1)
+    if cut:  # one cluster or none: the map cut in two, so that a classifier has two sides
         found = KMeans(2, n_init=3, random_state=seed).fit_predict(points)
     clustered = found >= 0
     labels = np.zeros(n, dtype=np.int64)
@@ -79,15 +81,19 @@ def find_clusters(x: np.ndarray, *, min_share: float = 0.01, max_rows: int = 600
     if len(unmapped):  # no place in the map: their nearest clustered rows in the principal components
         knn = KNeighborsClassifier(k).fit(codes[mapped[clustered]], found[clustered])
         labels[unmapped] = knn.predict(codes[unmapped])
-    return Clusters(labels, core)
+    return Clusters(labels, core, cut)
 
 
 def stable_clusters(x: np.ndarray, *, seed: int = 0, **settings) -> tuple[Clusters, float]:
     """(the clusters of :func:`find_clusters` with ``seed``, their stability): the adjusted Rand index
     between them and the clusters found from ``seed + 1`` with the same ``settings``; 1 for the same
-    partition, about 0 for partitions that agree no more than by chance."""
+    partition, about 0 for partitions that agree no more than by chance. 0 where either seed's map had
+    fewer than two clusters (:attr:`Clusters.cut`): k-means' cut of one mass of rows into two halves
+    can come back from every seed, but it is no cluster structure."""
     from sklearn.metrics import adjusted_rand_score
 
     clusters = find_clusters(x, seed=seed, **settings)
     again = find_clusters(x, seed=seed + 1, **settings)
+    if clusters.cut or again.cut:
+        return clusters, 0.0
     return clusters, float(adjusted_rand_score(clusters.labels, again.labels))
