@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from vaelab.config import Config
 from vaelab.detectors import (
     CLUSTER_CONDITIONAL,
+    CLUSTER_GATED,
     DETECTORS,
     SEMI_SUPERVISED,
     BaseDetector,
@@ -133,7 +134,8 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 
 @pytest.mark.slow
-@parametrize_with_checks([_tiny(name) for name in (*DETECTORS, CLUSTER_CONDITIONAL) if name not in ONE_OF_EACH],
+@parametrize_with_checks([_tiny(name) for name in (*DETECTORS, CLUSTER_CONDITIONAL, CLUSTER_GATED)
+                          if name not in ONE_OF_EACH],
                          expected_failed_checks=_expected)
 def test_scikit_learn_estimator_checks_on_every_registered_detector(estimator, check):
     check(estimator)
@@ -150,7 +152,7 @@ def _scoring_methods(det: BaseDetector) -> dict:
     return methods
 
 
-@pytest.mark.parametrize("name", [*DETECTORS, SEMI_SUPERVISED, CLUSTER_CONDITIONAL])
+@pytest.mark.parametrize("name", [*DETECTORS, SEMI_SUPERVISED, CLUSTER_CONDITIONAL, CLUSTER_GATED])
 def test_invariances_of_every_detector(blobs, name):
     """A row's score depends on the row alone (not on its batch, the batch's size or the row order);
     one seed gives one fit; every scoring method checks the feature count. Scores agree to float32
@@ -237,7 +239,7 @@ def test_the_semi_supervised_detector_calibrates_on_normal_rows_only(blobs):
 
 
 # ---- explanations ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [*DETECTORS, SEMI_SUPERVISED, CLUSTER_CONDITIONAL])
+@pytest.mark.parametrize("name", [*DETECTORS, SEMI_SUPERVISED, CLUSTER_CONDITIONAL, CLUSTER_GATED])
 def test_every_detector_explains_each_row_per_feature(blobs, name):
     train, test, _ = blobs
     y = np.where(np.arange(len(train)) < 5, 1, -1) if name == SEMI_SUPERVISED else None

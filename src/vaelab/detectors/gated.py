@@ -54,6 +54,10 @@ class ClusterGatedDetector(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self.detector_.score_samples(X)
 
+    def explain(self, X) -> np.ndarray:
+        """Per-feature contributions, (n, d): those of the detector that was chosen."""
+        return self.detector_.explain(self._checked(X))
+
     def _state(self, writer: StateWriter, prefix: str) -> dict[str, Any]:
         return {"stability": self.stability_, "chose_clusters": self.chose_clusters_,
                 "detector": writer.nested(self.detector_, f"{prefix}chosen.")}
