@@ -61,3 +61,22 @@ def test_stable_clusters_agree_on_islands_and_not_on_one_mass():
     assert one_mass < 0.8
     few, cut = stable_clusters(rng.normal(size=(120, 6)), min_share=0.1, seed=0)  # under two clusters of 50 rows
     assert few.cut and cut == 0.0  # k-means' halves of one mass: no clusters, however alike from seed to seed
+
+
+def test_stable_clusters_over_more_maps_is_the_mean_over_their_pairs():
+    """With three maps the stability is the mean adjusted Rand index of the three pairs of seeds' clusters,
+    and the clusters returned are the first seed's."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from vaelab.clusters import find_clusters, stable_clusters
+
+    rng = np.random.default_rng(3)  # four touching groups: clusters that move a little with the seed
+    x = np.vstack([c + rng.normal(size=(150, 6)) for c in np.eye(4, 6) * 2.5])
+    found = [find_clusters(x, min_share=0.1, seed=s).labels for s in (4, 5, 6)]
+    pairs = [adjusted_rand_score(found[a], found[b]) for a, b in ((0, 1), (0, 2), (1, 2))]
+    clusters, stability = stable_clusters(x, min_share=0.1, seed=4, maps=3)
+    assert np.array_equal(clusters.labels, found[0])
+    assert stability == pytest.approx(np.mean(pairs)) and 0.2 < stability < 0.99 and len(set(np.round(pairs, 6))) > 1
+    assert stable_clusters(x, min_share=0.1, seed=4)[1] == pytest.approx(pairs[0])  # two maps: the one pair
+    with pytest.raises(ValueError, match="at least two maps"):
+        stable_clusters(x, maps=1)

@@ -44,6 +44,7 @@ def test_overrides_apply_on_top_of_file(tmp_path):
     ("[detector]\nlikelihood = \"poisson\"\n", "detector.likelihood must be auto, bernoulli or gaussian"),
     ("[anomaly]\nrefit = \"sometimes\"\n", "anomaly.refit must be auto, always, never"),
     ("[detector]\ncluster_stability = -2\n", "detector.cluster_stability must be at least -1"),
+    ("[detector]\ncluster_maps = 1\n", "detector.cluster_maps must be at least 2"),
     ("[model\n", "not valid TOML"),
 ])
 def test_bad_configs_name_the_file_and_problem(tmp_path, text, message):

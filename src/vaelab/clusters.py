@@ -7,8 +7,8 @@ least cluster size of a share of the rows. Rows that HDBSCAN leaves as noise, an
 map's cap, join the cluster of most of their nearest clustered neighbours (in the map, or in the
 principal components where a row has no place in the map).
 
-Whether the clusters are real: :func:`stable_clusters` clusters the rows a second time from another
-seed (another t-SNE map) and measures the agreement of the two by the adjusted Rand index (Hubert &
+Whether the clusters are real: :func:`stable_clusters` clusters the rows again from other seeds
+(other t-SNE maps) and measures their agreement by the mean adjusted Rand index of every pair (Hubert &
 Arabie 1985). Islands in the data come back whatever the seed; cuts through one connected mass of rows
 move (stability as a test of cluster structure: Ben-Hur et al. 2002, Lange et al. 2004).
 """
@@ -84,16 +84,21 @@ def find_clusters(x: np.ndarray, *, min_share: float = 0.01, max_rows: int = 600
     return Clusters(labels, core, cut)
 
 
-def stable_clusters(x: np.ndarray, *, seed: int = 0, **settings) -> tuple[Clusters, float]:
-    """(the clusters of :func:`find_clusters` with ``seed``, their stability): the adjusted Rand index
-    between them and the clusters found from ``seed + 1`` with the same ``settings``; 1 for the same
-    partition, about 0 for partitions that agree no more than by chance. 0 where either seed's map had
-    fewer than two clusters (:attr:`Clusters.cut`): k-means' cut of one mass of rows into two halves
-    can come back from every seed, but it is no cluster structure."""
+def stable_clusters(x: np.ndarray, *, seed: int = 0, maps: int = 2, **settings) -> tuple[Clusters, float]:
+    """(the clusters of :func:`find_clusters` with ``seed``, their stability): the mean adjusted Rand
+    index over every pair of the ``maps`` clusterings found from seeds ``seed`` .. ``seed + maps - 1``
+    with the same ``settings``; 1 for the same partition, about 0 for partitions that agree no more
+    than by chance. 0 where any seed's map had fewer than two clusters (:attr:`Clusters.cut`): k-means'
+    cut of one mass of rows into two halves can come back from every seed, but it is no cluster
+    structure. More maps: a steadier estimate (one pair of maps can agree by luck)."""
+    from itertools import combinations
+
     from sklearn.metrics import adjusted_rand_score
 
-    clusters = find_clusters(x, seed=seed, **settings)
-    again = find_clusters(x, seed=seed + 1, **settings)
-    if clusters.cut or again.cut:
-        return clusters, 0.0
-    return clusters, float(adjusted_rand_score(clusters.labels, again.labels))
+    if maps < 2:
+        raise ValueError(f"the stability needs at least two maps; got {maps}")
+    found = [find_clusters(x, seed=seed + i, **settings) for i in range(maps)]
+    if any(c.cut for c in found):
+        return found[0], 0.0
+    pairs = [adjusted_rand_score(a.labels, b.labels) for a, b in combinations(found, 2)]
+    return found[0], float(np.mean(pairs))

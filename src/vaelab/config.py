@@ -232,13 +232,15 @@ class DetectorConfig:
     ensemble_seeds: int = 1         # > 1: a VAE-based detector fused over this many VAE training seeds (rank rule)
     cluster_share: float = 0.01     # m2-clusters: each cluster of the training rows holds at least this share of them
     cluster_rows: int = 60000       # m2-clusters: the t-SNE map that the clusters are found in holds at most this many rows
-    cluster_stability: float = 0.8  # m2-clusters-or-fusion: the clusters' least stability (adjusted Rand index of two seeds; > 1: never)
+    cluster_stability: float = 0.8  # m2-clusters-or-fusion: the clusters' least stability (mean adjusted Rand index; > 1: never)
+    cluster_maps: int = 3           # m2-clusters-or-fusion: the stability is measured over this many seeds' maps (>= 2)
 
     def __post_init__(self) -> None:
         for key in ("threshold_rows", "reference_rows", "max_fit_rows", "iwae_samples", "gmm_components",
                     "gmm_full_max_dim", "iforest_estimators", "nystroem_components", "pca_components", "cluster_rows"):
             _check(getattr(self, key) >= 1, f"detector.{key} must be >= 1; got {getattr(self, key)}")
         _check(self.ensemble_seeds >= 1, f"detector.ensemble_seeds must be >= 1; got {self.ensemble_seeds}")
+        _check(self.cluster_maps >= 2, f"detector.cluster_maps must be at least 2; got {self.cluster_maps}")
         _check(0 < self.cluster_share < 0.5, f"detector.cluster_share must be in (0, 0.5); got {self.cluster_share}")
         _check(self.cluster_stability >= -1, f"detector.cluster_stability must be at least -1 (an adjusted Rand "
                f"index; above 1: never the clusters); got {self.cluster_stability}")
@@ -262,8 +264,11 @@ BACKGROUND_SETTINGS = ("background_noise",)
 # Detector settings that only m2-clusters depends on: the benchmarks' cluster units include them.
 CLUSTER_SETTINGS = ("cluster_share", "cluster_rows")
 # Detector settings that only m2-clusters-or-fusion's choice depends on: cluster units include them
-# where the benchmark's cluster gate is on.
+# where the benchmark's cluster gate is on (cluster_maps only where it is not two, the number of maps
+# before the setting came, so that the cells measured then keep their fingerprints).
 GATE_SETTINGS = ("cluster_stability",)
+GATE_MAPS = "cluster_maps"
+OLD_GATE_MAPS = 2
 
 
 # Detector settings that the benchmarks' cells never use: a cell fits one seed's models, and the
@@ -275,7 +280,7 @@ def ranking_detector_keys(background: bool = False, clusters: bool = False, gate
     """The ``[detector]`` settings that change a benchmark cell's scores (all but :data:`THRESHOLD_SETTINGS`
     and :data:`ENSEMBLE_SETTINGS`, but :data:`BACKGROUND_SETTINGS` unless ``background``, but
     :data:`CLUSTER_SETTINGS` unless ``clusters`` and but :data:`GATE_SETTINGS` unless ``gate``)."""
-    left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, *(() if background else BACKGROUND_SETTINGS),
+    left_out = (*THRESHOLD_SETTINGS, *ENSEMBLE_SETTINGS, GATE_MAPS, *(() if background else BACKGROUND_SETTINGS),
                 *(() if clusters else CLUSTER_SETTINGS), *(() if gate else GATE_SETTINGS))
     return [f.name for f in dataclasses.fields(DetectorConfig) if f.name not in left_out]
 

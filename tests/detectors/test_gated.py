@@ -54,6 +54,8 @@ def test_bad_settings_are_refused():
     x = np.random.default_rng(0).normal(size=(60, 3))
     with pytest.raises(ValueError, match="min_stability"):
         _gate(min_stability=-1.5).fit(x)
+    with pytest.raises(ValueError, match="maps must be at least 2"):
+        _gate(maps=1).fit(x)
     with pytest.raises(ValueError, match="needs a ClusterConditionalDetector"):
         ClusterGatedDetector(None, RawDetector("kde")).fit(x)
 
@@ -62,8 +64,9 @@ def test_the_registry_builds_it_from_the_config():
     from vaelab.config import Config, DetectorConfig
     from vaelab.detectors import CLUSTER_GATED, ClusterConditionalDetector, FusionDetector, make_detector
 
-    gate = make_detector(CLUSTER_GATED, Config(detector=DetectorConfig(cluster_stability=0.6, cluster_share=0.05)))
-    assert gate.min_stability == 0.6 and isinstance(gate.clusters, ClusterConditionalDetector)
+    gate = make_detector(CLUSTER_GATED, Config(detector=DetectorConfig(cluster_stability=0.6, cluster_share=0.05,
+                                                                       cluster_maps=4)))
+    assert gate.min_stability == 0.6 and gate.maps == 4 and isinstance(gate.clusters, ClusterConditionalDetector)
     assert gate.clusters.cluster_share == 0.05 and gate.clusters.calibration == 0.0
     assert isinstance(gate.fallback, FusionDetector) and gate.fallback.rule == "rank"
     assert [type(p).__name__ for p in gate.fallback.detectors] == ["VAEDetector", "LatentDetector"]

@@ -306,6 +306,10 @@ def test_cluster_gate_takes_m2_clusters_where_stable_and_the_fusion_elsewhere(tm
         cell = Cell("ovr", 1, 2, CLUSTER_CELL)
         assert cell_unit(config, Cell("ovr", 1, 2)).fingerprint == cell_unit(plain, Cell("ovr", 1, 2)).fingerprint
         assert cell_unit(config, cell).fingerprint != cell_unit(plain, cell).fingerprint
+        two_maps = tiny_config(**{**SETTINGS, "anomaly": {**anomaly, "cluster_gate": True},
+                                  "detector": {**detector, "cluster_stability": threshold, "cluster_maps": 2}})
+        assert "cluster_maps" not in cell_unit(two_maps, cell).params  # the fingerprints of before the setting
+        assert cell_unit(config, cell).params["cluster_maps"] == config.detector.cluster_maps == 3
         out = tmp_path / str(threshold)
         bench = AnomalyBenchmark(config, out)
         rows = bench.run()

@@ -137,7 +137,7 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
                                                   seed=seed, calibration=0.0),
                                     make_detector(GATE_FALLBACK, config, latent_dim=latent_dim, epochs=epochs,
                                                   seed=seed, calibration=0.0),
-                                    min_stability=det.cluster_stability, **common)
+                                    min_stability=det.cluster_stability, maps=det.cluster_maps, **common)
     if name in CORRECTED:
         vae = make_detector(LIKELIHOOD, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
         return CorrectedLikelihoodDetector(CORRECTED[name], vae=vae, background_noise=det.background_noise,

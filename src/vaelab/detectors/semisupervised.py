@@ -315,14 +315,15 @@ class ClusterConditionalDetector(ClassConditionalDetector):
         self.n_clusters_ = clusters.n_clusters
         super()._fit_rows(X, clusters.labels)
 
-    def stable_clusters_of(self, X) -> tuple[Clusters, float]:
-        """(the clusters that :meth:`fit` finds in the rows X, their stability): the adjusted Rand index
-        between them and the clusters found from the next seed (:func:`~vaelab.clusters.stable_clusters`).
-        Fit with them by :meth:`fit_with_clusters`, so that they are not found twice."""
+    def stable_clusters_of(self, X, maps: int = 2) -> tuple[Clusters, float]:
+        """(the clusters that :meth:`fit` finds in the rows X, their stability): the mean adjusted Rand
+        index between them and the clusters found from the next ``maps - 1`` seeds
+        (:func:`~vaelab.clusters.stable_clusters`). Fit with them by :meth:`fit_with_clusters`, so that
+        they are not found twice."""
         self._check_cluster_settings()
         X = finite_rows(X, min_rows=2)
         settings = self._cluster_settings()
-        return stable_clusters(self._scaled(X), seed=settings.pop("seed"), **settings)
+        return stable_clusters(self._scaled(X), seed=settings.pop("seed"), maps=maps, **settings)
 
     def fit_with_clusters(self, X, clusters: Clusters):
         """:meth:`fit` with ``clusters`` of the rows X (from :meth:`stable_clusters_of`) as the classes."""

@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab import plots
-from vaelab.config import Config, ranking_detector_keys
+from vaelab.config import OLD_GATE_MAPS, Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
 from vaelab.detectors import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CLUSTER_GATED, LIKELIHOOD, fuse, make_detector,
@@ -111,6 +111,8 @@ def cell_unit(config: Config, cell: Cell) -> Unit:
             extra["train_seed"] = cell.seed
         if gated:  # without: the fingerprints as before the gate came
             extra["cluster_gate"] = True
+            if config.detector.cluster_maps != OLD_GATE_MAPS:  # without: as before the number of maps was a setting
+                extra["cluster_maps"] = config.detector.cluster_maps
     if config.anomaly.refit != "never":  # without: the fingerprints as before the setting came
         extra["refit"] = config.anomaly.refit
     return Unit(name=cell.name, function="vaelab.experiments.anomaly:run_cell",
@@ -175,7 +177,7 @@ def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows:
         det = make_detector(name, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed, calibration=0.0)
         extra = {"epochs": epochs}
         if p.get("cluster_gate") and gate is None:
-            found, extra["cluster_stability"] = det.stable_clusters_of(x_fit)
+            found, extra["cluster_stability"] = det.stable_clusters_of(x_fit, maps=p.get("cluster_maps", OLD_GATE_MAPS))
             if chooses_clusters(extra["cluster_stability"], config.detector.cluster_stability):
                 det.fit_with_clusters(x_fit, found)
             else:
