@@ -70,3 +70,26 @@ def test_the_registry_builds_it_from_the_config():
     assert gate.clusters.cluster_share == 0.05 and gate.clusters.calibration == 0.0
     assert isinstance(gate.fallback, FusionDetector) and gate.fallback.rule == "rank"
     assert [type(p).__name__ for p in gate.fallback.detectors] == ["VAEDetector", "LatentDetector"]
+
+
+def test_a_seed_ensemble_of_gates_is_the_benchmarks_fusion_over_seeds(tmp_path):
+    """m2-clusters-or-fusion@ensemble_seeds=2: each seed's gate decides on its own, and the seeds' scores
+    are fused by the rank rule against one hold-out, as the anomaly benchmark fuses its per-seed cells."""
+    from vaelab.config import Config, DetectorConfig, ModelConfig
+    from vaelab.detectors import CLUSTER_GATED, BaseDetector, fuse, make_detector, reference_split
+
+    rng = np.random.default_rng(4)
+    x, test = rng.random((300, 12)), np.vstack([rng.random((40, 12)), rng.random((10, 12)) ** 4])
+    settings = dict(reference_rows=100, fusion_refit="never", iwae_samples=4, cluster_share=0.1, cluster_maps=2)
+    config = Config(model=ModelConfig(hidden_dims=(16,)), detector=DetectorConfig(**settings))
+    ensemble = Config(model=ModelConfig(hidden_dims=(16,)), detector=DetectorConfig(**settings, ensemble_seeds=2))
+    fused = make_detector(CLUSTER_GATED, ensemble, latent_dim=2, epochs=2, seed=0, calibration=0.0).fit(x)
+    assert [type(d).__name__ for d in fused.detectors_] == ["ClusterGatedDetector"] * 2
+    fit, held = reference_split(len(x), 100, 0)
+    gates = [make_detector(CLUSTER_GATED, config, latent_dim=2, epochs=2, seed=s, calibration=0.0).fit(x[fit])
+             for s in (0, 1)]
+    assert [g.stability_ for g in gates] == [g.stability_ for g in fused.detectors_]
+    expected = fuse([g.score_samples(test) for g in gates], [g.score_samples(x[held]) for g in gates], "rank")
+    np.testing.assert_allclose(fused.score_samples(test), expected, atol=1e-12)
+    fused.save(tmp_path / "e.safetensors")
+    np.testing.assert_allclose(BaseDetector.load(tmp_path / "e.safetensors").score_samples(test), expected, atol=1e-12)

@@ -58,6 +58,8 @@ CLUSTER_CONDITIONAL = "m2-clusters"  # ClusterConditionalDetector: fit(X), M2 on
 # ClusterGatedDetector: fit(X), m2-clusters where the clusters found in X are stable, else GATE_FALLBACK
 CLUSTER_GATED = "m2-clusters-or-fusion"
 GATE_FALLBACK = "fusion-recon-kde-rank"  # the best unconditional detector one-vs-rest (docs/anomaly.md)
+# Unsupervised detectors with VAE training seeds: detector.ensemble_seeds fuses them over seeds.
+SEED_ENSEMBLES = (*(n for n in DETECTORS if n not in RAW_NAMES), CLUSTER_CONDITIONAL, CLUSTER_GATED)
 
 
 def monte_carlo_samples(config: Config) -> dict[str, int]:
@@ -106,7 +108,7 @@ def make_detector(name: str, config: Config | None = None, *, latent_dim: int | 
     calibration = det.calibration if calibration is None else calibration
     common = {"threshold_rows": det.threshold_rows, "random_state": seed, "calibration": calibration,
               "fpr": (det.fpr or None) if calibration else None}
-    if det.ensemble_seeds > 1 and name in DETECTORS and name not in RAW_NAMES and vae is None:
+    if det.ensemble_seeds > 1 and name in SEED_ENSEMBLES and vae is None:
         return seed_ensemble(name, config, latent_dim=latent_dim, epochs=epochs, common=common)
     estimator = {"max_fit_rows": det.max_fit_rows, **{k: getattr(det, k) for k in ESTIMATOR_SETTINGS}, **common}
     if name in VAE_NAMES:
