@@ -380,3 +380,22 @@ def test_m2_training_replays_a_cuda_graph_and_matches_eager_training():
         assert graphs == any("replay one CUDA graph" in line for line in lines)
         weights[graphs] = model.state_dict()
     assert max(float((weights[False][k] - weights[True][k]).abs().max()) for k in weights[False]) < 1e-4
+
+
+def test_a_terminated_training_exits_in_one_line_and_resumes(tmp_path):
+    """SIGTERM (a scheduler's time limit) mid-training: exit 143 with one line that says how to go on,
+    the finished epochs in the checkpoint, no model file; --resume finishes the run."""
+    env = _subprocess_env()
+    victim = subprocess.Popen(_train_cmd(tmp_path / "cut", 200), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    meta = tmp_path / "cut" / "checkpoint.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (meta.exists() and json.loads(meta.read_text())["epoch"] >= 1):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=60)
+    assert victim.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("vaelab: terminated; finished work is kept")
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    done = subprocess.run(_train_cmd(tmp_path / "cut", 2, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

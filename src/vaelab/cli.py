@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from vaelab import __version__
 from vaelab.config import DEFAULT_DETECTOR, Config, load_config
@@ -446,6 +448,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit or preemption, ``kill``): handled as an interrupt, so that the
+    worker processes are stopped and what finished is kept, as with Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     try:
@@ -454,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "run":
         args.config = args.config_file
+    on_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
     try:
         return args.func(args)
     except VaelabError as exc:
@@ -463,10 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"vaelab: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vaelab: interrupted; finished epochs are kept in the run's checkpoint "
-              "(continue with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"vaelab: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; finished work is kept "
+              "(epochs in the run's checkpoint, finished units in the run directory): run the command again, "
+              "with --resume where it takes one", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

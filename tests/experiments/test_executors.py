@@ -194,3 +194,60 @@ def test_local_workers_answer_auto_precision_as_their_parent_measured(tmp_path, 
     store.run_all([unit])
     assert store.result(unit) == {"precision": answer}
     assert MEASURED_ENV not in os.environ  # the parent itself is left as it was
+
+
+def sleepy(unit: Unit, root: Path) -> dict:
+    """A unit function: notes its process id in the directory ``pids`` (outside the run: a worker's own
+    files come back only when it finishes), then sleeps ``seconds`` before writing its output."""
+    import time
+
+    (Path(unit.params["pids"]) / unit.name).write_text(str(os.getpid()))
+    time.sleep(unit.params["seconds"])
+    (root / unit.outputs[0]).parent.mkdir(parents=True, exist_ok=True)
+    (root / unit.outputs[0]).write_text("done")
+    return {"slept": unit.params["seconds"]}
+
+
+TERMINATED_DRIVER = """
+import signal, sys
+from pathlib import Path
+from vaelab.cli import Terminated, _terminate
+from vaelab.experiments.executors import LocalExecutor
+from vaelab.experiments.units import Unit, UnitStore
+signal.signal(signal.SIGTERM, _terminate)
+units = [Unit(name, "tests.experiments.test_executors:sleepy", {"seconds": s, "pids": sys.argv[2]},
+              outputs=(f"out/{name}.txt",)) for name, s in (("quick", 0), ("slow1", 300), ("slow2", 300))]
+try:
+    UnitStore(Path(sys.argv[1]), executor=LocalExecutor(2)).run_all(units)
+except Terminated:
+    sys.exit(143)
+"""
+
+
+def test_a_terminated_driver_stops_its_workers_and_keeps_finished_units(tmp_path):
+    """SIGTERM (a scheduler's time limit) reaches the driver as an interrupt: its worker processes are
+    stopped with it, not left computing, and the units that finished stay stored."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}", "VAELAB_PRECISION": "float32"}
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    driver = subprocess.Popen([sys.executable, "-c", TERMINATED_DRIVER, str(tmp_path / "run"), str(pids)], env=env,
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((pids / "slow1").exists() and (pids / "slow2").exists()):
+        time.sleep(0.05)
+    workers = [int((pids / name).read_text()) for name in ("slow1", "slow2")]
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=60) == 143, driver.stderr.read().decode()
+    time.sleep(0.5)
+    for pid in workers:  # gone (or a zombie reaped by nobody: not running either way)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    store = UnitStore(tmp_path / "run")
+    quick, slow = (Unit(n, "tests.experiments.test_executors:sleepy", {"seconds": s, "pids": str(pids)},
+                        outputs=(f"out/{n}.txt",)) for n, s in (("quick", 0), ("slow1", 300)))
+    assert store.done(quick) and not store.done(slow) and not (tmp_path / "run" / "out" / "slow1.txt").exists()
