@@ -1,6 +1,7 @@
 """Every benchmark script runs with tiny arguments (and every script has such a test)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,7 +110,10 @@ def test_gpu_script_smoke(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "out" / "speed.md").read_text()
-    assert "| training, s/epoch (median of 1), eager | 200 | float32 |" in table and "| IWAE K=1000, 50 test digits | 200 |" in table
+    # precision = "auto" answers what this machine measured: float32, or bfloat16 where that measured faster
+    # (it did on a busy two-core machine: 141 against 67 GFLOP/s)
+    assert re.search(r"\| training, s/epoch \(median of 1\), eager \| 200 \| (float32|bfloat16) \|", table), table
+    assert "| IWAE K=1000, 50 test digits | 200 |" in table
     assert "| seed study (configs/seed.toml, shrunk, --jobs 2), wall |" in table
     assert "failed" not in table and "did not finish" not in table, table
 
