@@ -103,15 +103,17 @@ def test_gpu_script_smoke(tmp_path):
     """The GPU script runs end to end (here on the CPU, shrunk) and writes its table."""
     import os
 
+    # BUDGET: the script's parts are cut to fit its 8-minute device budget, which a busy two-core machine
+    # overran (the speed part's last rows missing); a smoke test checks the script, not this machine's speed
     env = {**os.environ, "EPOCHS": "1", "ROWS": "50", "PYTHON": sys.executable, "STUDY_JOBS": "2", "STUDY_THREADS": "1",
+           "BUDGET": "1200",
            "STUDY_SET": "--set train.epochs=1 --set study.latent_dims=[2] --set study.tsne_points=100 "
                         "--set score.iwae_samples=5 --set data.train_limit=1000"}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(SHARED_MNIST), str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "out" / "speed.md").read_text()
     # precision = "auto" answers what this machine measured: float32, or bfloat16 where that measured faster
-    # (it did on a busy two-core machine: 141 against 67 GFLOP/s)
     assert re.search(r"\| training, s/epoch \(median of 1\), eager \| 200 \| (float32|bfloat16) \|", table), table
     assert "| IWAE K=1000, 50 test digits | 200 |" in table
     assert "| seed study (configs/seed.toml, shrunk, --jobs 2), wall |" in table
