@@ -6,8 +6,9 @@ any unconditional detector. With one kind of normal row (one digit) its clusters
 mass of rows, its classifier's doubt between them counts against normal rows as much as against
 anomalies, and it falls far behind. :class:`ClusterGatedDetector` tests the premise on the training rows
 before it fits anything: the clusters found from ``maps`` seeds (t-SNE maps; three by default) must
-agree, by the mean adjusted Rand index of every pair, at least ``min_stability``; where they do, it is the cluster-conditional detector on those
-clusters, and where they do not, the unconditional ``fallback``. No label and no anomaly is used.
+agree, by the mean adjusted Rand index of every pair, at least ``min_stability``; where they do, it is
+the cluster-conditional detector on those clusters, and where they do not, the unconditional
+``fallback``. No label and no anomaly is used.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def chooses_clusters(stability: float, min_stability: float) -> bool:
 class ClusterGatedDetector(BaseDetector):
     """``clusters`` (an unfitted :class:`ClusterConditionalDetector`) fitted on its own clusters where
     they are stable (:meth:`ClusterConditionalDetector.stable_clusters_of` with ``maps`` maps at least
-    ``min_stability``), else ``fallback`` (an unfitted detector for one kind of normal row). ``stability_``: the measured
-    index; ``chose_clusters_``: which one was fitted; ``detector_``: the fitted one, which scores."""
+    ``min_stability``), else ``fallback`` (an unfitted detector for one kind of normal row).
+    ``stability_``: the measured index; ``chose_clusters_``: which one was fitted; ``detector_``: the fitted one, which scores."""
 
     def __init__(self, clusters: ClusterConditionalDetector | None = None, fallback: BaseDetector | None = None,
-                 min_stability: float = 0.8, maps: int = 3, contamination: float = 0.1, threshold_rows: int | None = 2000,
+                 min_stability: float = 0.8, maps: int = 3, contamination: float = 0.1,
+                 threshold_rows: int | None = 2000,
                  random_state: int = 0, calibration: float = 0.0, fpr: float | None = None) -> None:
         super().__init__(contamination, threshold_rows, calibration, fpr)
         self.clusters = clusters
@@ -46,8 +48,6 @@ class ClusterGatedDetector(BaseDetector):
             raise ValueError("ClusterGatedDetector needs a ClusterConditionalDetector (clusters) and a fallback detector")
         if self.min_stability < -1.0:  # above 1 (the index's most): the fallback always
             raise ValueError(f"min_stability must be at least -1 (an adjusted Rand index); got {self.min_stability}")
-        if self.maps < 2:
-            raise ValueError(f"maps must be at least 2 (the stability compares maps); got {self.maps}")
         template = unfitted_part(self.clusters)
         found, self.stability_ = template.stable_clusters_of(X, maps=self.maps)
         self.chose_clusters_ = chooses_clusters(self.stability_, self.min_stability)

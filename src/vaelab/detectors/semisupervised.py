@@ -315,7 +315,7 @@ class ClusterConditionalDetector(ClassConditionalDetector):
         self.n_clusters_ = clusters.n_clusters
         super()._fit_rows(X, clusters.labels)
 
-    def stable_clusters_of(self, X, maps: int = 2) -> tuple[Clusters, float]:
+    def stable_clusters_of(self, X, *, maps: int) -> tuple[Clusters, float]:
         """(the clusters that :meth:`fit` finds in the rows X, their stability): the mean adjusted Rand
         index between them and the clusters found from the next ``maps - 1`` seeds
         (:func:`~vaelab.clusters.stable_clusters`). Fit with them by :meth:`fit_with_clusters`, so that
