@@ -89,3 +89,36 @@ def test_the_probe_in_the_span_of_its_rows_is_the_plain_probe():
     plain = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), x[idx], kinds[idx],
                               cv=StratifiedKFold(4, shuffle=True, random_state=config.synthetic.seed))
     assert np.mean(np.unique(kinds)[column[idx].astype(int)] == plain) >= 0.97
+
+
+def _rows_of(out, detector):
+    with (out / "results.csv").open() as fh:
+        return {(r["type"], r["severity"]): float(r["auroc"]) for r in csv.DictReader(fh) if r["detector"] == detector
+                and r["latent_dim"] == "2"}
+
+
+def test_cluster_cells_give_m2_clusters_and_the_gate_its_choice(tmp_path):
+    """anomaly.clusters adds a cell per latent size fitting m2-clusters on the training rows; with
+    anomaly.cluster_gate its row is m2-clusters-or-fusion: M2's scores where the clusters are stable
+    (here: a threshold of -1, always), the VAE cell's fusion-recon-kde-rank where not (above 1, never).
+    The model cells are shared by all three runs: only the cluster cell is computed again."""
+    from vaelab.experiments.detector_scores import load_scores
+
+    args = [*ARGS[:ARGS.index("anomaly.latent_estimators=[\"gmm\",\"ocsvm\"]")], "anomaly.latent_estimators=[\"kde\"]",
+            "--set", "anomaly.clusters=true", "--set", "anomaly.loco_epochs=3", "--set", "detector.cluster_share=0.05",
+            "--set", "anomaly.raw_estimators=[\"iforest\"]", "--set", "synthetic.tsne_normals=100"]
+    out = tmp_path / "bench"
+    assert main(["benchmark", "synthetic", "--out", str(out), *args]) == 0
+    plain = _rows_of(out, "m2-clusters")
+    _, tests, _ = load_scores(out / "cells" / "z2-mc.npz")
+    assert set(tests) == {"m2-clusters"} and len(plain) == 2 * len(TYPES)
+    vae_cell = (out / "cells" / "z2.npz").stat().st_mtime_ns
+    gate = ["--set", "anomaly.cluster_gate=true"]
+    assert main(["benchmark", "synthetic", "--out", str(out), *args, *gate, "--set", "detector.cluster_stability=-1"]) == 0
+    assert _rows_of(out, "m2-clusters") == {}
+    assert _rows_of(out, "m2-clusters-or-fusion") == pytest.approx(plain, abs=1e-3)  # M2 as fitted without the gate
+    assert main(["benchmark", "synthetic", "--out", str(out), *args, *gate, "--set", "detector.cluster_stability=1.01"]) == 0
+    _, tests, refs = load_scores(out / "cells" / "z2-mc.npz")
+    assert tests == {} and refs == {}  # no M2 fitted
+    assert _rows_of(out, "m2-clusters-or-fusion") == _rows_of(out, "fusion-recon-kde-rank")
+    assert (out / "cells" / "z2.npz").stat().st_mtime_ns == vae_cell

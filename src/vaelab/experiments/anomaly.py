@@ -43,18 +43,16 @@ from vaelab import plots
 from vaelab.config import OLD_GATE_MAPS, Config, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.protocols import PROTOCOL_SPLITS, ProtocolSplit
-from vaelab.detectors import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, CLUSTER_GATED, LIKELIHOOD, fuse, make_detector,
+from vaelab.detectors import (CLASS_CONDITIONAL, CLUSTER_CONDITIONAL, LIKELIHOOD, fuse, make_detector,
                               reference_split, with_derived)
-from vaelab.detectors.gated import chooses_clusters
-from vaelab.detectors.registry import GATE_FALLBACK
 from vaelab.detectors.fusion import refits
 from vaelab.detectors.corrections import background_rows, feature_range
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import (ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label,
                                               seed_ensemble_name, write_tables)
-from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, UNFITTED, load_scores, raw_scores,
-                                                save_scores, vae_score_keys, vae_scores)
+from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, UNFITTED, check_gate, gated_scores, load_scores, m2_scores,
+                                                raw_scores, save_scores, vae_score_keys, vae_scores)
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
@@ -168,28 +166,16 @@ def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows:
     vae_seed = p.get("train_seed", config.train.seed)
     x_fit = split.x_train[rows]
     t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {}  # raw cells: none
     epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")  # what the model cells train (raw cells: none)
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, x_eval, ref, config)
     elif m2_kind := next((k for k in M2_CELLS if p.get(CELL_KINDS[k][1])), None):
-        name = M2_CELLS[m2_kind]
-        det = make_detector(name, config, latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed, calibration=0.0)
-        extra = {"epochs": epochs}
-        if p.get("cluster_gate") and gate is None:
-            found, extra["cluster_stability"] = det.stable_clusters_of(x_fit, maps=p.get("cluster_maps", OLD_GATE_MAPS))
-            if chooses_clusters(extra["cluster_stability"], config.detector.cluster_stability):
-                det.fit_with_clusters(x_fit, found)
-            else:
-                det = None
-        elif p.get("cluster_gate") and not gate:
-            det = None
-        else:
-            det.fit(x_fit, split.y_train[rows] if m2_kind == LABELLED_CELL else None)  # the clusters: no labels
-        tests, refs = ({name: det.score_samples(x_eval)}, {name: det.score_samples(ref)}) if det else ({}, {})
-        seconds = {name: time.perf_counter() - t0}
-        if det is not None and m2_kind == CLUSTER_CELL:
-            extra["n_clusters"] = det.n_clusters_
+        gate_maps = p.get("cluster_maps", OLD_GATE_MAPS) if p.get("cluster_gate") else None
+        tests, refs, seconds, extra = m2_scores(M2_CELLS[m2_kind], config, x_fit, x_eval, ref,
+                                                latent_dim=p["latent_dim"], epochs=epochs, seed=vae_seed,
+                                                labels=split.y_train[rows] if m2_kind == LABELLED_CELL else None,
+                                                gate_maps=gate_maps, gate=gate)
     else:
         fit_rows = (background_rows(x_fit, config.detector.background_noise, *feature_range(x_fit), vae_seed)
                     if p.get("background") else x_fit)
@@ -226,8 +212,7 @@ class AnomalyBenchmark:
         missing = sorted(set(self.classes) - set(known))
         if missing:
             raise ConfigError(f"anomaly.classes has {missing[0]}, which {data.name} does not have")
-        if config.anomaly.cluster_gate and "kde" not in config.anomaly.latent_estimators:
-            raise ConfigError(f"anomaly.cluster_gate falls back to {GATE_FALLBACK}: add \"kde\" to anomaly.latent_estimators")
+        check_gate(config)
 
     def cells(self) -> list[Cell]:
         return [cell for p in self.config.anomaly.protocols for c in self.classes
@@ -293,7 +278,8 @@ class AnomalyBenchmark:
                 meta = {**meta, "seconds": {**meta["seconds"], **more_meta["seconds"]}}
             tests, refs = with_derived({**tests, **raw_tests}, {**refs, **raw_refs})
             if self.config.anomaly.cluster_gate:
-                tests, refs, meta = gated_scores(tests, refs, meta)
+                tests, refs, seconds = gated_scores(tests, refs, meta["seconds"])
+                meta = {**meta, "seconds": seconds}
             scores[d] = {k: v for k, v in tests.items() if k not in raw_tests}
             refs_by_dim[d], records[d] = refs, meta
         if len(self.latent_dims) > 1:
@@ -352,22 +338,6 @@ class AnomalyBenchmark:
             entries.append({"file": file, "caption": f"ROC curves per class, {PROTOCOL_TITLES[p]}, latent size "
                             f"{best} (the best for {LIKELIHOOD}), for the main detector families."})
         return entries
-
-
-def gated_scores(tests: dict[str, np.ndarray], refs: dict[str, np.ndarray],
-                 meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """(test scores, reference scores, record) of one latent size's cells with ``m2-clusters-or-fusion``
-    in place of ``m2-clusters``: the cluster cell's scores where it fitted M2 (its clusters were
-    stable), else the VAE cell's :data:`~vaelab.detectors.registry.GATE_FALLBACK`, as
-    :class:`~vaelab.detectors.ClusterGatedDetector` chooses."""
-    chosen = CLUSTER_CONDITIONAL if CLUSTER_CONDITIONAL in tests else GATE_FALLBACK
-    tests, refs = dict(tests), dict(refs)
-    tests[CLUSTER_GATED], refs[CLUSTER_GATED] = tests.pop(chosen), refs.pop(chosen)
-    if chosen == GATE_FALLBACK:  # the fallback keeps its own row
-        tests[GATE_FALLBACK], refs[GATE_FALLBACK] = tests[CLUSTER_GATED], refs[CLUSTER_GATED]
-    seconds = dict(meta["seconds"])
-    seconds[CLUSTER_GATED] = seconds.pop(CLUSTER_CONDITIONAL, None)
-    return tests, refs, {**meta, "seconds": seconds}
 
 
 def seed_ensembles(per_seed: list[tuple[dict, dict]], latent: int) -> dict[str, np.ndarray]:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vaelab.config import Config
-from vaelab.detectors import VAEDetector, make_detector
+from vaelab.detectors import CLUSTER_CONDITIONAL, CLUSTER_GATED, VAEDetector, make_detector
 from vaelab.detectors.corrections import compression_nats, feature_range
-from vaelab.detectors.registry import CORRECTION_PARTS, VAE_NAMES, monte_carlo_samples
+from vaelab.detectors.gated import chooses_clusters
+from vaelab.detectors.registry import CORRECTION_PARTS, GATE_FALLBACK, VAE_NAMES, monte_carlo_samples
+from vaelab.errors import ConfigError
 from vaelab.fileio import atomic_path
 
 Scores = dict[str, np.ndarray]
@@ -78,6 +81,54 @@ def raw_scores(x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray,
         tests[name] = det.score_samples(x_eval)
         seconds[name] = time.perf_counter() - t0
         refs[name] = det.score_samples(ref)
+    return tests, refs, seconds
+
+
+def m2_scores(name: str, config: Config, x_fit: np.ndarray, x_eval: np.ndarray, ref: np.ndarray, *,
+              latent_dim: int, epochs: int, seed: int, labels: np.ndarray | None = None,
+              gate_maps: int | None = None, gate: bool | None = None) -> tuple[Scores, Scores, dict[str, float],
+                                                                            dict[str, Any]]:
+    """The M2 detector ``name`` (``m2-classes`` with ``labels``, ``m2-clusters`` without) fitted on
+    ``x_fit``: (scores, references, seconds, record: epochs, clusters found, their stability).
+
+    With ``gate_maps`` (the cluster gate, :class:`~vaelab.detectors.ClusterGatedDetector`'s rule) it is
+    fitted only where the clusters found from that many maps are stable, and has no scores elsewhere
+    (the gated detector is then :data:`GATE_FALLBACK`, :func:`gated_scores`); ``gate``: the choice made
+    already (by another fit of the same cell), not measured again."""
+    t0 = time.perf_counter()
+    det = make_detector(name, config, latent_dim=latent_dim, epochs=epochs, seed=seed, calibration=0.0)
+    extra: dict[str, Any] = {"epochs": epochs}
+    if gate_maps is not None and gate is None:
+        found, extra["cluster_stability"] = det.stable_clusters_of(x_fit, maps=gate_maps)
+        gate = chooses_clusters(extra["cluster_stability"], config.detector.cluster_stability)
+        det = det.fit_with_clusters(x_fit, found) if gate else None
+    elif gate_maps is not None and not gate:
+        det = None
+    else:
+        det.fit(x_fit, labels)
+    tests, refs = ({name: det.score_samples(x_eval)}, {name: det.score_samples(ref)}) if det else ({}, {})
+    if det is not None and name == CLUSTER_CONDITIONAL:
+        extra["n_clusters"] = det.n_clusters_
+    return tests, refs, {name: time.perf_counter() - t0}, extra
+
+
+def check_gate(config: Config) -> None:
+    """A benchmark's cluster gate falls back to :data:`GATE_FALLBACK`, which needs the latent KDE."""
+    if config.anomaly.cluster_gate and "kde" not in config.anomaly.latent_estimators:
+        raise ConfigError(f"anomaly.cluster_gate falls back to {GATE_FALLBACK}: add \"kde\" to anomaly.latent_estimators")
+
+
+def gated_scores(tests: Scores, refs: Scores, seconds: dict[str, float]) -> tuple[Scores, Scores, dict[str, float]]:
+    """(test scores, reference scores, seconds) of one latent size's cells with ``m2-clusters-or-fusion``
+    in place of ``m2-clusters``: the cluster cell's scores where it fitted M2 (its clusters were
+    stable), else the VAE cell's :data:`GATE_FALLBACK`, as :class:`~vaelab.detectors.ClusterGatedDetector`
+    chooses."""
+    chosen = CLUSTER_CONDITIONAL if CLUSTER_CONDITIONAL in tests else GATE_FALLBACK
+    tests, refs, seconds = dict(tests), dict(refs), dict(seconds)
+    tests[CLUSTER_GATED], refs[CLUSTER_GATED] = tests.pop(chosen), refs.pop(chosen)
+    if chosen == GATE_FALLBACK:  # the fallback keeps its own row
+        tests[GATE_FALLBACK], refs[GATE_FALLBACK] = tests[CLUSTER_GATED], refs[CLUSTER_GATED]
+    seconds[CLUSTER_GATED] = seconds.pop(CLUSTER_CONDITIONAL, None)
     return tests, refs, seconds
 
 

@@ -13,6 +13,12 @@ and the raw-pixel baselines. Results:
   the normals' spread;
 - t-SNE maps of latent means coloured by type, beside one of the pixels.
 
+With ``anomaly.clusters`` each latent size also has a cell of ``m2-clusters``
+(``cells/z<d>-mc.npz``): M2 on the clusters found in the training rows, fitted
+as the anomaly benchmark's leave-one-class-out cells fit it (``anomaly.loco_epochs``;
+its training rows are of that kind, several digits), and with
+``anomaly.cluster_gate`` ``m2-clusters-or-fusion`` in its place.
+
 Scores live in resumable units (``cells/raw.npz``, ``cells/z<d>.npz``) keyed by
 the test set, the settings and the model weights.
 """
@@ -32,10 +38,11 @@ from vaelab import embedding, plots
 from vaelab.config import Config, DataConfig, SyntheticConfig, ranking_detector_keys
 from vaelab.data import Dataset, load_grey
 from vaelab.data.synthetic import NORMAL, describe, image_test_set, inject
-from vaelab.detectors import VAEDetector, reference_split, with_derived
+from vaelab.detectors import CLUSTER_CONDITIONAL, VAEDetector, reference_split, with_derived
 from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics
-from vaelab.experiments.detector_scores import COMPLEXITY, load_scores, raw_scores, save_scores, vae_score_keys, vae_scores
+from vaelab.experiments.detector_scores import (COMPLEXITY, check_gate, gated_scores, load_scores, m2_scores, raw_scores,
+                                                save_scores, vae_score_keys, vae_scores)
 from vaelab.experiments.synthetic_tables import best_per_type, markdown
 from vaelab.experiments.units import Unit, UnitStore, config_part
 from vaelab.fileio import write_json, write_text
@@ -86,12 +93,36 @@ def cell_unit(config: Config, latent_dim: int, model_file: Path | None = None, m
                 after=(model_fingerprint,) if model_fingerprint else (), runtime={"model_file": str(model_file) if model_file else ""})
 
 
+def cluster_unit(config: Config, latent_dim: int) -> Unit:
+    """The unit that fits ``m2-clusters`` (with ``anomaly.cluster_gate``: only where its clusters are
+    stable) at ``latent_dim`` on the training rows and scores the test set with it: M2 trains its own
+    model, as the anomaly benchmark's leave-one-class-out cells train it (``anomaly.loco_epochs``)."""
+    c = config.to_dict()
+    gated = config.anomaly.cluster_gate
+    settings = config_part(c, data=None, synthetic=None, detector=ranking_detector_keys(clusters=True, gate=gated),
+                           train=["seed", "batch_size", "lr"], model=["hidden_dims"], anomaly=["loco_epochs"])
+    gate = {"cluster_gate": True, "cluster_maps": config.detector.cluster_maps} if gated else {}
+    return Unit(name=f"z{latent_dim}-mc", function="vaelab.experiments.synthetic:run_cell",
+                params={"config": settings, "latent_dim": latent_dim, "references": "held-out", "clusters": True,
+                        **gate},
+                outputs=(f"cells/z{latent_dim}-mc.npz",), runtime={"device": config.train.device})
+
+
 def run_cell(unit: Unit, root: Path) -> dict[str, Any]:
-    """Score the synthetic test set with one cell's detectors; the latent means ride along."""
+    """Score the synthetic test set with one cell's detectors; the latent means ride along (but in a
+    cluster cell, :func:`cluster_unit`)."""
     config = Config.from_dict(unit.params["config"])
     data, ev = load_grey(config.data), eval_set(config.data, config.synthetic)
     fit, held = reference_split(len(data.train.x), config.detector.reference_rows, config.train.seed)
     x_fit, ref = data.train.x[fit], data.train.x[held]  # references held out: no model or estimator is fitted on them
+    if unit.params.get("clusters"):
+        p, config = unit.params, config.with_train(device=unit.runtime["device"])
+        tests, refs, seconds, extra = m2_scores(CLUSTER_CONDITIONAL, config, x_fit, ev.x, ref,
+                                                latent_dim=p["latent_dim"], epochs=config.anomaly.loco_epochs,
+                                                seed=config.train.seed,
+                                                gate_maps=p["cluster_maps"] if p.get("cluster_gate") else None)
+        save_scores(root / unit.outputs[0], (ev.kind != NORMAL).astype(np.int64), tests, refs)
+        return {"seconds": seconds, **extra}
     if unit.params["latent_dim"] == 0:
         tests, refs, seconds = raw_scores(x_fit, ev.x, ref, config)
     else:
@@ -204,6 +235,7 @@ class SyntheticBenchmark:
         sc = config.synthetic
         if not sc.types:
             raise ConfigError("synthetic.types is empty: name the anomaly types to inject")
+        check_gate(config)
         self.config, self.out_dir, self.models = config, Path(out_dir), models
         self.store = UnitStore(self.out_dir, say, executor)
         self.data: Dataset = load_grey(config.data)
@@ -212,9 +244,12 @@ class SyntheticBenchmark:
 
     # ---- cells -------------------------------------------------------------
     def units(self) -> list[Unit]:
-        """The raw cell, then one cell per model."""
-        return [cell_unit(self.config, 0), *(cell_unit(self.config, d, file, fp)
-                                             for d, (file, fp) in sorted(self.models.items()))]
+        """The raw cell, then one cell per model, each followed by its latent size's cluster cell where
+        ``anomaly.clusters`` asks for them."""
+        clusters = self.config.anomaly.clusters
+        return [cell_unit(self.config, 0), *(u for d, (file, fp) in sorted(self.models.items())
+                                             for u in (cell_unit(self.config, d, file, fp),
+                                                       *([cluster_unit(self.config, d)] if clusters else [])))]
 
     def scores(self, unit: Unit) -> CellScores:
         """What a finished cell stored, from one read of its file."""
@@ -242,11 +277,19 @@ class SyntheticBenchmark:
         tsne, predictions = {0: raw.tsne}, {0: raw.probe}
         for unit in units:
             latent = unit.params["latent_dim"]
+            if unit.params.get("clusters"):
+                continue  # read with its latent size's cell
             if latent:
                 cell = self.scores(unit)
                 means[latent], tsne[latent], predictions[latent] = cell.means, cell.tsne, cell.probe
-                scores = {k: v for k, v in with_derived({**cell.tests, **raw_tests}, {**cell.refs, **raw_refs})[0].items()
-                          if k not in raw_tests}
+                tests, refs = {**cell.tests, **raw_tests}, {**cell.refs, **raw_refs}
+                if self.config.anomaly.clusters:
+                    _, more_tests, more_refs = load_scores(self.out_dir / cluster_unit(self.config, latent).outputs[0])
+                    tests, refs = {**tests, **more_tests}, {**refs, **more_refs}
+                tests, refs = with_derived(tests, refs)
+                if self.config.anomaly.cluster_gate:
+                    tests, refs, _ = gated_scores(tests, refs, {})
+                scores = {k: v for k, v in tests.items() if k not in raw_tests}
             else:
                 scores = with_derived(raw_tests, raw_refs)[0]
             for s in sc.severities:
