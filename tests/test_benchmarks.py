@@ -177,6 +177,24 @@ def test_tabular_anomaly_and_default_detector_smoke(tmp_path):
                str(tmp_path / "s.json"), "--tabular", str(tmp_path / "t.json"), "--comparison", str(tmp_path / "c.json"))
     assert "| tabular | digits8-ovr | textures | tables | mean |" in out and "mnist-loco" not in out
     assert "| raw-iforest | 0.950 | 0.950 | 0.850 |" in out and "0.400 | 0.400 | 0.400 |" in out
+    # a detector measured in later runs joins from second files; the first file's values stand
+    (tmp_path / "a2.json").write_text(json.dumps({"summary": [{**r, "mean_auroc": 0.1} for r in summary] + [
+        {"protocol": p, "latent_dim": 5, "detector": "new", "mean_auroc": 0.97} for p in ("loco", "ovr")]}))
+    (tmp_path / "s2.json").write_text(json.dumps({"rows": [{"severity": 1.0, "type": t, "latent_dim": 5,
+                                                            "detector": "new", "auroc": 0.96} for t in ("thin", "blur")]}))
+    (tmp_path / "t2.json").write_text(json.dumps({"auroc": {"new": {"a": 0.95, "b": 0.93}}}))
+    (tmp_path / "c2.json").write_text(json.dumps({"means": {"new": {g: 0.5 for g in groups}}}))
+    out = _run("default_detector.py", tmp_path, *(f for k in ("anomaly", "synthetic", "tabular", "comparison")
+                                                  for f in (f"--{k}", str(tmp_path / f"{k[0]}.json"),
+                                                            f"--{k}", str(tmp_path / f"{k[0]}2.json"))))
+    assert "| new | 0.970 | 0.970 | 0.960 | 0.940 | 0.500 | 0.500 | 0.500 |" in out
+    assert "| raw-iforest | 0.950 | 0.950 | 0.850 |" in out and "Best mean rank: **new**" in out
+    # a table written before stands as written for its rows; the runs add the detectors it lacks
+    stored = (tmp_path / "d.md").read_text().replace("| vae-iwae | 0.900 | 0.900 |", "| vae-iwae | 0.990 | 0.900 |")
+    (tmp_path / "old.md").write_text(stored)
+    out = _run("default_detector.py", tmp_path, "--anomaly", str(tmp_path / "a2.json"), "--synthetic",
+               str(tmp_path / "s2.json"), "--tabular", str(tmp_path / "t2.json"), "--stored", str(tmp_path / "old.md"))
+    assert "| vae-iwae | 0.990 | 0.900 | 0.800 |" in out and "| new | 0.970 | 0.970 | 0.960 | 0.940 |" in out
 
 
 @pytest.mark.slow
