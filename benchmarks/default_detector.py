@@ -71,7 +71,7 @@ def tabular_means(path: Path) -> dict[str, float]:
     return {k: float(np.mean(list(v.values()))) for k, v in json.loads(path.read_text())["auroc"].items()}
 
 
-SUMMARY_COLUMNS = ("mean", "worst", "mean rank")  # what the table adds after the columns
+SUMMARY_COLUMNS = ("mean", "worst", "mean rank")  # after the columns: main writes them, stored_columns skips them
 
 
 def stored_columns(path: Path) -> dict[str, dict[str, float]]:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     table = np.array([[c[n] for c in columns.values()] for n in names])
     ranks = (np.argsort(np.argsort(-table, axis=0), axis=0) + 1).mean(1)
     order = np.lexsort((-table.mean(1), ranks))  # mean rank, then the higher mean AUROC
-    lines = [f"| detector (VAE latent {args.latent_dim}) | " + " | ".join(columns) + " | mean | worst | mean rank |",
+    lines = [f"| detector (VAE latent {args.latent_dim}) | " + " | ".join([*columns, *SUMMARY_COLUMNS]) + " |",
              "|---|" + "---|" * (len(columns) + 3)]
     for i in order:
         lines.append(f"| {names[i]} | " + " | ".join(f"{v:.3f}" for v in table[i]) +

@@ -51,8 +51,9 @@ from vaelab.errors import ConfigError, DataError
 from vaelab.evaluation import detection_metrics, roc_points
 from vaelab.experiments.anomaly_tables import (ENSEMBLE, PROTOCOL_TITLES, RAW, class_means, latent_label,
                                               seed_ensemble_name, write_tables)
-from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, UNFITTED, check_gate, gated_scores, load_scores, m2_scores,
-                                                raw_scores, save_scores, vae_score_keys, vae_scores)
+from vaelab.experiments.detector_scores import (BACKGROUND, COMPLEXITY, UNFITTED, check_gate, gated_scores,
+                                                load_scores, m2_scores, raw_scores, save_scores, vae_score_keys,
+                                                vae_scores)
 from vaelab.experiments.units import Unit, UnitStore, config_part
 
 ROC_DETECTORS = ("vae-iwae", "vae-recon-prob", "latent-ocsvm", "raw-ocsvm", "raw-pca-recon", "fusion-latent-rank")
@@ -166,7 +167,7 @@ def fitted_scores(p: dict[str, Any], config: Config, split: ProtocolSplit, rows:
     vae_seed = p.get("train_seed", config.train.seed)
     x_fit = split.x_train[rows]
     t0 = time.perf_counter()
-    extra: dict[str, Any] = {}  # raw cells: none
+    extra: dict[str, Any] = {}
     epochs = getattr(config.anomaly, f"{p['protocol']}_epochs")  # what the model cells train (raw cells: none)
     if p["latent_dim"] == RAW:
         tests, refs, seconds = raw_scores(x_fit, x_eval, ref, config)
