@@ -8,7 +8,10 @@ the same batch size, threads and optimizer; runs alternate so that drift in
 the machine's speed hits both alike. vaelab's loop runs in each precision the
 machine offers (float32, and bfloat16 where its kernels run), and the table
 gives the fraction of this machine's measured matmul throughput in that
-precision, at the loop's own shapes, that each loop reaches.
+precision, at the loop's own shapes, that each loop reaches. Two bounds per
+precision show where the rest of the time goes: the same loop on digits
+binarized once (no per-epoch draws), and the epoch's matrix products alone,
+back to back at the loop's shapes (the ceiling no loop around them can pass).
 
     python benchmarks/train_speed.py                       # embedded mnist5k
     python benchmarks/train_speed.py --data ../shared/data/mnist.npz --epochs 2 --repeats 3
@@ -100,6 +103,46 @@ def trainer_epoch_seconds(model_cfg: ModelConfig, x: torch.Tensor, batch_size: i
     return [row["seconds"] for row in result.history]
 
 
+def trainer_epoch_seconds_without_draws(model_cfg: ModelConfig, x: torch.Tensor, batch_size: int, epochs: int,
+                                         precision: str) -> list[float]:
+    """As :func:`trainer_epoch_seconds` on digits binarized once beforehand: no draws in the epoch, the
+    most that any faster generator for dynamic binarization could give."""
+    binary = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < x).to(x.dtype)
+    model = build_model(model_cfg, x.shape[1], "bernoulli")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, progress=False, precision=precision)
+    result = Trainer(model, config, run_config={}).fit({"x": binary})
+    return [row["seconds"] for row in result.history]
+
+
+def layer_shapes(latent: int) -> list[tuple[int, int]]:
+    """(inputs, outputs) of each linear layer of the study's VAE, in forward order (the encoder's
+    mean and log-variance heads are two layers)."""
+    return [(784, 400), (400, latent), (400, latent), (latent, 400), (400, 784)]
+
+
+def products_epoch_seconds(n_rows: int, latent: int, batch_size: int, precision: str) -> float:
+    """Seconds of one epoch's matrix products alone, back to back: per batch each layer's forward
+    product (with its bias, as ``nn.Linear``), its weight gradient and, for all layers but the first,
+    its input gradient, at autograd's shapes and layouts; nothing else. The ceiling of the loop."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    work = []
+    for i, (fan_in, fan_out) in enumerate(layer_shapes(latent)):
+        weight = torch.randn(fan_out, fan_in, generator=gen).to(dtype)
+        bias = torch.randn(fan_out, generator=gen).to(dtype)
+        inputs = torch.randn(batch_size, fan_in, generator=gen).to(dtype)
+        grad = torch.randn(batch_size, fan_out, generator=gen).to(dtype)
+        work.append((weight, bias, inputs, grad, i > 0))
+    start = time.perf_counter()
+    for _ in range(-(-n_rows // batch_size)):
+        for weight, bias, inputs, grad, needs_input_grad in work:
+            torch.addmm(bias, inputs, weight.t())
+            inputs.t().mm(grad)
+            if needs_input_grad:
+                grad.mm(weight)
+    return time.perf_counter() - start
+
+
 def offered_precisions() -> list[str]:
     """float32, and bfloat16 where this machine runs its matrix products."""
     try:
@@ -112,9 +155,8 @@ def offered_precisions() -> list[str]:
 def training_gflop(n_rows: int, latent: int) -> float:
     """Matmul FLOPs of one epoch: forward, weight gradients, and input gradients of all
     layers but the first (the data needs no gradient)."""
-    first = 784 * 400
-    macs = first + 400 * 2 * latent + latent * 400 + 400 * 784
-    return 2 * (3 * macs - first) * n_rows / 1e9
+    first, *rest = (fan_in * fan_out for fan_in, fan_out in layer_shapes(latent))
+    return 2 * (2 * first + 3 * sum(rest)) * n_rows / 1e9
 
 
 def main() -> None:
@@ -138,12 +180,21 @@ def main() -> None:
     baselines = {"baseline: PyTorch example (PIL)": lambda: ExampleMNIST(images),
                  "baseline: float rows": lambda: FloatRows(x)}
     ours = {p: f"vaelab Trainer, {p}" for p in precisions}
-    times: dict[str, list[float]] = {**{name: [] for name in ours.values()}, **{name: [] for name in baselines}}
+    # the two ceilings of each precision's loop: no binarization draws, and its products alone
+    no_draws = {p: f"bound: {p}, no draws" for p in precisions}
+    products = {p: f"bound: {p}, products alone" for p in precisions}
+    loops = [name for p in precisions for name in (ours[p], no_draws[p], products[p])]
+    times: dict[str, list[float]] = {**{name: [] for name in loops}, **{name: [] for name in baselines}}
     for rep in range(args.repeats):
         for precision, name in ours.items():
             torch.manual_seed(rep)
             times[name] += trainer_epoch_seconds(model_cfg, torch.from_numpy(x), args.batch_size, args.epochs,
                                                  precision)
+            torch.manual_seed(rep)
+            times[no_draws[precision]] += trainer_epoch_seconds_without_draws(
+                model_cfg, torch.from_numpy(x), args.batch_size, args.epochs, precision)
+            times[products[precision]] += [products_epoch_seconds(len(x), args.latent_dim, args.batch_size,
+                                                                  precision) for _ in range(args.epochs)]
         for name, dataset in baselines.items():
             torch.manual_seed(rep)
             model_b = ExampleVAE(args.latent_dim)
@@ -162,11 +213,13 @@ def main() -> None:
     reference = statistics.median(times[ours["float32"]])
     for name, values in times.items():
         med = statistics.median(values)
-        peak = peaks["bfloat16" if name.endswith("bfloat16") else "float32"]
+        peak = peaks["bfloat16" if "bfloat16" in name else "float32"]
         print(f"{name:34} {med:>17.3f} {min(values):>8.3f} {max(values):>8.3f} "
               f"{work / med:>8.1f} {work / med / peak:>8.1%} {med / reference:>8.2f}x")
     print("\nof peak: of the measured throughput in the loop's precision (float32 for the baselines); speed-up: "
-          "the loop's median s/epoch over vaelab's float32 loop")
+          "the loop's median s/epoch over vaelab's float32 loop; bound, no draws: the same Trainer on digits "
+          "binarized once (what any faster generator for the draws could give at most); bound, products alone: "
+          "the epoch's matrix products back to back at the loop's shapes, nothing else (the loop's ceiling)")
 
 
 if __name__ == "__main__":

@@ -339,3 +339,36 @@ def test_labelled_normals_smoke(tmp_path):
     assert "1/0" in stored["cells"] and "raw: MLP classifier" in out
     again = _run("labelled_normals.py", tmp_path, *args)  # the finished cell is reused
     assert "loco-c1-seed0] running" not in again
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_counts_the_products_a_training_step_runs():
+    """The table's GFLOP of an epoch, its products-alone bound and a real training step agree."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vaelab.config import ModelConfig, TrainConfig
+    from vaelab.models import build_model
+    from vaelab.training import Trainer, dynamic_binarization
+
+    bench = _benchmark_module("train_speed")
+    rows, latent = 64, 3
+    with FlopCounterMode(display=False) as alone:
+        bench.products_epoch_seconds(rows, latent, rows, "float32")
+    x = torch.rand(rows, 784)
+    trainer = Trainer(build_model(ModelConfig(latent_dim=latent, hidden_dims=(400,)), 784, "bernoulli"),
+                      TrainConfig(epochs=1, batch_size=rows, progress=False, precision="float32"),
+                      run_config={}, transform=dynamic_binarization)
+    with FlopCounterMode(display=False) as step:
+        trainer._step({"x": x})
+    expected = bench.training_gflop(rows, latent) * 1e9
+    assert alone.get_total_flops() == pytest.approx(expected)
+    assert step.get_total_flops() == pytest.approx(expected)
