@@ -95,23 +95,18 @@ def baseline_epoch(model: ExampleVAE, optimizer, loader: DataLoader) -> float:
 
 # ---- measurement ---------------------------------------------------------------
 def trainer_epoch_seconds(model_cfg: ModelConfig, x: torch.Tensor, batch_size: int, epochs: int,
-                          precision: str) -> list[float]:
-    """Seconds of each epoch of vaelab's Trainer (dynamic binarization) on a fresh model of ``model_cfg``."""
+                          precision: str, draws: bool = True) -> list[float]:
+    """Seconds of each epoch of vaelab's Trainer (dynamic binarization) on a fresh model of ``model_cfg``;
+    without ``draws``, on the digits binarized once beforehand: the most that any faster generator for
+    the draws could give."""
     model = build_model(model_cfg, x.shape[1], "bernoulli")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, progress=False, precision=precision)
-    result = Trainer(model, config, run_config={}, transform=dynamic_binarization).fit({"x": x})
-    return [row["seconds"] for row in result.history]
-
-
-def trainer_epoch_seconds_without_draws(model_cfg: ModelConfig, x: torch.Tensor, batch_size: int, epochs: int,
-                                         precision: str) -> list[float]:
-    """As :func:`trainer_epoch_seconds` on digits binarized once beforehand: no draws in the epoch, the
-    most that any faster generator for dynamic binarization could give."""
-    binary = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < x).to(x.dtype)
-    model = build_model(model_cfg, x.shape[1], "bernoulli")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, progress=False, precision=precision)
-    result = Trainer(model, config, run_config={}).fit({"x": binary})
-    return [row["seconds"] for row in result.history]
+    if draws:
+        trainer, data = Trainer(model, config, run_config={}, transform=dynamic_binarization), x
+    else:
+        trainer, data = Trainer(model, config, run_config={}), dynamic_binarization(
+            {"x": x}, torch.Generator().manual_seed(0))["x"]
+    return [row["seconds"] for row in trainer.fit({"x": data}).history]
 
 
 def layer_shapes(latent: int) -> list[tuple[int, int]]:
@@ -191,8 +186,8 @@ def main() -> None:
             times[name] += trainer_epoch_seconds(model_cfg, torch.from_numpy(x), args.batch_size, args.epochs,
                                                  precision)
             torch.manual_seed(rep)
-            times[no_draws[precision]] += trainer_epoch_seconds_without_draws(
-                model_cfg, torch.from_numpy(x), args.batch_size, args.epochs, precision)
+            times[no_draws[precision]] += trainer_epoch_seconds(
+                model_cfg, torch.from_numpy(x), args.batch_size, args.epochs, precision, draws=False)
             times[products[precision]] += [products_epoch_seconds(len(x), args.latent_dim, args.batch_size,
                                                                   precision) for _ in range(args.epochs)]
         for name, dataset in baselines.items():
