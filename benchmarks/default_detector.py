@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ranks = (np.argsort(np.argsort(-table, axis=0), axis=0) + 1).mean(1)
     order = np.lexsort((-table.mean(1), ranks))  # mean rank, then the higher mean AUROC
     lines = [f"| detector (VAE latent {args.latent_dim}) | " + " | ".join([*columns, *SUMMARY_COLUMNS]) + " |",
-             "|---|" + "---|" * (len(columns) + 3)]
+             "|---|" + "---|" * (len(columns) + len(SUMMARY_COLUMNS))]
     for i in order:
         lines.append(f"| {names[i]} | " + " | ".join(f"{v:.3f}" for v in table[i]) +
                      f" | {table[i].mean():.3f} | {table[i].min():.3f} | {ranks[i]:.1f} |")
